@@ -1,0 +1,9 @@
+"""Ablation: the plain feed-forward CNN (T = 0: each GRCL is conv + BN + ReLU)."""
+
+from grcnn_jax.config_base import get_base_config
+
+
+def get_config():
+    config = get_base_config()
+    config.model.T = 0
+    return config

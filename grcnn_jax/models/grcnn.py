@@ -1,0 +1,129 @@
+"""The GRCNN recognizer: GRCL backbone -> two BLSTMs -> per-frame class logits (for CTC).
+
+Shapes for the paper's configuration (32x100 grayscale input, widths 64/64/128/256/512)::
+
+    input  [B,32,100,1]
+    conv0  3x3 64 + ReLU, maxpool 2x2/2                        -> [B,16,50,64]
+    grcl1  64,  maxpool 2x2/2                                  -> [B,8,25,64]
+    grcl2  128, maxpool 2x2, stride (2,1), width padding 1     -> [B,4,26,128]
+    grcl3  256, maxpool 2x2, stride (2,1), width padding 1     -> [B,2,27,256]
+    conv4  2x2 valid 512, no bias + BN + ReLU                  -> [B,1,26,512]
+    blstm1 + linear 512, blstm2 + linear classes               -> [B,26,classes]
+
+Max pooling pads with -inf (PyTorch ``MaxPool2d`` semantics).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from grcnn_jax.models.grcl import GRCL, batch_norm, default_kernel_init
+from grcnn_jax.models.sequence import BidirectionalLSTM
+
+Dtype = Any
+
+# (window, strides, padding) of the max pool after conv0 and after each GRCL.
+POOLS = (
+    ((2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 2), (2, 2), ((0, 0), (0, 0))),
+    ((2, 2), (2, 1), ((0, 0), (1, 1))),
+    ((2, 2), (2, 1), ((0, 0), (1, 1))),
+)
+
+
+def normalize_images(images: jax.Array, dtype: Dtype) -> jax.Array:
+    """uint8 [B,H,W] or [B,H,W,1] in 0..255 -> ``dtype`` [B,H,W,1] in [-1, 1].
+
+    Float input is taken as already normalized and only reshaped and cast.
+    """
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] != 1:
+        raise ValueError(f"expected grayscale images [B,H,W] or [B,H,W,1], got shape {images.shape}")
+    if jnp.issubdtype(images.dtype, jnp.integer):
+        return images.astype(dtype) * (2.0 / 255.0) - 1.0
+    return images.astype(dtype)
+
+
+class Backbone(nn.Module):
+    """The convolutional feature extractor: [B,H,W,1] -> [B,H/32,frames,out_features].
+
+    Attributes:
+      conv0_features, grcl_features, out_features: the widths (paper: 64, (64,128,256), 512).
+      T, gated, share, scan_unroll, remat: passed to every GRCL (see ``GRCL``).
+      dtype: compute dtype (params stay float32).
+    """
+
+    conv0_features: int = 64
+    grcl_features: Sequence[int] = (64, 128, 256)
+    out_features: int = 512
+    T: int = 5
+    gated: bool = True
+    share: bool = True
+    dtype: Dtype = jnp.float32
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    scan_unroll: int = 1
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if len(self.grcl_features) != len(POOLS) - 1:
+            raise ValueError(f"grcl_features needs {len(POOLS) - 1} widths, got {self.grcl_features}")
+        x = nn.Conv(self.conv0_features, (3, 3), padding=1, dtype=self.dtype,
+                    kernel_init=default_kernel_init, name="conv0")(x)
+        x = nn.relu(x)
+        x = nn.max_pool(x, *POOLS[0])
+        for i, (features, pool) in enumerate(zip(self.grcl_features, POOLS[1:])):
+            x = GRCL(features, T=self.T, gated=self.gated, share=self.share, dtype=self.dtype,
+                     bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
+                     scan_unroll=self.scan_unroll, remat=self.remat, name=f"grcl{i + 1}")(x, train)
+            x = nn.max_pool(x, *pool)
+        x = nn.Conv(self.out_features, (2, 2), padding="VALID", use_bias=False, dtype=self.dtype,
+                    kernel_init=default_kernel_init, name="conv4")(x)
+        x = batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype, "bn4")(x)
+        return nn.relu(x)
+
+
+class GRCNN(nn.Module):
+    """Images -> logits ``[B, frames, num_classes]`` (float32); 26 frames for 32x100 input.
+
+    Call as ``model.apply({'params': p, 'batch_stats': s}, images, train=False)``;
+    in training pass ``train=True, mutable=['batch_stats']``. Images are uint8
+    (normalized here, on the device) or floats already in [-1, 1].
+    """
+
+    num_classes: int
+    conv0_features: int = 64
+    grcl_features: Sequence[int] = (64, 128, 256)
+    out_features: int = 512
+    T: int = 5
+    gated: bool = True
+    share: bool = True
+    hidden: int = 256
+    dtype: Dtype = jnp.float32
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    scan_unroll: int = 1
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        x = normalize_images(images, self.dtype)
+        features = Backbone(
+            self.conv0_features, tuple(self.grcl_features), self.out_features, T=self.T,
+            gated=self.gated, share=self.share, dtype=self.dtype, bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon, scan_unroll=self.scan_unroll, remat=self.remat,
+            name="backbone")(x, train)
+        if features.shape[1] != 1:
+            raise ValueError(
+                f"the backbone leaves a feature map of height {features.shape[1]} for input "
+                f"height {images.shape[1]}; the network needs input height 32")
+        seq = features[:, 0]                                                 # [B, frames, C]
+        seq = BidirectionalLSTM(self.hidden, self.out_features, self.dtype, name="blstm1")(seq)
+        logits = BidirectionalLSTM(self.hidden, self.num_classes, self.dtype, name="blstm2")(seq)
+        return logits.astype(jnp.float32)
