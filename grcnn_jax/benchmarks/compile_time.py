@@ -1,0 +1,99 @@
+"""Compile time and forward time of the GRCNN versus T: scanned (one while loop) vs unrolled.
+
+    python -m grcnn_jax.benchmarks.compile_time                 # paper config, T = 1, 3, 5
+    python -m grcnn_jax.benchmarks.compile_time --batch 8 --T 1 3 5 8 --json out.json
+
+For every T it builds the paper model (configs/grcl.py's model section), then
+times ``jax.jit(...).lower(...).compile()`` of the eval forward and of the
+training gradient (CTC loss, train-mode BatchNorm), and the median wall time of
+the compiled eval forward. ``unrolled`` sets ``scan_unroll = T``: the same
+computation written out T times, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grcnn_jax.charset import Charset
+from grcnn_jax.config_base import get_base_config
+from grcnn_jax.losses import ctc_loss
+from grcnn_jax.models import create_model
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def measure(T: int, unrolled: bool, batch: int, reps: int) -> dict:
+    config = get_base_config()
+    config.model.T = T
+    config.model.scan_unroll = max(T, 1) if unrolled else 1
+    charset = Charset.from_spec(config.charset)
+    model = create_model(config.model, charset.num_classes)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (batch, config.image_height, config.image_width),
+                                      dtype=np.uint8))
+    labels, paddings = charset.encode_batch(["grcnn"] * batch, max_len=8)
+    variables = jax.jit(model.init)(jax.random.key(0), images)
+
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+
+    def loss(params, batch_stats):
+        logits, _ = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                train=True, mutable=["batch_stats"])
+        return ctc_loss(logits, labels, paddings).mean()
+
+    grad = jax.jit(jax.grad(loss))
+    fwd_c, fwd_compile = _timed(lambda: forward.lower(variables, images).compile())
+    _, grad_compile = _timed(lambda: grad.lower(variables["params"], variables["batch_stats"])
+                             .compile())
+    fwd_c(variables, images).block_until_ready()                   # warm-up
+    times = []
+    for _ in range(reps):
+        _, dt = _timed(lambda: fwd_c(variables, images).block_until_ready())
+        times.append(dt)
+    med = statistics.median(times)
+    return dict(T=T, mode="unrolled" if unrolled else "scan", batch=batch,
+                forward_compile_s=round(fwd_compile, 2), grad_compile_s=round(grad_compile, 2),
+                forward_ms=round(1e3 * med, 1), images_per_s=round(batch / med, 1),
+                hlo_chars=len(fwd_c.as_text()))
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[1, 3, 5])
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-unrolled", action="store_true", help="measure the scanned model only")
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
+          f"{jax.device_count()} device(s): {jax.devices()[0].device_kind}")
+    header = (f"{'T':>3} {'mode':>9} {'batch':>5} {'fwd compile s':>13} {'grad compile s':>14} "
+              f"{'fwd ms':>8} {'images/s':>9} {'HLO chars':>10}")
+    print(header)
+    rows = []
+    for T in args.T:
+        for unrolled in ([False] if args.no_unrolled else [False, True]):
+            r = measure(T, unrolled, args.batch, args.reps)
+            rows.append(r)
+            print(f"{r['T']:>3} {r['mode']:>9} {r['batch']:>5} {r['forward_compile_s']:>13} "
+                  f"{r['grad_compile_s']:>14} {r['forward_ms']:>8} {r['images_per_s']:>9} "
+                  f"{r['hlo_chars']:>10}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Shapes, parameter counts and properties of the GRCNN model (paper config only shape-checked)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+from grcnn_jax.models import GRCL, GRCNN, BidirectionalLSTM, create_model
+
+NUM_CLASSES = 37
+
+
+def n_params(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
+
+
+def paper_param_count(T: int, hidden: int, classes: int, gated: bool = True,
+                      share: bool = True) -> int:
+    """Counted from the paper's layer list, independently of the model code."""
+    count = 3 * 3 * 1 * 64 + 64                               # conv0 (kernel + bias)
+    for cin, c in ((64, 64), (64, 128), (128, 256)):
+        count += 9 * cin * c + 2 * c                          # wf, bn_init
+        if T == 0:
+            continue
+        recurrent = 9 * c * c + (c * c if gated else 0)       # wr (+ wgr)
+        count += (cin * c if gated else 0)                    # wgf
+        count += recurrent * (1 if share else T)
+        count += T * 2 * c * (5 if gated else 2)              # per-iteration BatchNorms
+    count += 2 * 2 * 256 * 512 + 2 * 512                      # conv4 (no bias), bn4
+    for cin, cout in ((512, 512), (512, classes)):
+        count += 2 * (4 * hidden * (cin + hidden) + 4 * hidden)   # two directions, one bias/gate
+        count += 2 * hidden * cout + cout                          # linear
+    return count
+
+
+def init_shapes(model, batch=2, width=100):
+    return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((batch, 32, width), jnp.uint8))
+
+
+@pytest.mark.parametrize("T,gated,share", [(5, True, True), (3, True, False), (5, False, True),
+                                           (0, True, True)])
+def test_paper_param_count(T, gated, share):
+    cfg = load_config("grcl").model
+    cfg.T, cfg.gated, cfg.share = T, gated, share
+    variables = init_shapes(create_model(cfg, NUM_CLASSES))
+    assert n_params(variables["params"]) == paper_param_count(T, cfg.hidden, NUM_CLASSES, gated,
+                                                              share)
+
+
+def test_paper_count_matches_pytorch_peer_up_to_lstm_biases():
+    # ../shared/bench reports 5.30M params for T=5, hidden 256; torch.nn.LSTM has a
+    # second (redundant) bias per gate: 2 layers x 2 directions x 4 x hidden more.
+    ours = paper_param_count(5, 256, NUM_CLASSES)
+    assert round((ours + 2 * 2 * 4 * 256) / 1e6, 2) == 5.30
+
+
+def test_paper_config_shapes():
+    model = create_model(load_config("grcl").model, NUM_CLASSES)
+    images = jnp.zeros((3, 32, 100), jnp.uint8)
+    variables = init_shapes(model, batch=3)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x), variables, images)
+    assert logits.shape == (3, 26, NUM_CLASSES) and logits.dtype == jnp.float32
+    grcl1 = variables["params"]["backbone"]["grcl1"]
+    assert grcl1["iterations"]["bn_fu"]["scale"].shape == (5, 64)
+    assert grcl1["wr"].shape == (3, 3, 64, 64)                 # shared across iterations
+    stats = variables["batch_stats"]["backbone"]["grcl3"]["iterations"]["bn_gx"]["var"]
+    assert stats.shape == (5, 256)
+
+
+@pytest.mark.parametrize("width,frames", [(100, 26), (64, 17), (160, 41)])
+def test_frames_follow_width(width, frames):
+    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8, T=1,
+                  hidden=4)
+    variables = init_shapes(model, width=width)
+    logits = jax.eval_shape(lambda v, x: model.apply(v, x), variables,
+                            jnp.zeros((2, 32, width), jnp.uint8))
+    assert logits.shape == (2, frames, NUM_CLASSES)
+
+
+def test_wrong_height_is_a_clear_error():
+    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8, T=1,
+                  hidden=4)
+    with pytest.raises(ValueError, match="input height 32"):
+        jax.eval_shape(
+            model.init, jax.random.key(0), jnp.zeros((1, 64, 100), jnp.uint8))
+
+
+def tiny(**kw):
+    base = dict(num_classes=NUM_CLASSES, conv0_features=8, grcl_features=(8, 8, 8),
+                out_features=16, T=2, hidden=8)
+    base.update(kw)
+    return GRCNN(**base)
+
+
+def test_uint8_and_float_inputs_agree():
+    model = tiny()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 32, 100), dtype=np.uint8)
+    variables = jax.jit(model.init)(jax.random.key(1), images)
+    apply = jax.jit(model.apply)
+    a = apply(variables, images)
+    b = apply(variables, jnp.asarray(images, jnp.float32)[..., None] / 127.5 - 1.0)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params():
+    model = tiny(dtype=jnp.bfloat16)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 100), dtype=np.uint8)
+    variables = jax.jit(model.init)(jax.random.key(0), images)
+    assert {x.dtype for x in jax.tree_util.tree_leaves(variables)} == {jnp.dtype(jnp.float32)}
+    logits_bf16 = jax.jit(model.apply)(variables, images)
+    logits_f32 = jax.jit(tiny().apply)(variables, images)
+    assert logits_bf16.dtype == jnp.float32
+    rel = np.linalg.norm(logits_bf16 - logits_f32) / np.linalg.norm(logits_f32)
+    assert 0 < rel < 5e-2
+
+
+@pytest.mark.parametrize("option", [{"remat": True}, {"scan_unroll": 2}, {"scan_unroll": 3}])
+def test_remat_and_unroll_change_nothing(option):
+    x = np.random.default_rng(0).normal(size=(2, 6, 10, 3)).astype(np.float32)
+    base = GRCL(8, T=3)
+    variables = jax.jit(base.init)(jax.random.key(0), x)
+
+    def loss(model, params):
+        out, _ = model.apply({**variables, "params": params}, x, train=True,
+                             mutable=["batch_stats"])
+        return jnp.sum(out ** 2)
+
+    ref = jax.jit(jax.value_and_grad(lambda p: loss(base, p)))(variables["params"])
+    got = jax.jit(jax.value_and_grad(lambda p: loss(GRCL(8, T=3, **option), p)))(
+        variables["params"])
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                           ref, got)
+
+
+def test_untied_iterations_get_distinct_kernels():
+    model = GRCL(4, T=3, share=False)
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
+    wr = np.asarray(variables["params"]["iterations"]["wr"])
+    assert wr.shape == (3, 3, 3, 4, 4) and "wr" not in variables["params"]
+    assert not np.allclose(wr[0], wr[1])
+
+
+def test_blstm_is_bidirectional():
+    """Frame 0's output depends on the last frame (backward LSTM) and vice versa."""
+    layer = BidirectionalLSTM(hidden=4, out_features=3)
+    x = np.random.default_rng(0).normal(size=(1, 6, 5)).astype(np.float32)
+    variables = jax.jit(layer.init)(jax.random.key(0), x)
+    jac = jax.jit(jax.jacobian(lambda x: layer.apply(variables, x)))(x)   # [1,6,3, 1,6,5]
+    dependence = np.abs(np.asarray(jac)).sum(axis=(0, 2, 3, 5))    # [out frame, in frame]
+    assert dependence[0, -1] > 0 and dependence[-1, 0] > 0
+    # The linear map sees both directions' hidden states: 2 x hidden inputs.
+    assert variables["params"]["linear"]["kernel"].shape == (8, 3)
+
+
+def test_unknown_model_field_is_reported():
+    cfg = load_config("grcl").model
+    cfg.unlock()
+    cfg.heads = 3
+    with pytest.raises(ValueError, match="heads"):
+        create_model(cfg, NUM_CLASSES)
+    cfg = load_config("grcl").model
+    cfg.dtype = "float8"
+    with pytest.raises(ValueError, match="float8"):
+        create_model(cfg, NUM_CLASSES)
