@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from grcnn_jax.models import GRCL, GRCNN, BidirectionalLSTM, create_model
+from grcnn_jax.models import GRCL, GRCNN, BidirectionalLSTM, create_model, frames_for_width
 
 NUM_CLASSES = 37
 
@@ -76,6 +76,7 @@ def test_frames_follow_width(width, frames):
     logits = jax.eval_shape(lambda v, x: model.apply(v, x), variables,
                             jnp.zeros((2, 32, width), jnp.uint8))
     assert logits.shape == (2, frames, NUM_CLASSES)
+    assert frames_for_width(width) == frames
 
 
 def test_wrong_height_is_a_clear_error():

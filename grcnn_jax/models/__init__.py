@@ -7,10 +7,10 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from grcnn_jax.models.grcl import GRCL, GRCLIteration
-from grcnn_jax.models.grcnn import GRCNN, Backbone, normalize_images
+from grcnn_jax.models.grcnn import GRCNN, Backbone, frames_for_width, normalize_images
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
-__all__ = ["GRCL", "GRCLIteration", "GRCNN", "Backbone", "BidirectionalLSTM", "create_model",
+__all__ = ["GRCL", "GRCLIteration", "GRCNN", "Backbone", "BidirectionalLSTM", "create_model", "frames_for_width",
            "normalize_images"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}

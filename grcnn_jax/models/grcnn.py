@@ -35,6 +35,11 @@ POOLS = (
 )
 
 
+def frames_for_width(width: int) -> int:
+    """Output frames (CTC time steps) of the backbone for input images ``width`` pixels wide."""
+    return (width // 2) // 2 + 1
+
+
 def normalize_images(images: jax.Array, dtype: Dtype) -> jax.Array:
     """uint8 [B,H,W] or [B,H,W,1] in 0..255 -> ``dtype`` [B,H,W,1] in [-1, 1].
 

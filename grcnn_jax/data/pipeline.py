@@ -1,0 +1,313 @@
+"""The loader: records -> (decode, grayscale, resize, encode text) -> padded uint8 batches.
+
+Built on Grain: a ``MapDataset`` over a random-access source (sharded by host,
+shuffled per epoch, repeated for training), preprocessing per record, then an
+operation that collects ``batch_size`` *good* examples into one batch -- bad
+records are counted and reported with their keys, never a crash -- and
+``mp_prefetch``, so that decoding and batching happen in worker processes and
+only whole batches cross process boundaries. The iterator's state (a few
+integers) is saved in checkpoints and restores the exact next batch.
+
+A batch is a dict::
+
+    image            uint8   [B, H, W]     (the model normalizes on the device)
+    labels           int32   [B, L]        charset ids, 0 beyond the text
+    label_paddings   float32 [B, L]        1.0 beyond the text (optax's CTC convention)
+    mask             float32 [B]           0.0 for filler rows of a final partial batch
+    meta             dict of lists         "key", "text" (normalized), "lexicon"; host-only
+    skipped          list                  (key, reason) of records dropped for this batch
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+import logging
+from typing import Any, Iterator, Sequence
+
+import grain
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from grcnn_jax.charset import Charset
+from grcnn_jax.data.errors import DataError
+from grcnn_jax.losses import required_frames
+
+log = logging.getLogger(__name__)
+
+POLICIES = {
+    "bad_image": ("skip", "fail"),
+    "empty_label": ("skip", "fail"),
+    "unknown_chars": ("lower", "skip", "fail"),   # lower: lowercase, then skip what is still unknown
+    "too_long": ("skip", "fail"),
+}
+DEFAULT_POLICY = {"bad_image": "skip", "empty_label": "skip", "unknown_chars": "lower",
+                  "too_long": "skip"}
+
+
+def check_policy(policy: dict[str, str]) -> dict[str, str]:
+    """Validates a ``{case: action}`` policy, filling defaults; DataError names a bad entry."""
+    unknown = set(policy) - set(POLICIES)
+    if unknown:
+        raise DataError(f"unknown data policy case(s) {sorted(unknown)}; known: {sorted(POLICIES)}")
+    full = {**DEFAULT_POLICY, **policy}
+    for case, action in full.items():
+        if action not in POLICIES[case]:
+            raise DataError(f"data policy {case}={action!r}: choose one of {POLICIES[case]}")
+    return full
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A record that the policy says to skip: its key and why."""
+
+    key: str
+    reason: str
+
+
+def to_grayscale(image: bytes | np.ndarray) -> np.ndarray:
+    """Encoded bytes (any Pillow format) or a uint8 [H,W] / [H,W,3|4] array -> uint8 [H, W]."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        with Image.open(io.BytesIO(image)) as im:
+            return np.asarray(im.convert("L"))
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3:
+        return np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
+    if array.ndim != 2:
+        raise ValueError(f"image array of shape {array.shape} is not [H, W] or [H, W, C]")
+    return array.astype(np.uint8, copy=False)
+
+
+def resize(gray: np.ndarray, height: int, width: int, keep_aspect: bool) -> np.ndarray:
+    """uint8 [h, w] -> uint8 [height, width]: stretched, or scaled to ``height`` and right-padded.
+
+    Padding repeats the last column (no artificial edge for the network to read).
+    """
+    h, w = gray.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"empty image of shape {gray.shape}")
+    if not keep_aspect:
+        if (h, w) == (height, width):
+            return gray
+        return np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR))
+    new_w = max(1, min(width, round(w * height / h)))
+    scaled = np.asarray(Image.fromarray(gray).resize((new_w, height), Image.BILINEAR))
+    if new_w == width:
+        return scaled
+    return np.pad(scaled, ((0, 0), (0, width - new_w)), mode="edge")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Record -> example dict (see module doc, one row) or a ``Problem``; picklable.
+
+    Args:
+      charset: the label alphabet.
+      height, width: the model's input size in pixels.
+      max_label_length: L, the label padding length; longer texts are 'too_long'.
+      max_frames: the model's output frames; texts needing more CTC frames
+        (length + repeated neighbours) are 'too_long'.
+      keep_aspect: scale to the height and pad the width instead of stretching.
+      policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
+    """
+
+    charset: Charset
+    height: int = 32
+    width: int = 100
+    max_label_length: int = 25
+    max_frames: int = 26
+    keep_aspect: bool = False
+    policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
+
+    def _reject(self, case: str, key: str, reason: str) -> Problem:
+        if dict(self.policy)[case] == "fail":
+            raise DataError(f"record {key!r}: {reason} (data policy {case}=fail)")
+        return Problem(key, f"{case}: {reason}")
+
+    def text_to_ids(self, key: str, text: str) -> tuple[str, list[int]] | Problem:
+        policy = dict(self.policy)
+        text = text.strip()
+        if not text:
+            return self._reject("empty_label", key, "empty label")
+        if policy["unknown_chars"] == "lower":
+            text = text.lower()
+        unknown = self.charset.unknown_chars(text)
+        if unknown:
+            return self._reject("unknown_chars", key,
+                                f"label {text!r} has characters {''.join(unknown)!r} "
+                                "outside the charset")
+        ids = self.charset.encode(text)
+        if len(ids) > self.max_label_length or required_frames(ids) > self.max_frames:
+            return self._reject("too_long", key,
+                                f"label {text!r} needs {required_frames(ids)} CTC frames and "
+                                f"{len(ids)} label slots; the model has {self.max_frames} frames, "
+                                f"labels are padded to {self.max_label_length}")
+        return text, ids
+
+    def __call__(self, record: dict) -> dict | Problem:
+        key = str(record.get("key", "?"))
+        encoded = self.text_to_ids(key, str(record.get("text", "")))
+        if isinstance(encoded, Problem):
+            return encoded
+        text, ids = encoded
+        try:
+            image = resize(to_grayscale(record["image"]), self.height, self.width, self.keep_aspect)
+        except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
+            return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
+        labels = np.zeros(self.max_label_length, np.int32)
+        labels[:len(ids)] = ids
+        return {"image": image, "labels": labels, "length": len(ids), "key": key, "text": text,
+                "lexicon": record.get("lexicon")}
+
+
+def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, str]]) -> dict:
+    """Stacks up to ``batch_size`` examples; filler rows (mask 0) pad a final partial batch."""
+    n = len(examples)
+    image = np.stack([e["image"] for e in examples])
+    labels = np.stack([e["labels"] for e in examples])
+    lengths = np.array([e["length"] for e in examples])
+    if n < batch_size:
+        image = np.concatenate([image, np.zeros((batch_size - n, *image.shape[1:]), np.uint8)])
+        labels = np.concatenate([labels, np.zeros((batch_size - n, labels.shape[1]), np.int32)])
+        lengths = np.concatenate([lengths, np.zeros(batch_size - n, lengths.dtype)])
+    positions = np.arange(labels.shape[1])[None, :]
+    return {
+        "image": image,
+        "labels": labels,
+        "label_paddings": (positions >= lengths[:, None]).astype(np.float32),
+        "mask": (np.arange(batch_size) < n).astype(np.float32),
+        "meta": {"key": [e["key"] for e in examples], "text": [e["text"] for e in examples],
+                 "lexicon": [e["lexicon"] for e in examples]},
+        "skipped": skipped,
+    }
+
+
+class _BatchGoodIterator(grain.DatasetIterator):
+    """Pulls examples until ``batch_size`` good ones; collects the Problems it passes."""
+
+    def __init__(self, parent: grain.DatasetIterator, batch_size: int, drop_remainder: bool):
+        super().__init__(parent)
+        self._batch_size = batch_size
+        self._drop_remainder = drop_remainder
+
+    def __next__(self) -> dict:
+        good, skipped = [], []
+        while len(good) < self._batch_size:
+            try:
+                item = next(self._parent)
+            except StopIteration:
+                break
+            if isinstance(item, Problem):
+                skipped.append((item.key, item.reason))
+            else:
+                good.append(item)
+        if not good or (self._drop_remainder and len(good) < self._batch_size):
+            raise StopIteration
+        return collate(good, self._batch_size, skipped)
+
+    # The batch ends exactly where the parent stands, so the parent's state is ours.
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state):
+        self._parent.set_state(state)
+
+
+class _BatchGood(grain.IterDataset):
+    def __init__(self, parent: grain.IterDataset, batch_size: int, drop_remainder: bool):
+        super().__init__(parent)
+        self._batch_size = batch_size
+        self._drop_remainder = drop_remainder
+
+    def __iter__(self) -> _BatchGoodIterator:
+        return _BatchGoodIterator(self._parent.__iter__(), self._batch_size, self._drop_remainder)
+
+
+def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train: bool,
+                 seed: int = 0, num_workers: int = 0, shard_index: int = 0, shard_count: int = 1,
+                 worker_buffer_size: int = 2) -> grain.IterDataset:
+    """The batch stream of ``source`` for this host.
+
+    Training (``train=True``): shuffled with ``seed``, reshuffled every epoch,
+    endless, whole batches only. Evaluation: one pass in order; the last batch
+    is padded to ``batch_size`` with mask-0 rows. Host ``shard_index`` of
+    ``shard_count`` reads records ``shard_index::shard_count``.
+    """
+    if len(source) == 0:
+        raise DataError(f"dataset {source!r} is empty")
+    if batch_size <= 0:
+        raise DataError(f"batch_size must be positive, got {batch_size}")
+    ds = grain.MapDataset.source(source)
+    if shard_count > 1:
+        ds = ds[shard_index::shard_count]
+    if train:
+        ds = ds.shuffle(seed=seed).repeat(None)
+    ds = ds.map(preprocess).to_iter_dataset()
+    ds = _BatchGood(ds, batch_size, drop_remainder=train)
+    if num_workers > 0:
+        # Grain's workers read absl flags; outside an absl app (pytest, notebooks) they are
+        # unparsed and reading them raises, so take the defaults.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                         per_worker_buffer_size=worker_buffer_size))
+    return ds
+
+
+class BatchIterator:
+    """Iterates batches, tallies skipped records by reason, and saves/restores its position.
+
+    ``skipped_counts``: Counter of reason -> count; ``skipped_examples``: the
+    first few keys per reason. Each new reason is logged once with its key.
+    """
+
+    def __init__(self, dataset: grain.IterDataset, name: str = "data", examples_per_reason: int = 5):
+        self.name = name
+        self._it = iter(dataset)
+        self.skipped_counts: collections.Counter = collections.Counter()
+        self.skipped_examples: dict[str, list[str]] = collections.defaultdict(list)
+        self._examples_per_reason = examples_per_reason
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        batch = next(self._it)
+        for key, reason in batch.pop("skipped"):
+            case = reason.split(":", 1)[0]
+            if self.skipped_counts[case] == 0:
+                log.warning("%s: skipping record %s: %s (further '%s' records are counted)",
+                            self.name, key, reason, case)
+            self.skipped_counts[case] += 1
+            if len(self.skipped_examples[case]) < self._examples_per_reason:
+                self.skipped_examples[case].append(key)
+        return batch
+
+    def close(self) -> None:
+        """Stops the worker processes, if any."""
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "BatchIterator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get_state(self) -> Any:
+        return self._it.get_state()
+
+    def set_state(self, state: Any) -> None:
+        self._it.set_state(state)
+
+    def skipped_summary(self) -> str:
+        if not self.skipped_counts:
+            return f"{self.name}: no records skipped"
+        parts = [f"{case}: {n} (e.g. {', '.join(self.skipped_examples[case][:3])})"
+                 for case, n in sorted(self.skipped_counts.items())]
+        return f"{self.name}: skipped " + "; ".join(parts)

@@ -1,0 +1,243 @@
+"""LMDB (CRNN format), ICDAR-03 folders, and the loader: round trips, policies, resumption."""
+
+import io
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grcnn_jax.charset import Charset
+from grcnn_jax.data import crnn_lmdb
+from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
+from grcnn_jax.data.errors import DataError
+from grcnn_jax.data.folders import Icdar03Folder
+from grcnn_jax.data.pipeline import BatchIterator, Preprocess, check_policy, make_dataset, resize
+
+IC03 = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class MemorySource:
+    """Records i = 0..n-1: a random image and a text picked from ``texts``; some broken on purpose."""
+
+    def __init__(self, n, texts=("hello", "w0rld", "aab", "x"), broken=()):
+        self.n, self.texts, self.broken = n, texts, set(broken)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        image = np.random.default_rng(i).integers(0, 256, (20, 10 + i % 50), dtype=np.uint8)
+        return {"key": f"mem-{i}", "image": b"not an image" if i in self.broken else png(image),
+                "text": self.texts[i % len(self.texts)]}
+
+
+@pytest.fixture
+def label_file(tmp_path):
+    """A label file with images in a subfolder, tab- and space-separated lines, unicode text."""
+    (tmp_path / "imgs").mkdir()
+    lines = []
+    for i in range(12):
+        img = np.random.default_rng(i).integers(0, 256, (24, 30 + 5 * i, 3), dtype=np.uint8)
+        Image.fromarray(img).save(tmp_path / "imgs" / f"{i}.png")
+        text = f"word {i}" if i % 3 == 0 else f"Wörd{i}"
+        sep = "\t" if i % 2 == 0 else " "
+        if sep == " ":
+            text = text.replace(" ", "")
+        lines.append(f"imgs/{i}.png{sep}{text}")
+    path = tmp_path / "labels.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_lmdb_round_trip_through_the_tool(tmp_path, label_file):
+    out = tmp_path / "lmdb"
+    assert crnn_lmdb.main(["--labels", str(label_file), str(out)]) == 0
+    source = LmdbSource(out)
+    expected = list(crnn_lmdb.read_label_file(label_file))
+    assert len(source) == len(expected) == 12
+    for i, want in enumerate(expected):
+        got = source[i]
+        assert got["image"] == want["image"] and got["text"] == want["text"]
+        assert got["key"].endswith(f"image-{i + 1:09d}")
+    assert expected[0]["text"] == "word 0"                      # tab: the text keeps its space
+    assert source[-1]["text"] == expected[-1]["text"]
+    with pytest.raises(IndexError):
+        source[12]
+
+
+def test_lmdb_through_the_loader_with_two_workers(tmp_path, label_file):
+    out = tmp_path / "lmdb"
+    crnn_lmdb.main(["--labels", str(label_file), str(out)])
+    source = LmdbSource(out)
+    charset = Charset("0123456789abcdefghijklmnopqrstuvwxyzö ")
+    pre = Preprocess(charset, max_label_length=8)
+    with BatchIterator(make_dataset(source, pre, 4, train=False, num_workers=2)) as it:
+        batches = list(it)
+    keys = [k for b in batches for k in b["meta"]["key"]]
+    assert sorted(keys) == sorted(source[i]["key"] for i in range(12))
+    by_key = {k: (b, j) for b in batches for j, k in enumerate(b["meta"]["key"])}
+    for i in range(12):
+        record = source[i]
+        batch, j = by_key[record["key"]]
+        want_image = resize(np.asarray(Image.open(io.BytesIO(record["image"])).convert("L")),
+                            32, 100, False)
+        np.testing.assert_array_equal(batch["image"][j], want_image)
+        text = record["text"].lower()
+        assert batch["meta"]["text"][j] == text
+        n = len(text)
+        np.testing.assert_array_equal(batch["labels"][j, :n], charset.encode(text))
+        assert batch["label_paddings"][j, :n].sum() == 0 and batch["label_paddings"][j, n:].all()
+    assert all(b["image"].dtype == np.uint8 and b["image"].shape == (4, 32, 100) for b in batches)
+
+
+def test_lmdb_missing_and_empty_fail_at_once(tmp_path):
+    with pytest.raises(DataError, match="nowhere.*does not exist"):
+        LmdbSource(tmp_path / "nowhere")
+    assert write_lmdb(tmp_path / "empty", []) == 0
+    with pytest.raises(DataError, match="empty"):
+        LmdbSource(tmp_path / "empty")
+    with pytest.raises(DataError, match="existing non-empty"):
+        write_lmdb(tmp_path / "empty", [])
+
+
+def test_label_file_errors_name_the_line(tmp_path):
+    bad = tmp_path / "labels.txt"
+    bad.write_text("a.png hello\nnospace\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"labels.txt:1: cannot read image"):
+        list(crnn_lmdb.read_label_file(bad))
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    with pytest.raises(DataError, match=r"labels.txt:2: expected"):
+        list(crnn_lmdb.read_label_file(bad))
+
+
+def test_icdar03_folder_resolves_foreign_paths_and_lexicons():
+    folder = Icdar03Folder(IC03)
+    assert len(folder) == 6
+    texts = [folder[i]["text"] for i in range(6)]
+    assert texts == ["Hotel", "EXIT", "park", "2017", "Coffee", "Stop"]
+    # test.txt line 2 is /home/jianfeng/.../word_2.png: found by name in images/.
+    assert folder[1]["key"] == os.path.join(str(IC03), "images", "word_2.png")
+    assert folder[0]["lexicon"][:2] == ["hotel", "motel"] and len(folder[0]["lexicon"]) == 10
+    assert Image.open(io.BytesIO(folder[3]["image"])).size[1] == 40
+
+
+def test_icdar03_folder_into_lmdb_keeps_lexicons(tmp_path):
+    out = tmp_path / "ic03.lmdb"
+    assert crnn_lmdb.main(["--icdar03", str(IC03), str(out)]) == 0
+    source, folder = LmdbSource(out), Icdar03Folder(IC03)
+    for i in range(len(folder)):
+        assert source[i]["lexicon"] == folder[i]["lexicon"]
+        assert source[i]["image"] == folder[i]["image"]
+
+
+def test_icdar03_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        Icdar03Folder(tmp_path / "missing")
+    with pytest.raises(DataError, match="test.txt"):
+        Icdar03Folder(tmp_path)
+    (tmp_path / "test.txt").write_text("/elsewhere/a.png\n/elsewhere/b.png\n")
+    (tmp_path / "test_label.txt").write_text("a\n")
+    with pytest.raises(DataError, match="2 lines but"):
+        Icdar03Folder(tmp_path)
+    (tmp_path / "test_label.txt").write_text("a\nb\n")
+    with pytest.raises(DataError, match=r"test.txt:1: image '/elsewhere/a.png' not found"):
+        Icdar03Folder(tmp_path)
+
+
+def test_bad_records_are_counted_with_their_keys():
+    source = MemorySource(40, texts=("Hello", "", "bad!", "x" * 30, "aab", "ok"), broken={4, 16})
+    pre = Preprocess(Charset())
+    with BatchIterator(make_dataset(source, pre, 4, train=False)) as it:
+        batches = list(it)
+    kept = [k for b in batches for k in b["meta"]["key"]]
+    counts = it.skipped_counts
+    assert counts["empty_label"] == 7 and counts["unknown_chars"] == 7 and counts["too_long"] == 7
+    assert counts["bad_image"] == 2 and set(it.skipped_examples["bad_image"]) == {"mem-4", "mem-16"}
+    assert len(kept) + sum(counts.values()) == 40
+    assert "Hello".lower() in batches[0]["meta"]["text"]           # mapped to lowercase
+    assert "bad_image: 2" in it.skipped_summary()
+
+
+@pytest.mark.parametrize("case,source", [
+    ("bad_image", MemorySource(5, broken={2})),
+    ("unknown_chars", MemorySource(5, texts=("ok", "Bad!"))),
+    ("empty_label", MemorySource(5, texts=("ok", "  "))),
+    ("too_long", MemorySource(5, texts=("ok", "a" * 26))),
+])
+def test_fail_policy_names_the_record(case, source):
+    pre = Preprocess(Charset(), policy=tuple(check_policy({case: "fail"}).items()))
+    with pytest.raises(DataError, match=rf"record 'mem-\d': .*{case}=fail"):
+        list(BatchIterator(make_dataset(source, pre, 2, train=False)))
+
+
+def test_repeats_count_toward_ctc_frames():
+    pre = Preprocess(Charset(), max_label_length=30, max_frames=26)
+    assert pre.text_to_ids("k", "ab" * 13)[0] == "ab" * 13            # 26 labels, no repeats: fits
+    problem = pre.text_to_ids("k", "a" * 14)                       # 14 labels + 13 blanks
+    assert "27 CTC frames" in problem.reason
+
+
+def test_policy_validation():
+    with pytest.raises(DataError, match="bad_imgae"):
+        check_policy({"bad_imgae": "skip"})
+    with pytest.raises(DataError, match="too_long='lower'"):
+        check_policy({"too_long": "lower"})
+
+
+def test_keep_aspect_pads_instead_of_stretching():
+    gray = np.full((16, 20), 200, np.uint8)
+    gray[:, -1] = 7
+    out = resize(gray, 32, 100, keep_aspect=True)
+    assert out.shape == (32, 100)
+    assert (out[:, 40:] == 7).all()                                 # padded with the last column
+    assert resize(gray, 32, 100, keep_aspect=False).shape == (32, 100)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_restored_state_gives_the_same_next_batches(num_workers):
+    source = MemorySource(30, broken={4})
+    pre = Preprocess(Charset())
+
+    def iterator():
+        return BatchIterator(make_dataset(source, pre, 4, train=True, seed=3,
+                                          num_workers=num_workers))
+
+    with iterator() as it:
+        for _ in range(9):                                          # past one epoch
+            next(it)
+        state = it.get_state()
+        expected = [next(it) for _ in range(5)]
+    with iterator() as resumed:
+        resumed.set_state(state)
+        got = [next(resumed) for _ in range(5)]
+    for a, b in zip(expected, got):
+        assert a["meta"]["key"] == b["meta"]["key"]
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+
+
+def test_training_stream_is_sharded_and_reshuffled():
+    source = MemorySource(16)
+    pre = Preprocess(Charset())
+    keys = []
+    for shard in range(2):
+        with BatchIterator(make_dataset(source, pre, 4, train=True, seed=0, shard_index=shard,
+                                        shard_count=2)) as it:
+            keys.append([next(it)["meta"]["key"] for _ in range(4)])     # two epochs of 8
+    shard0, shard1 = ({k for batch in ks for k in batch} for ks in keys)
+    assert shard0.isdisjoint(shard1) and len(shard0 | shard1) == 16
+    first_epoch, second_epoch = keys[0][0] + keys[0][1], keys[0][2] + keys[0][3]
+    assert sorted(first_epoch) == sorted(second_epoch) and first_epoch != second_epoch
+
+
+def test_empty_source_fails_at_once():
+    with pytest.raises(DataError, match="empty"):
+        make_dataset(MemorySource(0), Preprocess(Charset()), 4, train=True)
