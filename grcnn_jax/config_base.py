@@ -28,10 +28,60 @@ def get_model_config() -> ml_collections.ConfigDict:
     return m
 
 
+def get_data_config() -> ml_collections.ConfigDict:
+    """Where the data comes from and how bad records are handled (see grcnn_jax/data/)."""
+    d = ml_collections.ConfigDict()
+    # 'synth' (the embedded generator), an LMDB path, an ICDAR-03 folder, 'tfds:NAME/SPLIT',
+    # or several comma-separated; '' for no validation.
+    d.train = "synth"
+    d.val = "synth"
+    d.synth_train_size = 100_000_000  # the generator is random-access: any length, no storage
+    d.synth_val_size = 2_000
+    d.synth_seed = 1000               # train uses synth_seed, val synth_seed + 1
+    d.tfds_data_dir = ""              # '' = tensorflow-datasets' default
+    d.num_workers = 2                 # loader worker processes (0: in the main process)
+    d.keep_aspect = False             # True: scale to the height and pad, not stretch
+    d.max_label_length = 25           # labels padded to this (capped by the model's frames)
+    d.policy = ml_collections.ConfigDict(dict(
+        bad_image="skip",             # skip | fail
+        empty_label="skip",           # skip | fail
+        unknown_chars="lower",        # lower (lowercase, then skip) | skip | fail
+        too_long="skip",              # skip | fail
+    ))
+    return d
+
+
+def get_optimizer_config() -> ml_collections.ConfigDict:
+    o = ml_collections.ConfigDict()
+    o.name = "adadelta"               # adadelta (the seed) | adam | adamw
+    o.learning_rate = 1.0
+    o.schedule = "constant"           # constant | cosine (linear warmup, cosine decay)
+    o.warmup_steps = 0
+    o.rho = 0.95                      # adadelta
+    o.eps = 1e-8
+    o.b1 = 0.9                        # adam / adamw
+    o.b2 = 0.999
+    o.weight_decay = 1e-4             # adamw
+    return o
+
+
 def get_base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.charset = PAPER_CHARSET   # the characters in id order (blank = 0); 'file:PATH' reads one
     config.image_height = 32
     config.image_width = 100
     config.model = get_model_config()
+    config.data = get_data_config()
+    config.optimizer = get_optimizer_config()
+    config.seed = 0
+    config.batch_size = 192           # global, over all devices and hosts (the seed's)
+    config.eval_batch_size = 256
+    config.num_train_steps = 300_000  # the seed's 300k iterations
+    config.grad_clip_norm = 5.0       # global-norm clipping (0: off)
+    config.log_every = 100
+    config.eval_every = 5_000
+    config.checkpoint_every = 5_000
+    config.keep_checkpoints = 3
+    config.async_checkpoints = True
+    config.debug_kill_after_checkpoint = 0   # tests: SIGKILL the process after this step's save
     return config

@@ -227,25 +227,53 @@ class _BatchGood(grain.IterDataset):
         return _BatchGoodIterator(self._parent.__iter__(), self._batch_size, self._drop_remainder)
 
 
+class _HostShare(grain.MapDataset):
+    """Host ``h``'s share of each global batch of the parent stream.
+
+    Global batch k is parent positions ``[k*B, (k+1)*B)`` with B = ``host_batch *
+    host_count``; host h reads positions ``k*B + h*host_batch + r``, r < host_batch.
+    Concatenated in host order, the hosts' k-th batches are exactly the k-th
+    batch one process would read (as long as no record is skipped as bad).
+    """
+
+    def __init__(self, parent: grain.MapDataset, host_batch: int, host_index: int,
+                 host_count: int):
+        super().__init__(parent)
+        self._b, self._h, self._n = host_batch, host_index, host_count
+
+    def __len__(self) -> int:
+        return len(self._parent) // self._n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        k, r = divmod(index, self._b)
+        return self._parent[k * self._b * self._n + self._h * self._b + r]
+
+
 def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train: bool,
                  seed: int = 0, num_workers: int = 0, shard_index: int = 0, shard_count: int = 1,
                  worker_buffer_size: int = 2) -> grain.IterDataset:
     """The batch stream of ``source`` for this host.
 
     Training (``train=True``): shuffled with ``seed``, reshuffled every epoch,
-    endless, whole batches only. Evaluation: one pass in order; the last batch
-    is padded to ``batch_size`` with mask-0 rows. Host ``shard_index`` of
-    ``shard_count`` reads records ``shard_index::shard_count``.
+    endless, whole batches only; ``batch_size`` is this host's part, and host
+    ``shard_index`` of ``shard_count`` reads its share of every global batch (see
+    ``_HostShare``). Evaluation: one pass in order over records
+    ``shard_index::shard_count``; the last batch is padded to ``batch_size`` with
+    mask-0 rows.
     """
     if len(source) == 0:
         raise DataError(f"dataset {source!r} is empty")
     if batch_size <= 0:
         raise DataError(f"batch_size must be positive, got {batch_size}")
     ds = grain.MapDataset.source(source)
-    if shard_count > 1:
-        ds = ds[shard_index::shard_count]
     if train:
         ds = ds.shuffle(seed=seed).repeat(None)
+        if shard_count > 1:
+            ds = _HostShare(ds, batch_size, shard_index, shard_count)
+    elif shard_count > 1:
+        ds = ds[shard_index::shard_count]
     ds = ds.map(preprocess).to_iter_dataset()
     ds = _BatchGood(ds, batch_size, drop_remainder=train)
     if num_workers > 0:
@@ -286,6 +314,11 @@ class BatchIterator:
             if len(self.skipped_examples[case]) < self._examples_per_reason:
                 self.skipped_examples[case].append(key)
         return batch
+
+    @property
+    def grain_iterator(self) -> grain.DatasetIterator:
+        """The underlying Grain iterator (what ``grain.checkpoint`` saves and restores)."""
+        return self._it
 
     def close(self) -> None:
         """Stops the worker processes, if any."""

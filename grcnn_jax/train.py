@@ -1,0 +1,275 @@
+"""Training: the train state, the jitted data-parallel train step, and the loop around it.
+
+``train_and_evaluate(config, workdir)`` is the whole job: it builds the model
+and data from the config, resumes from the latest checkpoint in
+``workdir/checkpoints`` if there is one, trains with periodic validation and
+checkpoints, and writes metrics to ``workdir/metrics.jsonl`` and TensorBoard
+event files. The loop does I/O, logging and checkpoints; everything numerical
+is in ``train_step`` (one pure function, jitted once with explicit shardings:
+the batch split over a ``data`` mesh axis, state replicated, so BatchNorm
+statistics are over the global batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from grcnn_jax import checkpoints, evaluation
+from grcnn_jax.charset import Charset
+from grcnn_jax.data import pipeline
+from grcnn_jax.data.sources import open_source
+from grcnn_jax.losses import ctc_loss
+from grcnn_jax.models import create_model, frames_for_width
+from grcnn_jax.writers import MetricWriter
+
+log = logging.getLogger(__name__)
+
+BATCH_KEYS = ("image", "labels", "label_paddings", "mask")
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics."""
+
+    batch_stats: Any = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN or inf; the state keeps the last good update."""
+
+
+# ----------------------------------------------------------------------------- setup
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """ADADELTA (the seed's: lr 1, rho 0.95, eps 1e-8), or Adam / AdamW with a schedule."""
+    o = config.optimizer
+    if o.schedule == "constant":
+        lr: Any = o.learning_rate
+    elif o.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, o.warmup_steps,
+                                                max(config.num_train_steps, o.warmup_steps + 1))
+    else:
+        raise ValueError(f"config.optimizer.schedule={o.schedule!r}: choose constant or cosine")
+    if o.name == "adadelta":
+        tx = optax.adadelta(lr, rho=o.rho, eps=o.eps)
+    elif o.name == "adam":
+        tx = optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
+    elif o.name == "adamw":
+        tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    else:
+        raise ValueError(f"config.optimizer.name={o.name!r}: choose adadelta, adam or adamw")
+    if config.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+    return tx
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array) -> TrainState:
+    images = jnp.zeros((1, config.image_height, config.image_width), jnp.uint8)
+    variables = jax.jit(model.init)(rng, images)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             batch_stats=variables["batch_stats"], tx=create_optimizer(config))
+
+
+# ----------------------------------------------------------------------------- the step
+def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+    """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
+
+    ``rng`` is unused by the GRCNN (no dropout) but part of the signature so that
+    stochastic models and augmentation on device fit the same loop.
+    """
+    del rng
+
+    def loss_fn(params):
+        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
+                                         batch["image"], train=True, mutable=["batch_stats"])
+        per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
+        mask = batch["mask"]
+        return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), updates
+
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    new_state = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+# ----------------------------------------------------------------------------- helpers
+def make_mesh() -> Mesh:
+    return jax.make_mesh((jax.device_count(),), ("data",))
+
+
+def device_batch(batch: dict, sharding: NamedSharding) -> dict:
+    """This host's numpy batch -> global arrays split along the 'data' axis."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
+            for k in BATCH_KEYS}
+
+
+def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> pipeline.Preprocess:
+    frames = frames_for_width(config.image_width)
+    policy = pipeline.check_policy(dict(config.data.policy))
+    return pipeline.Preprocess(charset, height=config.image_height, width=config.image_width,
+                               max_label_length=min(config.data.max_label_length, frames),
+                               max_frames=frames, keep_aspect=config.data.keep_aspect,
+                               policy=tuple(sorted(policy.items())))
+
+
+def open_split(config: ml_collections.ConfigDict, split: str):
+    """The source of ``config.data.<split>`` (split: 'train' or 'val')."""
+    d = config.data
+    synth = dict(length=d.synth_train_size if split == "train" else d.synth_val_size,
+                 seed=d.synth_seed + (0 if split == "train" else 1), height=config.image_height)
+    return open_source(d[split], what=f"config.data.{split}", synth=synth,
+                       tfds_data_dir=d.tfds_data_dir or None)
+
+
+def host_batch_size(global_batch: int, what: str) -> int:
+    if global_batch % jax.device_count():
+        raise ValueError(f"{what}={global_batch} is not divisible by the {jax.device_count()} "
+                         "devices")
+    return global_batch // jax.process_count()
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:                     # not the main thread: leave signals alone
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        log.warning("SIGTERM: saving a checkpoint and stopping after this step")
+        self.requested = True
+
+    def restore(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+# ----------------------------------------------------------------------------- the loop
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       on_step: Callable[[int, dict], None] | None = None) -> TrainState:
+    """Trains (resuming from ``workdir`` if it holds checkpoints); returns the final state."""
+    os.makedirs(workdir, exist_ok=True)
+    charset = Charset.from_spec(config.charset)
+    model = create_model(config.model, charset.num_classes)
+    mesh = make_mesh()
+    data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    local_batch = host_batch_size(config.batch_size, "config.batch_size")
+
+    preprocess = make_preprocess(config, charset)
+    train_source = open_split(config, "train")
+    train_iter = pipeline.BatchIterator(pipeline.make_dataset(
+        train_source, preprocess, local_batch, train=True, seed=config.seed,
+        num_workers=config.data.num_workers, shard_index=jax.process_index(),
+        shard_count=jax.process_count()), name="train")
+    val_source = open_split(config, "val") if config.data.val else None
+
+    rng = jax.random.key(config.seed)
+    state = create_train_state(config, model, rng)
+    state = jax.device_put(state, replicated)
+    manager = checkpoints.make_manager(workdir, config)
+    restored_step = checkpoints.restore_latest(manager, state, train_iter, config, charset)
+    if restored_step is not None:
+        state = restored_step
+        log.info("resumed from step %d", int(state.step))
+    start_step = int(state.step)
+
+    step_fn = jax.jit(train_step, in_shardings=(replicated, data_sharding, replicated),
+                      out_shardings=(replicated, replicated), donate_argnums=(0,))
+    evaluator = evaluation.Evaluator(model, charset, mesh,
+                                     batch_size=config.eval_batch_size) if val_source else None
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+    writer.write_config(config)
+    preemption = _Preemption()
+    progress = writer.progress(total=config.num_train_steps, initial=start_step)
+    pending = None                            # (step, metrics) of the step before, fetched late
+    window: list[dict] = []                   # per-step scalars since the last log line
+    window_start, window_images = time.perf_counter(), 0
+    step = start_step
+    try:
+        while step < config.num_train_steps:
+            batch = next(train_iter)
+            step_rng = jax.random.fold_in(rng, step)
+            state, metrics = step_fn(state, device_batch(batch, data_sharding), step_rng)
+            step += 1
+            window_images += config.batch_size
+            # Read the previous step's metrics now: the device is already busy with this one.
+            if pending is not None:
+                _check(*pending, window, progress, on_step)
+            pending = (step, metrics)
+            if step % config.log_every == 0 or step == config.num_train_steps:
+                _check(*pending, window, progress, on_step)
+                pending = None
+                speed = window_images / max(time.perf_counter() - window_start, 1e-9)
+                means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                writer.scalars(step, {**means, "images_per_s": speed}, prefix="train")
+                progress.set_postfix(loss=f"{means['loss']:.3f}", images_per_s=f"{speed:.0f}",
+                                     refresh=False)
+                window, window_start, window_images = [], time.perf_counter(), 0
+            if evaluator and (step % config.eval_every == 0 or step == config.num_train_steps):
+                val_iter = pipeline.BatchIterator(pipeline.make_dataset(
+                    val_source, preprocess, host_batch_size(config.eval_batch_size,
+                                                            "config.eval_batch_size"),
+                    train=False, num_workers=0, shard_index=jax.process_index(),
+                    shard_count=jax.process_count()), name="val")
+                result = evaluator.evaluate(state.params, state.batch_stats, val_iter)
+                writer.scalars(step, result, prefix="val")
+                progress.write(f"step {step}: val " + " ".join(
+                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in result.items()))
+            if (step % config.checkpoint_every == 0 or step == config.num_train_steps
+                    or preemption.requested):
+                if pending is not None:               # never save a state we have not checked
+                    _check(*pending, window, progress, on_step)
+                    pending = None
+                checkpoints.save(manager, step, state, train_iter, config, charset)
+            if preemption.requested:
+                log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
+                break
+            if config.debug_kill_after_checkpoint and step == config.debug_kill_after_checkpoint:
+                manager.wait_until_finished()
+                os.kill(os.getpid(), signal.SIGKILL)
+        if pending is not None:
+            _check(*pending, window, progress, on_step)
+    finally:
+        manager.wait_until_finished()
+        manager.close()
+        progress.close()
+        writer.close()
+        train_iter.close()
+        preemption.restore()
+        if train_iter.skipped_counts:
+            log.warning(train_iter.skipped_summary())
+    return state
+
+
+def _check(step: int, metrics: dict, window: list, progress, on_step) -> None:
+    """Fetches one step's metrics, stops on a non-finite loss, adds them to the log window."""
+    values = jax.device_get(metrics)
+    if not bool(values["finite"]):
+        raise NonFiniteLossError(
+            f"step {step}: loss={float(values['loss'])}, grad_norm={float(values['grad_norm'])}; "
+            "the update was not applied and no checkpoint was written after it; the latest "
+            "checkpoint is the last good one")
+    scalars = {"loss": float(values["loss"]), "grad_norm": float(values["grad_norm"])}
+    window.append(scalars)
+    progress.update(step - progress.n)
+    progress.set_postfix(loss=f"{scalars['loss']:.3f}", refresh=False)
+    if on_step is not None:
+        on_step(step, scalars)

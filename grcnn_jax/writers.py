@@ -1,0 +1,65 @@
+"""Metrics out: a JSON-lines file and TensorBoard event files in the workdir, and a progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import ml_collections
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricWriter:
+    """Writes ``{"step", "time", "<prefix>/<name>": value}`` lines and TensorBoard scalars.
+
+    Only one process of a multi-host run should write: pass ``enabled=False`` elsewhere.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if enabled:
+            self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._workdir = workdir
+
+    def write_config(self, config: ml_collections.ConfigDict) -> None:
+        if self.enabled:
+            with open(os.path.join(self._workdir, "config.json"), "w", encoding="utf-8") as f:
+                f.write(config.to_json_best_effort(indent=2))
+
+    def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, "time": round(time.time(), 3)}
+        for name, value in values.items():
+            if isinstance(value, (int, float)):
+                row[f"{prefix}/{name}"] = value
+                self._tb.add_scalar(f"{prefix}/{name}", value, step)
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+
+    def progress(self, total: int, initial: int = 0) -> tqdm:
+        """Step progress bar with ETA; silent on processes that do not write."""
+        return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                    disable=not self.enabled, file=sys.stderr, smoothing=0.05)
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """The rows of ``workdir/metrics.jsonl``, in order."""
+    with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
