@@ -14,6 +14,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -79,3 +80,30 @@ def check_compatible(meta: dict, config: ml_collections.ConfigDict, charset: Cha
     if meta["charset"] != charset.chars:
         raise ValueError(f"checkpoint {where} has charset {meta['charset']!r}, the config "
                          f"{charset.chars!r}")
+
+
+def latest_step(workdir: str) -> int | None:
+    """The newest finished checkpoint step in ``workdir``, or None."""
+    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS) as manager:
+        return manager.latest_step()
+
+
+def load_state_arrays(workdir: str, step: int | None = None) -> tuple[int, dict]:
+    """A checkpoint's train state as host numpy arrays, on any device topology.
+
+    Returns ``(step, {'params', 'batch_stats', 'opt_state', 'step'})``; ``step``
+    None takes the latest. Raises FileNotFoundError naming the workdir if there
+    is no checkpoint.
+    """
+    if step is None:
+        step = latest_step(workdir)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r}")
+    path = os.path.join(checkpoint_dir(workdir), str(step), "state")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no checkpoint for step {step} at {path!r}")
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata.tree
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    return step, state

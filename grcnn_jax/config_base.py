@@ -53,7 +53,7 @@ def get_data_config() -> ml_collections.ConfigDict:
 
 def get_optimizer_config() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()
-    o.name = "adadelta"               # adadelta (the seed) | adam | adamw
+    o.name = "adadelta"               # adadelta (the seed) | adam | adamw | sgd
     o.learning_rate = 1.0
     o.schedule = "constant"           # constant | cosine (linear warmup, cosine decay)
     o.warmup_steps = 0
@@ -62,6 +62,7 @@ def get_optimizer_config() -> ml_collections.ConfigDict:
     o.b1 = 0.9                        # adam / adamw
     o.b2 = 0.999
     o.weight_decay = 1e-4             # adamw
+    o.momentum = 0.9                  # sgd (Nesterov off; 0 for plain SGD)
     return o
 
 

@@ -53,7 +53,7 @@ class NonFiniteLossError(FloatingPointError):
 
 # ----------------------------------------------------------------------------- setup
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """ADADELTA (the seed's: lr 1, rho 0.95, eps 1e-8), or Adam / AdamW with a schedule."""
+    """ADADELTA (the seed's: lr 1, rho 0.95, eps 1e-8), or Adam / AdamW / SGD with a schedule."""
     o = config.optimizer
     if o.schedule == "constant":
         lr: Any = o.learning_rate
@@ -68,8 +68,10 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
         tx = optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
     elif o.name == "adamw":
         tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    elif o.name == "sgd":
+        tx = optax.sgd(lr, momentum=o.momentum or None)
     else:
-        raise ValueError(f"config.optimizer.name={o.name!r}: choose adadelta, adam or adamw")
+        raise ValueError(f"config.optimizer.name={o.name!r}: choose adadelta, adam, adamw or sgd")
     if config.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
     return tx
