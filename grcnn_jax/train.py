@@ -110,7 +110,14 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainSta
 
 # ----------------------------------------------------------------------------- helpers
 def make_mesh() -> Mesh:
-    return jax.make_mesh((jax.device_count(),), ("data",))
+    """All devices of all hosts on one 'data' axis.
+
+    Auto axis type: XLA propagates the shardings inside the model, so model code (which
+    contracts over the batch in BatchNorm and in the conv kernel gradients) needs no
+    sharding annotations; jax.make_mesh's default (Explicit) would require them.
+    """
+    return jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def device_batch(batch: dict, sharding: NamedSharding) -> dict:

@@ -35,7 +35,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from grcnn_jax.models.conv import conv2d_same
 
 Dtype = Any
 Array = jax.Array
@@ -46,10 +47,11 @@ default_kernel_init = nn.initializers.he_normal()
 
 
 def conv2d(x: Array, kernel: Array, dtype: Dtype) -> Array:
-    """Stride-1 'SAME' convolution, NHWC x HWIO -> NHWC, computed in ``dtype``, no bias."""
-    return lax.conv_general_dilated(
-        x.astype(dtype), kernel.astype(dtype), window_strides=(1, 1), padding="SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """Stride-1 'SAME' convolution, NHWC x HWIO -> NHWC, computed in ``dtype``, no bias.
+
+    Through ``conv2d_same``, whose backward pass stays fast inside the scan on CPU.
+    """
+    return conv2d_same(x.astype(dtype), kernel.astype(dtype))
 
 
 def batch_norm(train: bool, momentum: float, epsilon: float, dtype: Dtype,
