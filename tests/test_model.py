@@ -165,3 +165,13 @@ def test_unknown_model_field_is_reported():
     cfg.dtype = "float8"
     with pytest.raises(ValueError, match="float8"):
         create_model(cfg, NUM_CLASSES)
+
+
+def test_analytic_flops_match_the_torch_peers_count():
+    """shared/bench/torch_grcnn.py's independent analytic counts (its `flops` command)."""
+    from grcnn_jax.models.flops import forward_flops
+
+    config = load_config("grcl")
+    assert forward_flops(config.model, 37) == 1_712_539_648
+    config.model.T, config.model.hidden = 3, 512
+    assert forward_flops(config.model, 37) == 1_465_012_224

@@ -103,19 +103,65 @@ def reference_sgd_run(train_lmdb, tmp_path_factory):
     return workdir
 
 
-def assert_same_training(reference, other):
+def initial_state(overrides):
+    """The train state main.py starts from for these --config overrides (same seed)."""
+    import ast
+
+    import jax
+
+    from grcnn_jax.charset import Charset
+    from grcnn_jax.models import create_model
+    from grcnn_jax.train import create_train_state
+
+    config = load_config("grcl")
+    for flag in overrides:
+        key, value = flag.removeprefix("--config.").split("=", 1)
+        *parents, leaf = key.split(".")
+        node = config
+        for p in parents:
+            node = node[p]
+        if isinstance(node[leaf], str):
+            node[leaf] = value
+        else:
+            node[leaf] = type(node[leaf])(ast.literal_eval(value))
+    model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
+    return jax.device_get(create_train_state(config, model, jax.random.key(config.seed)))
+
+
+def relative_difference(a, b, start):
+    """||(a - start) - (b - start)|| / ||b - start||: the disagreement of two runs relative
+    to how far training moved the parameters, over the whole tree."""
+    import jax
+
+    diff = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2))
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    moved = sum(float(np.sum((np.asarray(y) - np.asarray(s)) ** 2))
+                for y, s in zip(jax.tree.leaves(b), jax.tree.leaves(start)))
+    return (diff / moved) ** 0.5
+
+
+def assert_same_training(reference, other, overrides):
+    """Equal up to float32 reduction order: splitting the batch over devices or hosts changes
+    the order of the sums (BatchNorm statistics, kernel gradients). Measured: the first
+    step's gradients on 4 devices and on 1 differ by 2.4e-6 of their norm; after 6 SGD steps
+    the parameters by 1.6e-3 and the BN statistics by 4.4e-4 of the distance trained (the
+    tiny model amplifies rounding: BN scales that feed another BN get near-zero, cancelling
+    gradients). A real difference in what is computed (per-device BatchNorm statistics, a
+    wrong share of the batch) is of the order of 1."""
     (step_1, state_1), (step_n, state_n) = final_params(reference), final_params(other)
     assert step_1 == step_n == 6
-    assert_trees_close(state_1["params"], state_n["params"])
-    assert_trees_close(state_1["batch_stats"], state_n["batch_stats"])
+    start = initial_state(overrides)
+    for part in ("params", "batch_stats"):
+        assert relative_difference(state_n[part], state_1[part], getattr(start, part)) < 1e-2
     np.testing.assert_allclose(list(losses(reference).values()), list(losses(other).values()),
-                               rtol=1e-5)
+                               rtol=1e-4)
 
 
 def test_data_parallel_on_four_devices_matches_one(reference_sgd_run, train_lmdb, tmp_path):
-    run_main(tmp_path, tiny_overrides(train_lmdb, 6, **SGD),
+    overrides = tiny_overrides(train_lmdb, 6, **SGD)
+    run_main(tmp_path, overrides,
              env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
-    assert_same_training(reference_sgd_run, tmp_path)
+    assert_same_training(reference_sgd_run, tmp_path, overrides)
 
 
 def free_port():
@@ -136,7 +182,7 @@ def test_two_processes_match_one(reference_sgd_run, train_lmdb, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-4000:]
-    assert_same_training(reference_sgd_run, tmp_path)
+    assert_same_training(reference_sgd_run, tmp_path, tiny_overrides(train_lmdb, 6, **SGD))
     # Each host saved its own data-iterator position.
     data_dir = os.path.join(tmp_path, "checkpoints", "6", "data")
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(data_dir))
