@@ -8,9 +8,12 @@ enough for evaluation to rebuild the model with nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import logging
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import grain
 import jax
@@ -88,22 +91,169 @@ def latest_step(workdir: str) -> int | None:
         return manager.latest_step()
 
 
-def load_state_arrays(workdir: str, step: int | None = None) -> tuple[int, dict]:
+def load_state_arrays(workdir: str, step: int | None = None,
+                      keys: Sequence[str] | None = None) -> tuple[int, dict]:
     """A checkpoint's train state as host numpy arrays, on any device topology.
 
     Returns ``(step, {'params', 'batch_stats', 'opt_state', 'step'})``; ``step``
-    None takes the latest. Raises FileNotFoundError naming the workdir if there
-    is no checkpoint.
+    None takes the latest. ``keys`` restores only those top-level entries (e.g.
+    ``('params', 'batch_stats')`` for inference: the optimizer state is not read).
+    Raises FileNotFoundError naming the workdir if there is no checkpoint, KeyError
+    naming a key the checkpoint does not have.
     """
     if step is None:
         step = latest_step(workdir)
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r}")
-    path = os.path.join(checkpoint_dir(workdir), str(step), "state")
+    return step, load_state_dir(os.path.join(checkpoint_dir(workdir), str(step)), keys)
+
+
+def load_state_dir(step_dir: str, keys: Sequence[str] | None = None) -> dict:
+    """The ``state`` item of the checkpoint step directory ``step_dir`` as numpy arrays
+    (``keys``: only those top-level entries, see ``load_state_arrays``)."""
+    path = os.path.join(step_dir, "state")
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"no checkpoint for step {step} at {path!r}")
-    checkpointer = ocp.PyTreeCheckpointer()
-    tree = checkpointer.metadata(path).item_metadata.tree
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-    return step, state
+        raise FileNotFoundError(f"no checkpoint state at {path!r}")
+    # orbax warns that a CheckpointManager item has no _CHECKPOINT_METADATA of its own: noise.
+    with _quiet_absl():
+        checkpointer = ocp.PyTreeCheckpointer()
+        tree = checkpointer.metadata(path).item_metadata.tree
+        partial = keys is not None
+        if partial:
+            missing = [k for k in keys if k not in tree]
+            if missing:
+                raise KeyError(f"checkpoint {path!r} has no {missing} (it has {sorted(tree)})")
+            tree = {k: tree[k] for k in keys}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        args = (ocp.args.PyTreeRestore(item=tree, restore_args=restore_args, partial_restore=True)
+                if partial else ocp.args.PyTreeRestore(restore_args=restore_args))
+        return checkpointer.restore(path, args=args)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def saved_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps in ``workdir``, ascending."""
+    with ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS) as manager:
+        return sorted(manager.all_steps())
+
+
+def load_meta(step_dir: str) -> dict:
+    """The ``meta`` item (config, charset, step) of a checkpoint step directory."""
+    root, step = os.path.split(os.path.normpath(step_dir))
+    with ocp.CheckpointManager(root, item_names=ITEMS) as manager:
+        return manager.restore(int(step), args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore())).meta
+
+
+# ----------------------------------------------------------------------------- inference
+@dataclasses.dataclass
+class InferenceCheckpoint:
+    """What evaluation and inference need from a checkpoint.
+
+    Attributes:
+      path: the step directory (``.../checkpoints/<step>``).
+      workdir: the training workdir it belongs to.
+      step: the training step.
+      config: the full training config, as saved.
+      charset: the label alphabet, as saved.
+      params, batch_stats: the model variables (numpy; no optimizer state).
+    """
+
+    path: str
+    workdir: str
+    step: int
+    config: ml_collections.ConfigDict
+    charset: Charset
+    params: Any
+    batch_stats: Any
+
+
+def best_step(workdir: str, metric: str = "val/word_accuracy") -> int:
+    """The saved step with the highest ``metric`` in ``workdir/metrics.jsonl`` (ties: the
+    later step). Raises FileNotFoundError / ValueError naming what is missing."""
+    from grcnn_jax.writers import METRICS_FILE, read_metrics
+
+    steps = saved_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r}")
+    try:
+        rows = read_metrics(workdir)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--step=best needs {os.path.join(workdir, METRICS_FILE)!r}, "
+                                "which does not exist") from None
+    values = {r["step"]: r[metric] for r in rows if metric in r}
+    scored = [(values[s], s) for s in steps if s in values]
+    if not scored:
+        raise ValueError(f"--step=best: none of the saved steps {steps} of {workdir!r} has "
+                         f"{metric!r} in {METRICS_FILE} (validation logged at steps "
+                         f"{sorted(values) or 'none'})")
+    return max(scored)[1]
+
+
+def resolve_step_dir(workdir: str | None, checkpoint: str | None, step: str | int) -> str:
+    """The checkpoint step directory named by ``--checkpoint`` or ``--workdir`` + ``--step``.
+
+    Args:
+      workdir: a training workdir (holding ``checkpoints/``), or None.
+      checkpoint: a step directory ``.../checkpoints/<step>``; wins over workdir/step.
+      step: 'latest', 'best' (highest val/word_accuracy, see ``best_step``) or a step.
+
+    Raises FileNotFoundError / ValueError naming the missing workdir, checkpoint or step.
+    """
+    if checkpoint:
+        path = os.path.normpath(os.path.abspath(os.path.expanduser(checkpoint)))
+        if os.path.basename(path) in ITEMS:            # .../<step>/state given: take the step
+            path = os.path.dirname(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+        if not os.path.basename(path).isdigit() or not all(
+                os.path.isdir(os.path.join(path, item)) for item in ("state", "meta")):
+            raise FileNotFoundError(
+                f"{checkpoint!r} is not a checkpoint step directory (expected "
+                "WORKDIR/checkpoints/<step> holding state/ and meta/)")
+        return path
+    if not workdir:
+        raise ValueError("give --workdir (a training workdir) or --checkpoint (a step directory)")
+    workdir = os.path.expanduser(workdir)
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"workdir {workdir!r} does not exist")
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"workdir {workdir!r} has no checkpoints/ folder")
+    step = str(step).strip().lower()
+    if step == "latest":
+        number = latest_step(workdir)
+        if number is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r}")
+    elif step == "best":
+        number = best_step(workdir)
+    elif step.isdigit():
+        number = int(step)
+        steps = saved_steps(workdir)
+        if number not in steps:
+            raise FileNotFoundError(f"no checkpoint for step {number} in "
+                                    f"{checkpoint_dir(workdir)!r}; saved steps: {steps}")
+    else:
+        raise ValueError(f"--step={step!r}: give 'latest', 'best' or a step number")
+    return os.path.join(checkpoint_dir(workdir), str(number))
+
+
+def load_for_inference(workdir: str | None = None, checkpoint: str | None = None,
+                       step: str | int = "latest") -> InferenceCheckpoint:
+    """Restores params, batch stats, config and charset (see ``resolve_step_dir``)."""
+    path = resolve_step_dir(workdir, checkpoint, step)
+    meta = load_meta(path)
+    state = load_state_dir(path, keys=("params", "batch_stats"))
+    return InferenceCheckpoint(
+        path=path, workdir=os.path.dirname(os.path.dirname(path)), step=int(meta["step"]),
+        config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
+        params=state["params"], batch_stats=state["batch_stats"])

@@ -1,0 +1,180 @@
+"""Evaluation throughput: the eval pipeline (decoding and metrics included) vs bare inference.
+
+    python -m grcnn_jax.benchmarks.eval_throughput                       # quickstart model
+    python -m grcnn_jax.benchmarks.eval_throughput --config configs/grcl.py --batch 256
+    python -m grcnn_jax.benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
+
+The data are synthetic validation words (``SynthWords``), rendered, preprocessed
+and batched into memory before anything is timed: the loader is not measured
+(``benchmarks/data_loader.py`` measures it). Each image gets a lexicon of
+``--lexicon`` words (its own word and random others from the generator's word
+list), like the 50-word lexicons of SVT / IC03 / IIIT5K.
+
+Rows (every one a full warm pass over the same batches; best of ``--repeats``):
+  bare inference   the model's jitted forward alone: batch to the device, forward,
+                   result ready (``jax.jit(model.apply)``; logits never fetched).
+  eval greedy      ``Evaluator.evaluate``: the eval step (forward, argmax, CTC loss),
+                   greedy decoding and word metrics on the host.
+  eval lexicon     the same, plus every image's lexicon scored on the device
+                   (``decode.lexicon_log_likelihoods``) and the best word picked.
+  eval beam N      lexicon-free prefix beam search on the host (with ``--beam N``).
+
+Without ``--workdir`` the parameters are random (the cost does not depend on them,
+except beam search's, which grows with flatter outputs: use a trained checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import time
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from grcnn_jax import evaluation
+from grcnn_jax.charset import Charset
+from grcnn_jax.data import pipeline
+from grcnn_jax.data.synth import SynthWords
+from grcnn_jax.models import create_model
+from grcnn_jax.train import make_mesh, make_preprocess
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load_config_file(path: str):
+    """A configs/*.py file's ``get_config()`` (loaded by path, like ``--config``)."""
+    spec = importlib.util.spec_from_file_location("bench_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
+                 seed: int) -> list[dict]:
+    """``n`` synthetic validation images as loader batches in memory, with lexicons."""
+    source = SynthWords(length=n, seed=config.data.synth_seed + 1, height=config.image_height,
+                        charset=charset)
+    preprocess = make_preprocess(config, charset)
+    rng = np.random.default_rng(seed)
+    vocabulary = source.words
+    examples = []
+    for i in range(n):
+        e = preprocess(source[i])
+        if isinstance(e, pipeline.Problem):
+            continue
+        others = [vocabulary[j] for j in rng.choice(len(vocabulary), lexicon_size - 1,
+                                                   replace=False)]
+        words = others[:]
+        words.insert(int(rng.integers(0, lexicon_size)), e["text"])
+        e["lexicon"] = words
+        examples.append(e)
+    return [pipeline.collate(examples[s:s + batch], batch, [])
+            for s in range(0, len(examples), batch)]
+
+
+def time_pass(fn, repeats: int) -> float:
+    """Best wall time (s) of ``repeats`` calls of ``fn`` after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.eval_throughput",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default=str(REPO / "configs" / "quickstart.py"))
+    p.add_argument("--workdir", help="evaluate this training workdir's latest checkpoint "
+                   "(its config) instead of random parameters")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--lexicon", type=int, default=50, help="words per image's lexicon")
+    p.add_argument("--beam", type=int, default=0, help="also time beam search of this width")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", help="also write the rows to this file")
+    args = p.parse_args(argv)
+
+    if args.workdir:
+        from grcnn_jax.checkpoints import load_for_inference
+
+        ckpt = load_for_inference(args.workdir)
+        config, charset = ckpt.config, ckpt.charset
+        model = create_model(config.model, charset.num_classes)
+        variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
+        what = f"checkpoint {ckpt.path}"
+    else:
+        config = load_config_file(args.config)
+        charset = Charset.from_spec(config.charset)
+        model = create_model(config.model, charset.num_classes)
+        images = np.zeros((1, config.image_height, config.image_width), np.uint8)
+        variables = jax.jit(model.init)(jax.random.key(0), images)
+        what = f"{os.path.relpath(args.config, REPO)} (random parameters)"
+    mesh = make_mesh()
+    data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+    variables = jax.device_put(variables, replicated)
+
+    start = time.perf_counter()
+    batches = make_batches(config, charset, args.images, args.batch, args.lexicon, seed=0)
+    n = int(sum(b["mask"].sum() for b in batches))
+    print(f"# {what}; {n} synthetic images in {len(batches)} batches of {args.batch}, "
+          f"{args.lexicon}-word lexicons, generated in {time.perf_counter() - start:.1f} s")
+    print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}")
+    plain = [{**b, "meta": {**b["meta"], "lexicon": [None] * len(b["meta"]["lexicon"])}}
+             for b in batches]
+
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False), in_shardings=(replicated, data),
+                      out_shardings=data)
+
+    def bare():
+        out = None
+        for b in batches:
+            out = forward(variables, jax.make_array_from_process_local_data(data, b["image"]))
+        out.block_until_ready()
+
+    rows = [("bare inference", bare)]
+    greedy = evaluation.Evaluator(model, charset, mesh, args.batch)
+    results = {}
+
+    def run(evaluator, bs, name):
+        def fn():
+            results[name] = evaluator.evaluate(variables["params"], variables["batch_stats"], bs)
+        return fn
+
+    rows.append(("eval greedy", run(greedy, plain, "eval greedy")))
+    rows.append((f"eval lexicon {args.lexicon}", run(greedy, batches, "lexicon")))
+    if args.beam > 1:
+        beam = evaluation.Evaluator(model, charset, mesh, args.batch, beam_width=args.beam)
+        rows.append((f"eval beam {args.beam}", run(beam, plain, "beam")))
+
+    out = []
+    for name, fn in rows:
+        seconds = time_pass(fn, args.repeats)
+        out.append({"what": name, "images_per_s": n / seconds,
+                    "ms_per_batch": 1e3 * seconds / len(batches)})
+    base = out[0]["images_per_s"]
+    print(f"{'':20s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
+    for r in out:
+        r["relative"] = r["images_per_s"] / base
+        print(f"{r['what']:20s} {r['images_per_s']:10.1f} {r['ms_per_batch']:10.1f} "
+              f"{r['relative']:8.1%}")
+    accuracy = [f"greedy {results['eval greedy']['word_accuracy']:.3f}",
+                f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
+    if "beam" in results:
+        accuracy.append(f"beam {args.beam} {results['beam']['word_accuracy']:.3f}")
+    print(f"# word accuracy on these images: {', '.join(accuracy)}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=2)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Evaluate a checkpoint on benchmark datasets: word accuracy with and without lexicon.
+
+    python -m grcnn_jax.evaluate --workdir DIR                       # the config's val set
+    python -m grcnn_jax.evaluate --workdir DIR --step best --data data/IIIT5K_lmdb,data/IC03
+    python -m grcnn_jax.evaluate --checkpoint DIR/checkpoints/6000 --data a.lmdb --data b.lmdb
+
+``--data`` takes dataset specs (see ``grcnn_jax.data.sources``: an LMDB, an
+ICDAR-03-style folder, 'synth', 'tfds:NAME/SPLIT'), comma-separated or repeated;
+each is evaluated and reported on its own. Without it: the validation set exactly
+as the training config defines it (``config.data.val``; for 'synth' the
+config's ``synth_val_size`` and ``synth_seed + 1``).
+
+Everything comes from the checkpoint (``WORKDIR/checkpoints/<step>``): params,
+batch statistics (no optimizer state is read), the config (model, image size,
+data policy) and the charset. Records are preprocessed by the training loader
+(same resize, same label policy -- by default labels are lowercased; records it
+skips, e.g. labels outside the charset or too long for the frames, are not
+counted and are listed per reason). Lexicon words get the same case policy;
+words that still do not fit the charset are skipped and counted.
+
+Per dataset: images, lexicon-free word accuracy, lexicon word accuracy (where
+records carry a lexicon: the lexicon word of highest CTC likelihood), normalized
+edit distance (ED / max(len), 0 = perfect), mean CTC loss, images/s (steady
+state, the loader included). Standard protocol: letters and digits only,
+case-insensitive (``--case_sensitive`` to compare case). Printed as a table and
+written as JSON (``--output``, default ``WORKDIR/eval_<step>.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from grcnn_jax.checkpoints import InferenceCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def split_specs(values: Sequence[str] | None) -> list[str]:
+    """Repeated and/or comma-separated ``--data`` values -> one spec per dataset."""
+    return [p.strip() for v in values or () for p in v.split(",") if p.strip()]
+
+
+def open_dataset(config: Any, spec: str | None) -> Any:
+    """The source named by ``spec`` (None: the config's validation set), built like training's."""
+    from grcnn_jax.data.errors import DataError
+    from grcnn_jax.data.sources import open_source
+    from grcnn_jax.train import open_split
+
+    if spec is None:
+        if not config.data.val:
+            raise DataError("the checkpoint's config has no validation set (config.data.val is "
+                            "empty): give --data")
+        return open_split(config, "val")
+    d = config.data
+    synth = dict(length=d.synth_val_size, seed=d.synth_seed + 1, height=config.image_height)
+    return open_source(spec, what="--data", synth=synth,
+                       tfds_data_dir=d.tfds_data_dir or None)
+
+
+def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None = None, *,
+                        batch_size: int | None = None, case_sensitive: bool = False,
+                        beam_width: int = 1, num_workers: int | None = None,
+                        predictions: dict[str, list] | None = None) -> dict:
+    """Evaluates a restored checkpoint on each dataset.
+
+    Args:
+      ckpt: from ``checkpoints.load_for_inference``.
+      specs: dataset specs, one per dataset; None or empty: the config's val set.
+      batch_size: global eval batch (default ``config.eval_batch_size``); a multiple of
+        the device count.
+      case_sensitive: compare case (default: the case-insensitive standard protocol).
+      beam_width: lexicon-free decoding: 1 = greedy, more = prefix beam search.
+      num_workers: loader worker processes (default ``config.data.num_workers``).
+      predictions: if a dict, ``predictions[name]`` gets one dict per image.
+
+    Returns:
+      ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "datasets":
+      [{"name", "data", "source", "count", "word_accuracy", "lexicon_word_accuracy" (None
+      without lexicons), "lexicon_count", "normalized_edit_distance", "loss",
+      "images_per_s", "skipped"}]}``.
+    """
+    import jax
+
+    from grcnn_jax import evaluation
+    from grcnn_jax.data import pipeline
+    from grcnn_jax.models import create_model
+    from grcnn_jax.train import make_mesh, make_preprocess
+
+    config, charset = ckpt.config, ckpt.charset
+    batch_size = batch_size or config.eval_batch_size
+    if num_workers is None:
+        num_workers = config.data.num_workers
+    model = create_model(config.model, charset.num_classes)
+    mesh = make_mesh()
+    if batch_size % mesh.size:
+        raise ValueError(f"--batch_size={batch_size} is not divisible by the {mesh.size} devices")
+    evaluator = evaluation.Evaluator(
+        model, charset, mesh, batch_size=batch_size, case_sensitive=case_sensitive,
+        beam_width=beam_width,
+        lexicon_lowercase=dict(config.data.policy).get("unknown_chars", "lower") == "lower")
+    preprocess = make_preprocess(config, charset)
+    params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),
+                                         jax.sharding.NamedSharding(mesh,
+                                                                    jax.sharding.PartitionSpec()))
+    # Open every dataset first: a bad path fails before anything is evaluated.
+    sources = [(spec, open_dataset(config, spec)) for spec in list(specs or ()) or [None]]
+    rows = []
+    for spec, source in sources:
+        name = spec if spec is not None else f"{config.data.val} (config.data.val)"
+        batches = pipeline.BatchIterator(pipeline.make_dataset(
+            source, preprocess, batch_size, train=False, num_workers=num_workers), name=name)
+        collected = [] if predictions is not None else None
+        try:
+            result = evaluator.evaluate(params, batch_stats, batches, predictions=collected)
+        finally:
+            batches.close()
+        if predictions is not None:
+            predictions[name] = collected
+        if batches.skipped_counts:
+            log.warning(batches.skipped_summary())
+        rows.append({
+            "name": name, "data": spec if spec is not None else config.data.val,
+            "source": repr(source), "count": result["count"],
+            "word_accuracy": result["word_accuracy"],
+            "lexicon_word_accuracy": result.get("lexicon_word_accuracy"),
+            "lexicon_count": result.get("lexicon_count", 0),
+            "lexicon_words_skipped": result.get("lexicon_words_skipped", 0),
+            "normalized_edit_distance": result["normalized_edit_distance"],
+            "loss": result["loss"], "images_per_s": result["images_per_s"],
+            "skipped": dict(batches.skipped_counts),
+        })
+    return {"checkpoint": ckpt.path, "step": ckpt.step, "batch_size": batch_size,
+            "case_sensitive": case_sensitive, "beam_width": beam_width,
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "datasets": rows}
+
+
+def format_table(report: dict) -> str:
+    """The report's datasets as an aligned text table."""
+    header = ["dataset", "images", "word_acc", "lexicon_acc", "ned", "loss", "images/s"]
+    lines = [header]
+    for r in report["datasets"]:
+        lex = r["lexicon_word_accuracy"]
+        lex_text = "-" if lex is None else f"{lex:.4f}"
+        if lex is not None and r["lexicon_count"] != r["count"]:
+            lex_text += f" ({r['lexicon_count']})"
+        lines.append([r["name"], str(r["count"]), f"{r['word_accuracy']:.4f}", lex_text,
+                      f"{r['normalized_edit_distance']:.4f}", f"{r['loss']:.4f}",
+                      f"{r['images_per_s']:.1f}"])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    decoding = "greedy" if report["beam_width"] == 1 else f"beam {report['beam_width']}"
+    case = "case-sensitive" if report["case_sensitive"] else "case-insensitive"
+    out = [f"checkpoint {report['checkpoint']} (step {report['step']}), {case}, {decoding} "
+           f"decoding, batch {report['batch_size']} on {report['devices']}"]
+    for i, row in enumerate(lines):
+        out.append("  ".join(c.ljust(w) if j == 0 else c.rjust(w)
+                             for j, (c, w) in enumerate(zip(row, widths))))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    for r in report["datasets"]:
+        if r["skipped"]:
+            out.append(f"{r['name']}: not counted (loader skipped): " + ", ".join(
+                f"{k} {v}" for k, v in sorted(r["skipped"].items())))
+        if r["lexicon_words_skipped"]:
+            out.append(f"{r['name']}: {r['lexicon_words_skipped']} lexicon words skipped "
+                       "(characters outside the charset, or too long for the frames)")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- command line
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl).")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
+    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
+                        "metrics.jsonl among the saved steps) or a step number.")
+    flags.DEFINE_multi_string("data", None, "Dataset spec(s), comma-separated or repeated: an "
+                              "LMDB, an ICDAR-03-style folder, 'synth', 'tfds:NAME/SPLIT'. "
+                              "Default: the config's validation set.")
+    flags.DEFINE_integer("batch_size", None, "Eval batch size (default: config.eval_batch_size).")
+    flags.DEFINE_bool("case_sensitive", False, "Compare case (default: case-insensitive, the "
+                      "standard protocol).")
+    flags.DEFINE_integer("beam_width", 1, "Lexicon-free decoding: 1 = greedy, more = prefix beam "
+                         "search.")
+    flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: "
+                         "config.data.num_workers).")
+    flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json).")
+    flags.DEFINE_string("predictions", None, "Optional JSON-lines file: one line per image "
+                        "(dataset, key, text, prediction, lexicon_prediction).")
+
+
+def main(argv: list[str]) -> None:
+    from absl import app, flags
+    from absl import logging as absl_logging
+
+    from grcnn_jax import checkpoints
+    from grcnn_jax.charset import CharsetError
+    from grcnn_jax.data.errors import DataError
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.beam_width < 1:
+        raise app.UsageError(f"--beam_width must be >= 1, got {FLAGS.beam_width}")
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
+    try:
+        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        predictions: dict | None = {} if FLAGS.predictions else None
+        report = evaluate_checkpoint(
+            ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
+            case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
+            num_workers=FLAGS.num_workers, predictions=predictions)
+    except (FileNotFoundError, DataError, CharsetError, KeyError, ValueError) as e:
+        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    print(format_table(report), flush=True)
+    output = FLAGS.output or os.path.join(ckpt.workdir, f"eval_{ckpt.step}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {output}", file=sys.stderr)
+    if predictions is not None:
+        with open(FLAGS.predictions, "w", encoding="utf-8") as f:
+            for name, items in predictions.items():
+                for item in items:
+                    f.write(json.dumps({"dataset": name, **item}) + "\n")
+        print(f"wrote {FLAGS.predictions}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

@@ -1,0 +1,186 @@
+"""Read the text in word images with a trained checkpoint.
+
+    python -m grcnn_jax.recognize --workdir DIR word.png more/ ...
+    python -m grcnn_jax.recognize --workdir DIR --lexicon words.txt crops/
+    python -m grcnn_jax.recognize --checkpoint DIR/checkpoints/6000 --beam_width 10 crops/
+
+Prints one line per image: ``path<TAB>text<TAB>confidence``, where confidence is
+p(text | image) in [0, 1], summed over all CTC alignments of the text. Folders
+are expanded (recursively, sorted) to their image files. Images are prepared
+exactly as the training loader does (grayscale, resized to the config's height
+and width, stretched or aspect-kept per ``config.data.keep_aspect``).
+
+``--lexicon FILE`` (words separated by commas and/or newlines) picks, for each
+image, the lexicon word of highest CTC likelihood instead; words are mapped like
+labels (lowercased under the default policy), words that still do not fit the
+charset are skipped with a warning. ``--beam_width N`` (N > 1) decodes with a
+prefix beam search instead of greedy.
+
+Unreadable or missing files are reported on stderr with their path and skipped;
+the exit status is nonzero only if no image could be read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from grcnn_jax.checkpoints import InferenceCheckpoint
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                    ".ppm", ".pbm", ".pnm")
+
+
+def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files given, and the image files (by extension) inside folders given, recursively, in
+    sorted order. Returns (files, problems) with problems as (path, reason)."""
+    files, problems = [], []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, names in os.walk(p):
+                dirs.sort()
+                found += [os.path.join(root, n) for n in sorted(names)
+                          if n.lower().endswith(IMAGE_EXTENSIONS)]
+            if not found:
+                problems.append((p, "folder holds no image files"))
+            files += found
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            problems.append((p, "no such file or folder"))
+    return files, problems
+
+
+def read_lexicon(path: str) -> list[str]:
+    """Words from a file, separated by commas and/or newlines (blank entries dropped)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise FileNotFoundError(f"cannot read --lexicon {path!r}: {e}") from None
+    words = [w.strip() for line in text.splitlines() for w in line.split(",") if w.strip()]
+    if not words:
+        raise ValueError(f"--lexicon {path!r} holds no words")
+    return words
+
+
+def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
+                ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
+    problems (path, reason) for the rest)."""
+    from PIL import UnidentifiedImageError
+
+    from grcnn_jax.data.pipeline import resize, to_grayscale
+
+    images, good, problems = [], [], []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            images.append(resize(to_grayscale(data), height, width, keep_aspect))
+            good.append(path)
+        except UnidentifiedImageError:
+            problems.append((path, "cannot read image: not an image format Pillow decodes"))
+        except Exception as e:  # noqa: BLE001 -- any failure to read or decode: skip this file
+            problems.append((path, f"cannot read image ({type(e).__name__}: {e})"))
+    array = np.stack(images) if images else np.zeros((0, height, width), np.uint8)
+    return array, good, problems
+
+
+def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
+                     lexicon: Sequence[str] | None = None, beam_width: int = 1,
+                     batch_size: int | None = None) -> list:
+    """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
+    ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``)."""
+    from grcnn_jax import decode, evaluation
+    from grcnn_jax.models import create_model, frames_for_width
+    from grcnn_jax.train import make_mesh
+
+    config, charset = ckpt.config, ckpt.charset
+    mesh = make_mesh()
+    batch_size = batch_size or min(config.eval_batch_size, max(len(images), 1))
+    batch_size = -(-batch_size // mesh.size) * mesh.size          # a multiple of the devices
+    lowercase = dict(config.data.policy).get("unknown_chars", "lower") == "lower"
+    if lexicon is not None:
+        enc = decode.encode_lexicons([lexicon], charset, frames_for_width(config.image_width),
+                                     lowercase=lowercase)
+        if enc.skipped:
+            log.warning("lexicon: skipping %d word(s) that do not fit the charset %r or the "
+                        "%d frames: %s", len(enc.skipped), charset.chars,
+                        frames_for_width(config.image_width), ", ".join(enc.skipped[:10]))
+        if not enc.words[0]:
+            raise ValueError("no lexicon word fits the charset")
+        lexicon = enc.words[0]
+    evaluator = evaluation.Evaluator(create_model(config.model, charset.num_classes), charset,
+                                     mesh, batch_size=batch_size, beam_width=beam_width,
+                                     lexicon_lowercase=lowercase, confidence=True)
+    lexicons = None if lexicon is None else [lexicon] * len(images)
+    return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons)
+
+
+# ----------------------------------------------------------------------------- command line
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
+    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy) or a "
+                        "step number.")
+    flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
+                        "likely of them for each image.")
+    flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
+    flags.DEFINE_integer("batch_size", None, "Images per jitted call (default: the config's "
+                         "eval_batch_size, at most the number of images).")
+
+
+def main(argv: list[str]) -> None:
+    from absl import app, flags
+    from absl import logging as absl_logging
+
+    from grcnn_jax import checkpoints
+    from grcnn_jax.charset import CharsetError
+    from grcnn_jax.data.errors import DataError
+
+    FLAGS = flags.FLAGS
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError("give image files and/or folders to read")
+    if FLAGS.beam_width < 1:
+        raise app.UsageError(f"--beam_width must be >= 1, got {FLAGS.beam_width}")
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
+    try:
+        lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
+        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        files, problems = expand_paths(paths)
+        c = ckpt.config
+        images, good, unreadable = load_images(files, c.image_height, c.image_width,
+                                               c.data.keep_aspect)
+        for path, reason in problems + unreadable:
+            print(f"{path}: {reason}; skipped", file=sys.stderr)
+        if not good:
+            raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
+        predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width, FLAGS.batch_size)
+    except (FileNotFoundError, DataError, CharsetError, KeyError, ValueError) as e:
+        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    for path, p in zip(good, predictions):
+        if lexicon is not None:
+            print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")
+        else:
+            print(f"{path}\t{p.text}\t{p.confidence:.4g}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
