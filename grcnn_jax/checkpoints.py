@@ -257,3 +257,15 @@ def load_for_inference(workdir: str | None = None, checkpoint: str | None = None
         path=path, workdir=os.path.dirname(os.path.dirname(path)), step=int(meta["step"]),
         config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
         params=state["params"], batch_stats=state["batch_stats"])
+
+
+def define_checkpoint_flags() -> None:
+    """absl flags --workdir, --checkpoint, --step: which checkpoint a command reads
+    (``resolve_step_dir`` turns them into a step directory)."""
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl).")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
+    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
+                        "metrics.jsonl among the saved steps) or a step number.")

@@ -34,7 +34,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from grcnn_jax.checkpoints import InferenceCheckpoint
+from grcnn_jax.checkpoints import InferenceCheckpoint, define_checkpoint_flags
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +175,7 @@ def format_table(report: dict) -> str:
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl).")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
-                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
-    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
-                        "metrics.jsonl among the saved steps) or a step number.")
+    define_checkpoint_flags()
     flags.DEFINE_multi_string("data", None, "Dataset spec(s), comma-separated or repeated: an "
                               "LMDB, an ICDAR-03-style folder, 'synth', 'tfds:NAME/SPLIT'. "
                               "Default: the config's validation set.")

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from grcnn_jax.checkpoints import InferenceCheckpoint
+from grcnn_jax.checkpoints import InferenceCheckpoint, define_checkpoint_flags
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,7 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
-                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
-    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy) or a "
-                        "step number.")
+    define_checkpoint_flags()
     flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
                         "likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
