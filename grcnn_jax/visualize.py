@@ -1,24 +1,50 @@
-"""Effective receptive fields: which input pixels one output frame of the backbone listens to.
+"""Effective receptive fields: which input pixels one output frame listens to (the paper's figure).
 
-The paper's figure: for an image and one CTC frame f, the gradient of the backbone's
-features at f with respect to the input pixels (``jax.vjp``, eval-mode BatchNorm, so
-frames do not mix through batch statistics). A plain CNN's field is a fixed blob around
-the frame's position; the GRCL's gates suppress the recurrent spread where the context
-does not belong to the character, so its field follows the character's strokes and stops
-at the gaps between characters.
+For a word image and one CTC frame f, the field is the magnitude of the gradient of that
+frame's output with respect to the input pixels: ``jax.vjp`` of the forward pass, one
+cotangent per frame (vmapped, one jitted call for any number of frames), BatchNorm in
+eval mode so the frames do not mix through batch statistics. What "the frame's output"
+is (``target``):
 
-    python -m grcnn_jax.visualize --image word.png --frame 13 --out fields.png \\
-        --workdir runs/cnn --workdir runs/rcl --workdir runs/grcl
-    python -m grcnn_jax.visualize --frame 13 --out fields.png     # untrained paper models
+  ``sum``     sum over channels of the backbone's conv4 features at f (the default; the
+              classic effective-receptive-field probe, Luo et al. 2016)
+  ``energy``  half the squared norm of those features (weights each channel by its value)
+  ``logit``   the logit of the class the model predicts at f, through the two BLSTMs
+              (these see the whole sequence, so this field is not confined to the
+              theoretical one of the backbone)
 
-Without ``--workdir`` the command builds the paper's CNN, RCL and GRCL models
-(configs/cnn.py, rcl.py, grcl.py) with random weights and renders a synthetic word, so
-it runs on a fresh machine; the panels then say "untrained".
+The *theoretical* field of a frame (``theoretical_columns``) is every input column that
+some path through the backbone's layers connects to the frame: conv0 3x3, a 2x2/2 pool,
+GRCL 1 (its 3x3 feed-forward conv and T recurrent 3x3 convs: T + 1 columns each side; the
+1x1 gate convs add none), a 2x2/2 pool, GRCL 2, a 2x2 pool of width stride 1 padded by a
+column each side, GRCL 3, the same pool, conv4 2x2 valid. With R = T + 1 that is columns
+4f - 9 - 10R .. 4f + 8 + 10R, clipped to the image: 38 columns for the plain CNN (T = 0),
+78 for T = 2 and the whole 100-column image for the paper's T = 5. The field is centred on
+column 4f - 0.5: the 26 frames of a 100-wide image sit 4 columns apart.
+
+What to look for in trained models: a plain CNN's effective field is a compact blob around
+the frame, its extent fixed by the architecture; the recurrence of an RCL widens it into the
+neighbouring characters; a GRCL's gates, computed from the input, scale the recurrent context
+down where it does not belong to the character under the frame, so the field takes the
+character's shape and stops at the gaps between characters. (The authors show this with the
+fields of RCNN, DenseNet and GRCNN models; here the comparison is with the paper's own
+ablations, the CNN with T = 0 and the ungated RCL.) Untrained models show only the geometry.
+
+    python -m grcnn_jax.visualize --frame 13 --out fields.png \\
+        --workdir runs/cnn --workdir runs/rcl --workdir runs/grcl --image word.png
+    python -m grcnn_jax.visualize --frame 5,13,21 --out fields.png     # untrained paper models
+
+Without ``--workdir`` the command builds the models of configs/cnn.py, rcl.py and grcl.py
+(the paper's sizes) with random weights, labelled "untrained", and draws a rendered word
+(``--text``), so it runs on a fresh machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
 from typing import Any, Sequence
 
 import jax
@@ -26,66 +52,128 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from grcnn_jax.models import Backbone, create_model, normalize_images
+from grcnn_jax.models import Backbone, create_model, frames_for_width, normalize_images
 from grcnn_jax.models.grcnn import POOL_WIDTH_STRIDES
+
+TARGETS = ("sum", "energy", "logit")
+# The ablations of configs/cnn.py, rcl.py, grcl.py, as changes to the paper's model section.
+ABLATIONS = {"cnn": {"T": 0}, "rcl": {"gated": False}, "grcl": {}}
+MAX_GRID_FRAMES = 8         # columns of one plot_fields figure
 
 
 @dataclasses.dataclass
 class FieldModel:
-    """A model to draw: its config section, variables and a panel title."""
+    """A model to draw: its config ``model`` section, its variables and a panel title.
+
+    Attributes:
+      title: the panel title.
+      model_config: the ``model`` section of a training config.
+      params, batch_stats: the GRCNN's variables (``params['backbone']`` etc.).
+      image_size: the (height, width) the model reads.
+      keep_aspect: how images are resized for it (the training config's ``data.keep_aspect``).
+    """
 
     title: str
     model_config: ml_collections.ConfigDict
     params: Any
     batch_stats: Any
+    image_size: tuple[int, int] = (32, 100)
+    keep_aspect: bool = False
+
+    @property
+    def kind(self) -> str:
+        """'cnn' (T = 0), 'rcl' (ungated) or 'grcl'."""
+        return kind_of(self.model_config)
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.shape(self.params["blstm2"]["linear"]["kernel"])[-1])
 
 
-def _backbone(model_config: ml_collections.ConfigDict) -> Backbone:
-    # The GRCNN's own backbone submodule, built from the same fields (its variables are
-    # params['backbone'] / batch_stats['backbone']).
-    model = create_model(model_config, num_classes=2)
-    return Backbone(model.conv0_features, tuple(model.grcl_features), model.out_features,
-                    T=model.T, gated=model.gated, share=model.share, dtype=model.dtype,
-                    bn_momentum=model.bn_momentum, bn_epsilon=model.bn_epsilon,
-                    scan_unroll=model.scan_unroll, remat=model.remat)
+def kind_of(model_config: ml_collections.ConfigDict) -> str:
+    return "cnn" if model_config.T == 0 else ("grcl" if model_config.gated else "rcl")
 
 
-def effective_fields(m: FieldModel, image: np.ndarray) -> np.ndarray:
-    """|d sum(features[frame]) / d pixels| for every frame.
+# ----------------------------------------------------------------------------- the fields
+@functools.lru_cache(maxsize=16)
+def _field_function(model_json: str, num_classes: int, target: str):
+    """The jitted ``(variables, image uint8 [H,W], frames int32 [K]) -> |grad| [K,H,W]`` for
+    one model architecture (cached: one compilation per architecture, target and K)."""
+    model = create_model(ml_collections.ConfigDict(json.loads(model_json)), num_classes)
+    backbone = Backbone(model.conv0_features, tuple(model.grcl_features), model.out_features,
+                        T=model.T, gated=model.gated, share=model.share, dtype=model.dtype,
+                        bn_momentum=model.bn_momentum, bn_epsilon=model.bn_epsilon,
+                        scan_unroll=model.scan_unroll, remat=model.remat)
+
+    @jax.jit
+    def fields(variables, image, frames):
+        x = normalize_images(image[None], jnp.float32)                # [1,H,W,1] in [-1, 1]
+        if target == "logit":
+            def forward(x):                                            # [F, classes]
+                return model.apply(variables, x, train=False)[0]
+            out, vjp = jax.vjp(forward, x)
+            weights = jax.nn.one_hot(jnp.argmax(out, axis=-1), out.shape[-1], dtype=out.dtype)
+        else:
+            sub = {"params": variables["params"]["backbone"],
+                   "batch_stats": variables["batch_stats"]["backbone"]}
+
+            def forward(x):                                            # [F, C] (the 1 row)
+                return backbone.apply(sub, x, train=False)[0, 0].astype(jnp.float32)
+            out, vjp = jax.vjp(forward, x)
+            # d sum(y) / dy = 1;  d (|y|^2 / 2) / dy = y
+            weights = jnp.ones_like(out) if target == "sum" else out
+        # One cotangent per requested frame: the weights at that frame, zero elsewhere.
+        at_frame = frames[:, None] == jnp.arange(out.shape[0])[None, :]  # [K, F]
+        cotangents = at_frame[:, :, None].astype(out.dtype) * weights[None]
+        grads = jax.vmap(lambda c: vjp(c)[0])(cotangents)              # [K, 1, H, W, 1]
+        return jnp.abs(grads[:, 0, :, :, 0].astype(jnp.float32))
+
+    return fields
+
+
+def effective_fields(m: FieldModel, image: np.ndarray, frame: int | Sequence[int] | None = None,
+                     target: str = "sum") -> np.ndarray:
+    """The magnitude of the gradient of frame outputs with respect to the input pixels.
 
     Args:
       m: the model.
-      image: uint8 [H, W] (the model's input size, 32 x 100 by default).
+      image: uint8 [H, W] at the model's input size (32 x 100 by default).
+      frame: one frame (returns [H, W]), several ([K, H, W], in that order), or None for
+        every frame ([frames, H, W]).
+      target: 'sum', 'energy' or 'logit' (see the module doc).
     Returns:
-      float32 [frames, H, W], each frame's field (unnormalized, >= 0).
+      float32 fields, unnormalized, >= 0; exactly 0 at pixels the frame cannot see.
     """
-    backbone = _backbone(m.model_config)
-    variables = {"params": m.params["backbone"], "batch_stats": m.batch_stats["backbone"]}
-    x = normalize_images(jnp.asarray(image)[None], backbone.dtype)
-
-    def features(x):
-        return backbone.apply(variables, x, train=False)[0, 0].astype(jnp.float32)  # [F, C]
-
-    out, vjp = jax.vjp(features, x)
-    frames = out.shape[0]
-
-    @jax.jit
-    def field(f):
-        cotangent = jnp.zeros_like(out).at[f].set(1.0)
-        return jnp.abs(vjp(cotangent)[0][0, ..., 0])
-
-    return np.stack([np.asarray(field(f)) for f in range(frames)])
+    if target not in TARGETS:
+        raise ValueError(f"target={target!r}: choose one of {TARGETS}")
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.shape != tuple(m.image_size):
+        raise ValueError(f"expected a uint8 image of shape {tuple(m.image_size)} (the model's "
+                         f"input), got {image.dtype} {image.shape}")
+    n = frames_for_width(image.shape[1])
+    frames = np.arange(n) if frame is None else np.atleast_1d(np.asarray(frame, np.int32))
+    if frames.ndim != 1 or frames.size == 0 or frames.min() < 0 or frames.max() >= n:
+        raise ValueError(f"frame {frame!r} is out of range: the model has frames 0..{n - 1}")
+    fn = _field_function(m.model_config.to_json(), m.num_classes, target)
+    variables = {"params": m.params, "batch_stats": m.batch_stats}
+    out = np.asarray(fn(variables, jnp.asarray(image), jnp.asarray(frames, jnp.int32)))
+    return out[0] if frame is not None and np.ndim(frame) == 0 else out
 
 
+# ----------------------------------------------------------------------------- the geometry
 def theoretical_columns(model_config: ml_collections.ConfigDict, frame: int,
                         width: int = 100) -> tuple[int, int]:
-    """The input columns ``[lo, hi]`` (inclusive) that backbone frame ``frame`` can see.
+    """The input columns ``(lo, hi)`` (inclusive) that backbone frame ``frame`` can see.
 
-    Propagates the frame's column interval back through the layers: conv4 (2x2 valid),
-    each pool (2 wide; stride 2, or stride 1 with one column of padding each side), each
-    GRCL (a 3x3 feed-forward conv and T recurrent 3x3 convs: +-(T + 1) columns; the 1x1
-    gate convs add nothing), conv0 (3x3), clipped to the columns that exist.
+    Propagates the frame's column interval back through the layers, clipping it at each
+    layer to the columns that exist there: conv4 (2 wide, valid), each pool (2 wide;
+    stride 2, or stride 1 with a column of padding each side), each GRCL (its 3x3
+    feed-forward conv and T recurrent 3x3 convs: T + 1 columns each side; the gates' 1x1
+    convs add nothing) and conv0 (3x3). Unclipped this is 4f - 9 - 10(T+1) .. 4f + 8 + 10(T+1).
     """
+    n = frames_for_width(width)
+    if not 0 <= frame < n:
+        raise ValueError(f"frame {frame} is out of range: {width}-wide input has frames 0..{n - 1}")
     widths = [width]                              # the width entering each pool
     for stride in POOL_WIDTH_STRIDES:
         widths.append(widths[-1] // 2 if stride == 2 else widths[-1] + 1)
@@ -93,7 +181,7 @@ def theoretical_columns(model_config: ml_collections.ConfigDict, frame: int,
     for i in reversed(range(len(POOL_WIDTH_STRIDES))):
         stride, w_in = POOL_WIDTH_STRIDES[i], widths[i]
         if stride == 2:
-            lo, hi = 2 * lo, 2 * hi + 1
+            lo, hi = 2 * lo, 2 * hi + 1           # window [2j, 2j+1]
         else:
             lo, hi = lo - 1, hi                   # padded window [j, j+1] -> columns j-1, j
         lo, hi = max(lo, 0), min(hi, w_in - 1)
@@ -102,79 +190,301 @@ def theoretical_columns(model_config: ml_collections.ConfigDict, frame: int,
     return lo, hi
 
 
-def plot_fields(models: Sequence[FieldModel], image: np.ndarray, frame: int,
-                fields: Sequence[np.ndarray] | None = None):
-    """One panel per model: the image in grey, frame ``frame``'s field in colour over it,
-    the theoretical receptive field's columns marked. Returns the matplotlib Figure."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def frame_center(frame: int) -> float:
+    """The input column (fractional) a backbone frame is centred on: 4f - 0.5."""
+    return 4 * frame - 0.5
 
-    fields = fields if fields is not None else [effective_fields(m, image)[frame] for m in models]
-    fig, axes = plt.subplots(len(models), 1, figsize=(6, 1.6 * len(models)), squeeze=False)
-    for ax, m, field in zip(axes[:, 0], models, fields):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.imshow(field / max(field.max(), 1e-12), cmap="inferno", alpha=0.65, vmin=0, vmax=1)
-        lo, hi = theoretical_columns(m.model_config, frame, image.shape[1])
-        ax.axvline(lo - 0.5, color="cyan", lw=0.8)
-        ax.axvline(hi + 0.5, color="cyan", lw=0.8)
-        ax.set_title(f"{m.title}: frame {frame}", fontsize=9)
-        ax.set_axis_off()
+
+def effective_columns(field: np.ndarray, mass: float = 1.0) -> tuple[int, int]:
+    """The columns ``(lo, hi)`` a field [H, W] covers: with ``mass`` 1, from the first to the
+    last non-zero column; below 1, the central interval holding that fraction of the field's
+    total (cut (1 - mass) / 2 from each side). (-1, -1) for an all-zero field."""
+    profile = np.asarray(field, np.float64).sum(axis=0)
+    total = profile.sum()
+    if total <= 0:
+        return -1, -1
+    if mass >= 1:
+        nz = np.flatnonzero(profile > 0)
+        return int(nz[0]), int(nz[-1])
+    cdf = np.cumsum(profile) / total
+    cut = (1 - mass) / 2
+    eps = 1e-9                                    # rounding in the cumulative sums
+    return (int(np.searchsorted(cdf, cut + eps, side="right")),
+            int(np.searchsorted(cdf, 1 - cut - eps, side="left")))
+
+
+# ----------------------------------------------------------------------------- drawing
+def _overlay(field: np.ndarray, gamma: float) -> np.ndarray:
+    """RGBA [H, W, 4]: the field normalized to its maximum (``** gamma``), coloured, with its
+    opacity rising with it from 0 (pixels the frame ignores show the plain grey image)."""
+    from matplotlib import colormaps
+
+    v = np.clip(field / max(float(field.max()), 1e-30), 0, 1) ** gamma
+    rgba = colormaps["inferno"](0.3 + 0.7 * v)
+    rgba[..., 3] = 0.95 * np.sqrt(v)
+    return rgba
+
+
+def plot_fields(models: Sequence[FieldModel], image: np.ndarray, frames: int | Sequence[int] = 13,
+                fields: Sequence[np.ndarray] | None = None, target: str = "sum",
+                gamma: float = 1.0, dpi: int = 150):
+    """A grid: one row per model, one column per frame. Each panel is the image in grey with
+    the frame's field (|gradient| normalized to its maximum, ``** gamma``) in colour over it,
+    the theoretical field's bounds as cyan lines and the frame's centre as a white tick.
+
+    Args:
+      fields: precomputed, per model [K, H, W] for the K frames (or [H, W] for one frame);
+        default: computed with ``effective_fields(m, image, frames, target)``.
+    Returns:
+      the matplotlib Figure (draw it with ``fig.savefig`` or show it in a notebook).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    frames = [int(f) for f in np.atleast_1d(frames)]
+    if len(frames) > MAX_GRID_FRAMES:
+        raise ValueError(f"{len(frames)} frames: at most {MAX_GRID_FRAMES} in one figure "
+                         "(plot_profiles shows every frame)")
+    if fields is None:
+        fields = [effective_fields(m, image, frames, target) for m in models]
+    fields = [np.asarray(f).reshape(len(frames), *image.shape) for f in fields]
+    h, w = image.shape
+    panel_w = 3.2 if len(frames) > 1 else 6.0
+    # A plain Figure (not pyplot's) when no interactive backend is in use: a script that
+    # draws many figures leaks nothing; in a notebook pyplot's figure displays itself.
+    make = plt.figure if "inline" in plt.get_backend() else Figure
+    fig = make(figsize=(panel_w * len(frames), 0.3 + (panel_w * h / w + 0.35) * len(models)),
+               dpi=dpi)
+    axes = fig.subplots(len(models), len(frames), squeeze=False)
+    for row, (m, field) in enumerate(zip(models, fields, strict=True)):
+        for col, f in enumerate(frames):
+            ax = axes[row, col]
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.imshow(_overlay(field[col], gamma), interpolation="nearest")
+            if target != "logit":                # through the BLSTMs: every column
+                lo, hi = theoretical_columns(m.model_config, f, w)
+                for x in (lo - 0.5, hi + 0.5):
+                    ax.axvline(x, color="cyan", lw=1.0)
+            ax.plot([frame_center(f)], [-0.5], marker="v", color="white", markeredgecolor="k",
+                    markersize=5, clip_on=False)
+            ax.set_xlim(-0.5, w - 0.5)
+            ax.set_ylim(h - 0.5, -0.5)
+            ax.set_title(f"{m.title}, frame {f}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    what = {"sum": "sum of the conv4 features", "energy": "squared norm of the conv4 features",
+            "logit": "predicted class's logit"}[target]
+    bounds = ("the BLSTMs see every column" if target == "logit"
+              else "cyan: the theoretical field")
+    fig.suptitle(f"|d ({what} at the frame) / d pixels|, normalized; {bounds}", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def untrained(name: str, seed: int = 0) -> FieldModel:
-    """configs/<name>.py's model with random weights (for a fresh machine)."""
+def plot_profiles(models: Sequence[FieldModel], fields: Sequence[np.ndarray],
+                  target: str = "sum", dpi: int = 120):
+    """Every frame at once: per model, each frame's column profile (the field summed over
+    rows, normalized per frame) as one row of an image [frames, W], with the theoretical
+    field's bounds as cyan lines (not for ``target`` 'logit': the BLSTMs see every column).
+    ``fields``: per model [frames, H, W]."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    make = plt.figure if "inline" in plt.get_backend() else Figure
+    fig = make(figsize=(4 * len(models), 3.2), dpi=dpi)
+    axes = np.atleast_1d(fig.subplots(1, len(models)))
+    for ax, m, f in zip(axes, models, fields, strict=True):
+        f = np.asarray(f)
+        profile = f.sum(axis=1)
+        profile = profile / np.maximum(profile.max(axis=1, keepdims=True), 1e-30)
+        ax.imshow(profile, aspect="auto", cmap="inferno", interpolation="nearest")
+        if target != "logit":
+            bounds = np.array([theoretical_columns(m.model_config, k, f.shape[2])
+                               for k in range(f.shape[0])])
+            ks = np.arange(f.shape[0])
+            ax.step(bounds[:, 0] - 0.5, ks, where="mid", color="cyan", lw=0.8)
+            ax.step(bounds[:, 1] + 0.5, ks, where="mid", color="cyan", lw=0.8)
+        ax.set_title(m.title, fontsize=9)
+        ax.set_xlabel("input column")
+        ax.set_ylabel("frame")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- models, images
+def _config_file(name: str) -> ml_collections.ConfigDict | None:
+    """configs/<name>.py's get_config() when running from a checkout (None otherwise)."""
     import importlib.util
     import pathlib
 
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
+    if not path.is_file():
+        return None
     spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
-    model = create_model(config.model, 37)
-    variables = model.init(jax.random.key(seed),
-                           np.zeros((1, config.image_height, config.image_width), np.uint8))
-    return FieldModel(f"{name} (untrained)", config.model, variables["params"],
-                      variables["batch_stats"])
+    return module.get_config()
 
 
-def from_checkpoint(workdir: str, step: str | int = "latest") -> FieldModel:
+def untrained_config(name: str) -> ml_collections.ConfigDict:
+    """The training config of configs/<name>.py ('cnn', 'rcl', 'grcl'); from the package's
+    base config and ``ABLATIONS`` where configs/ is not at hand (an installed package)."""
+    if name not in ABLATIONS:
+        raise ValueError(f"{name!r}: choose one of {sorted(ABLATIONS)}")
+    config = _config_file(name)
+    if config is None:
+        from grcnn_jax.config_base import get_base_config
+
+        config = get_base_config()
+        config.model.update(ABLATIONS[name])
+    return config
+
+
+def untrained(name: str, seed: int = 0, **model_overrides: Any) -> FieldModel:
+    """configs/<name>.py's model with random weights, titled '<name> ... (untrained)'.
+
+    ``model_overrides`` change fields of its ``model`` section (e.g. smaller widths).
+    """
+    from grcnn_jax.charset import Charset
+
+    config = untrained_config(name)
+    config.model.update(model_overrides)
+    model = create_model(config.model, Charset(config.charset).num_classes)
+    size = (config.image_height, config.image_width)
+    # The 'rbg' generator: its init compiles in half the time of the default threefry's
+    # (seconds on a CPU); which random numbers an untrained model gets does not matter.
+    variables = jax.jit(model.init)(jax.random.key(seed, impl="rbg"),
+                                    jnp.zeros((1, *size), jnp.uint8))
+    return FieldModel(f"{_describe(config.model)} (untrained)", config.model,
+                      variables["params"], variables["batch_stats"], size,
+                      config.data.keep_aspect)
+
+
+def _describe(m: ml_collections.ConfigDict) -> str:
+    kind = kind_of(m)
+    return kind.upper() if kind == "cnn" else f"{kind.upper()} T={m.T}"
+
+
+def from_checkpoint(workdir: str | None = None, step: str | int = "latest",
+                    checkpoint: str | None = None) -> FieldModel:
+    """A trained model from a workdir (``step``: 'latest', 'best' or a number) or from a
+    checkpoint step directory."""
     from grcnn_jax.checkpoints import load_for_inference
 
-    ckpt = load_for_inference(workdir=workdir, step=step)
-    m = ckpt.config.model
-    kind = "cnn" if m.T == 0 else ("grcl" if m.gated else "rcl")
-    return FieldModel(f"{kind}, T={m.T} (step {ckpt.step})", m, ckpt.params, ckpt.batch_stats)
+    ckpt = load_for_inference(workdir=workdir, checkpoint=checkpoint, step=step)
+    c = ckpt.config
+    return FieldModel(f"{_describe(c.model)}, step {ckpt.step}", c.model, ckpt.params,
+                      ckpt.batch_stats, (c.image_height, c.image_width), c.data.keep_aspect)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import argparse
+def render_word(text: str, height: int = 32, width: int = 100) -> np.ndarray:
+    """A clean word image, uint8 [height, width]: ``text`` in DejaVu Sans, dark on light,
+    stretched to the size like the loader does (no augmentation: the gaps stay clear)."""
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
 
+    if not text.strip():
+        raise ValueError("text is empty")
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 48)
+    left, top, right, bottom = font.getbbox(text)
+    pad = 8
+    im = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 235)
+    ImageDraw.Draw(im).text((pad - left, pad - top), text, font=font, fill=20)
+    return np.asarray(im.resize((width, height), Image.Resampling.BILINEAR))
+
+
+def read_image(path: str, height: int = 32, width: int = 100,
+               keep_aspect: bool = False) -> np.ndarray:
+    """An image file as the loader prepares it: grayscale uint8 [height, width]."""
     from grcnn_jax.data.pipeline import resize, to_grayscale
 
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.visualize",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", action="append", default=[],
-                   help="a training workdir (repeat: e.g. CNN, RCL, GRCL); none = untrained "
-                        "paper models")
-    p.add_argument("--image", help="a word image (default: a synthetic word)")
-    p.add_argument("--frame", type=int, default=13)
-    p.add_argument("--out", default="receptive_fields.png")
-    args = p.parse_args(argv)
+    with open(path, "rb") as f:
+        return resize(to_grayscale(f.read()), height, width, keep_aspect)
 
-    models = ([from_checkpoint(w) for w in args.workdir] if args.workdir
-              else [untrained(n) for n in ("cnn", "rcl", "grcl")])
+
+# ----------------------------------------------------------------------------- the command
+def _parse_frames(value: str) -> list[int]:
+    try:
+        frames = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        frames = []
+    if not frames:
+        raise SystemExit(f"--frame={value!r}: give frame numbers, e.g. 13 or 5,13,21")
+    if len(frames) > MAX_GRID_FRAMES:
+        raise SystemExit(f"--frame={value!r}: at most {MAX_GRID_FRAMES} frames in one figure "
+                         "(--profiles draws every frame)")
+    return frames
+
+
+def main(argv: Sequence[str] | None = None):
+    """The command; returns the saved Figure (for tests)."""
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="python -m grcnn_jax.visualize",
+        description="Draw the effective receptive fields of CNN / RCL / GRCL models for one "
+                    "or more output frames of a word image.")
+    p.add_argument("--workdir", action="append", default=[],
+                   help="a training workdir, repeatable (e.g. the CNN's, the RCL's, the GRCL's); "
+                        "none: the untrained models of configs/cnn.py, rcl.py, grcl.py")
+    p.add_argument("--step", default="latest",
+                   help="checkpoint of each workdir: 'latest', 'best' or a step number")
+    p.add_argument("--image", help="a word image file (default: --text rendered)")
+    p.add_argument("--text", default="gates", help="the word to render when no --image is given")
+    p.add_argument("--frame", default="13",
+                   help="frame(s): one (13) or several (5,13,21: a grid, at most 8)")
+    p.add_argument("--target", default="sum", choices=TARGETS,
+                   help="the frame output differentiated (see the module doc)")
+    p.add_argument("--gamma", type=float, default=1.0,
+                   help="draw (|gradient| / max) ** gamma; below 1 shows faint tails")
+    p.add_argument("--seed", type=int, default=0, help="the untrained models' init seed")
+    p.add_argument("--out", default="receptive_fields.png", help="the PNG to write")
+    p.add_argument("--profiles", metavar="OUT.png",
+                   help="also draw every frame's column profile per model to this file")
+    args = p.parse_args(argv)
+    frames = _parse_frames(args.frame)
+
+    try:
+        models = ([from_checkpoint(w, args.step) for w in args.workdir] if args.workdir
+                  else [untrained(n, seed=args.seed) for n in ("cnn", "rcl", "grcl")])
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    sizes = {m.image_size for m in models}
+    if len(sizes) > 1:
+        raise SystemExit(f"the models read different image sizes {sorted(sizes)}: "
+                         "give models of one input size")
+    (height, width), = sizes
     if args.image:
-        with open(args.image, "rb") as f:
-            image = resize(to_grayscale(f.read()), 32, 100, keep_aspect=False)
+        try:
+            image = read_image(args.image, height, width, models[0].keep_aspect)
+        except OSError as e:
+            raise SystemExit(f"FATAL cannot read --image {args.image!r}: {e}") from None
     else:
-        from grcnn_jax.data.synth import SynthWords
-        image = resize(SynthWords(1, seed=7)[0]["image"], 32, 100, keep_aspect=False)
-    plot_fields(models, image, args.frame).savefig(args.out, dpi=150)
+        image = render_word(args.text, height, width)
+    n = frames_for_width(width)
+    if any(not 0 <= f < n for f in frames):
+        raise SystemExit(f"--frame={args.frame}: the models have frames 0..{n - 1}")
+
+    everything = bool(args.profiles)
+    fields = [effective_fields(m, image, None if everything else frames, args.target)
+              for m in models]
+    chosen = [f[frames] if everything else f for f in fields]
+    for m, f in zip(models, chosen, strict=True):
+        for k, frame in enumerate(frames):
+            lo, hi = (0, width - 1) if args.target == "logit" else theoretical_columns(
+                m.model_config, frame, width)
+            elo, ehi = effective_columns(f[k])
+            mlo, mhi = effective_columns(f[k], 0.9)
+            print(f"{m.title:>26}  frame {frame:2d}: theoretical columns {lo}..{hi}, "
+                  f"non-zero {elo}..{ehi}, 90% of |gradient| in {mlo}..{mhi}")
+    fig = plot_fields(models, image, frames, chosen, args.target, args.gamma)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out, dpi=fig.dpi)
     print(f"wrote {args.out}")
+    if args.profiles:
+        plot_profiles(models, fields, args.target).savefig(args.profiles)
+        print(f"wrote {args.profiles}")
+    return fig
 
 
 if __name__ == "__main__":

