@@ -23,8 +23,11 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.dtype = "float32"              # compute dtype: float32 | bfloat16 (params stay float32)
     m.bn_momentum = 0.9              # Flax convention: keep 0.9 of the old statistic (PyTorch 0.1)
     m.bn_epsilon = 1e-5
-    m.scan_unroll = 1                # GRCL iterations per while-loop trip (T: fully unrolled)
-    m.remat = False                  # recompute GRCL iterations in the backward pass
+    m.scan_unroll = 0                # GRCL iterations per while-loop trip (T: fully unrolled;
+                                     # 0: rolled in training, unrolled in eval)
+    m.remat = "convs"                # backward pass of GRCL iterations: none | convs (recompute
+                                     # all but the conv outputs) | full (recompute everything)
+    m.conv_impl = "auto"             # 3x3 convs: winograd | xla | auto (Winograd on the CPU)
     return m
 
 

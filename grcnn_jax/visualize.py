@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from grcnn_jax.models import Backbone, create_model, frames_for_width, normalize_images
+from grcnn_jax.models import create_model, frames_for_width, normalize_images
 from grcnn_jax.models.grcnn import POOL_WIDTH_STRIDES
 
 TARGETS = ("sum", "energy", "logit")
@@ -100,10 +100,7 @@ def _field_function(model_json: str, num_classes: int, target: str):
     """The jitted ``(variables, image uint8 [H,W], frames int32 [K]) -> |grad| [K,H,W]`` for
     one model architecture (cached: one compilation per architecture, target and K)."""
     model = create_model(ml_collections.ConfigDict(json.loads(model_json)), num_classes)
-    backbone = Backbone(model.conv0_features, tuple(model.grcl_features), model.out_features,
-                        T=model.T, gated=model.gated, share=model.share, dtype=model.dtype,
-                        bn_momentum=model.bn_momentum, bn_epsilon=model.bn_epsilon,
-                        scan_unroll=model.scan_unroll, remat=model.remat)
+    backbone = model.backbone()
 
     @jax.jit
     def fields(variables, image, frames):

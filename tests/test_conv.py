@@ -1,4 +1,5 @@
-"""The hand-written conv backward pass and the reshape max pool equal the generic ops."""
+"""The Winograd convolution and its hand-written backward pass, the 1x1 convolution's, and the
+reshape max pool equal the generic ops."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from grcnn_jax.models.conv import conv2d_same
+from grcnn_jax.models import conv as convs
 from grcnn_jax.models.grcnn import max_pool_2x2
 
 
@@ -16,43 +17,83 @@ def lax_conv(x, k):
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@pytest.mark.parametrize("ksize,cin,cout", [(3, 5, 7), (1, 6, 4), (5, 3, 3)])
-def test_conv_gradients_equal_autodiff(ksize, cin, cout):
+def winograd(x, k):
+    return convs.conv(x, convs.prepare_kernel(k, "winograd"), "winograd")
+
+
+# Even and odd sizes (odd ones crop the last tile), a single pixel, one row, one column.
+SHAPES = [(3, 6, 10, 5, 7), (2, 5, 7, 3, 4), (1, 1, 1, 2, 3), (2, 1, 9, 4, 4), (2, 7, 1, 3, 2)]
+
+
+@pytest.mark.parametrize("b,h,w,cin,cout", SHAPES)
+def test_winograd_equals_direct_convolution_with_gradients(b, h, w, cin, cout):
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(3, 6, 9, cin)), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(ksize, ksize, cin, cout)), jnp.float32)
-    t = jnp.asarray(rng.normal(size=(3, 6, 9, cout)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(b, h, w, cin)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, cin, cout)), jnp.float32)
+    t = jnp.asarray(rng.normal(size=(b, h, w, cout)), jnp.float32)
 
     def loss(conv, x, k):
         return jnp.sum(jnp.tanh(conv(x, k)) * t)
 
-    np.testing.assert_allclose(conv2d_same(x, k), lax_conv(x, k), rtol=1e-6, atol=1e-5)
-    ours = jax.grad(lambda x, k: loss(conv2d_same, x, k), (0, 1))(x, k)
-    ref = jax.grad(lambda x, k: loss(lax_conv, x, k), (0, 1))(x, k)
-    for a, b in zip(ours, ref):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    ref = lax_conv(x, k)
+    np.testing.assert_allclose(winograd(x, k), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    ours = jax.grad(lambda x, k: loss(winograd, x, k), (0, 1))(x, k)
+    expect = jax.grad(lambda x, k: loss(lax_conv, x, k), (0, 1))(x, k)
+    for a, e in zip(ours, expect, strict=True):
+        np.testing.assert_allclose(a, e, rtol=0, atol=1e-5 * np.abs(e).max())
 
 
-def test_conv_gradients_inside_scan_equal_autodiff():
+def test_winograd_is_exact_in_float64():
+    """Not an approximation: in float64 it agrees with the direct convolution to ~1e-15."""
     rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(2, 6, 9, 3)))
+        k = jnp.asarray(rng.normal(size=(3, 3, 3, 4)))
+        np.testing.assert_allclose(winograd(x, k), lax_conv(x, k), rtol=0, atol=1e-12)
+
+
+def test_winograd_gradients_inside_scan_with_a_shared_prepared_kernel():
+    """As the GRCL uses it: the kernel transformed once, outside the loop."""
+    rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(2, 5, 7, 4)), jnp.float32)
     k = jnp.asarray(rng.normal(size=(3, 3, 4, 4)) * 0.3, jnp.float32)
 
-    def loss(conv, k, x):
+    def loss(impl, k, x):
+        u = convs.prepare_kernel(k, impl)
+
         def body(c, _):
-            return jax.nn.relu(conv(c, k) + x), None
+            return jax.nn.relu(convs.conv(c, u, impl) + x), None
         out, _ = lax.scan(body, x, None, length=3)
         return jnp.sum(out ** 2)
 
-    ours = jax.jit(jax.grad(lambda k, x: loss(conv2d_same, k, x), (0, 1)))(k, x)
-    ref = jax.jit(jax.grad(lambda k, x: loss(lax_conv, k, x), (0, 1)))(k, x)
-    for a, b in zip(ours, ref):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3 * float(jnp.abs(b).max()))
+    ours = jax.jit(jax.grad(lambda k, x: loss("winograd", k, x), (0, 1)))(k, x)
+    ref = jax.jit(jax.grad(lambda k, x: loss("xla", k, x), (0, 1)))(k, x)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(jnp.abs(b).max()))
 
 
-def test_conv_rejects_even_kernels():
-    with pytest.raises(ValueError, match="odd kernel"):
-        conv2d_same(jnp.zeros((1, 4, 4, 1)), jnp.zeros((2, 2, 1, 1)))
+def test_conv1x1_gradients_equal_autodiff():
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(2, 3, 5, 6)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(1, 1, 6, 4)), jnp.float32)
+    t = jnp.asarray(rng.normal(size=(2, 3, 5, 4)), jnp.float32)
+
+    def loss(conv, x, k):
+        return jnp.sum(jnp.tanh(conv(x, k)) * t)
+
+    ours = jax.grad(lambda x, k: loss(lambda x, k: convs.conv1x1(x, k, jnp.float32), x, k),
+                    (0, 1))(x, k)
+    ref = jax.grad(lambda x, k: loss(lax_conv, x, k), (0, 1))(x, k)
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_kernel_and_impl_are_reported():
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        convs.prepare_kernel(jnp.zeros((5, 5, 1, 1)), "winograd")
+    with pytest.raises(ValueError, match="conv_impl='fft'"):
+        convs.resolve_impl("fft")
+    assert convs.resolve_impl("auto") == "winograd"          # the test suite runs on the CPU
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 12, 3), (2, 7, 11, 3)])

@@ -1,4 +1,4 @@
-"""The T recurrent iterations are one while loop in the compiled program, whatever T is."""
+"""The T recurrent iterations are one while loop in the compiled training program, whatever T is."""
 
 import re
 
@@ -21,15 +21,20 @@ def count(pattern: str, text: str) -> int:
     return len(re.findall(pattern, text))
 
 
-@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-def test_iterations_compile_to_one_while_loop(train):
-    short, long = compiled_grcl(2, train), compiled_grcl(6, train)
+@pytest.mark.parametrize("train,unroll", [(True, 0), (False, 1)], ids=["train", "eval-rolled"])
+def test_iterations_compile_to_one_while_loop(train, unroll):
+    short, long = compiled_grcl(2, train, scan_unroll=unroll), compiled_grcl(6, train,
+                                                                             scan_unroll=unroll)
     assert count(r"\bwhile\(", short) == count(r"\bwhile\(", long) == 1
-    # The program does not grow with T: the same number of convolutions for T = 2 and 6.
-    assert count(r"convolution\(", short) == count(r"convolution\(", long) > 0
+    # The program does not grow with T: the same number of matrix products for T = 2 and 6.
+    assert count(r"\bdot\(", short) == count(r"\bdot\(", long) > 0
 
 
-def test_unrolled_program_grows_with_t():
-    """The check above can fail: fully unrolled, the convolutions multiply with T."""
-    short, long = compiled_grcl(2, True, scan_unroll=2), compiled_grcl(6, True, scan_unroll=6)
-    assert count(r"convolution\(", long) > count(r"convolution\(", short)
+@pytest.mark.parametrize("train,unroll", [(True, "T"), (False, 0)], ids=["train", "eval-default"])
+def test_unrolled_program_grows_with_t(train, unroll):
+    """The check above can fail: unrolled (by default in eval mode), products multiply with T."""
+    def compiled(T):
+        return compiled_grcl(T, train, scan_unroll=T if unroll == "T" else unroll)
+    short, long = compiled(2), compiled(6)
+    assert count(r"\bwhile\(", long) == 0
+    assert count(r"\bdot\(", long) > count(r"\bdot\(", short)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from conftest import REPO, load_config
 from grcnn_jax import visualize
+from grcnn_jax.models import Backbone
 
 UNTRAINED = visualize.untrained           # the real one (a test below replaces it)
 TINY = dict(conv0_features=8, grcl_features=(8, 8, 16), out_features=16, hidden=8)
@@ -70,7 +71,7 @@ def test_fields_are_the_gradients_of_the_frame_outputs(noise):
     import jax.numpy as jnp
 
     model = tiny("grcl", 2)
-    backbone = visualize.Backbone(8, (8, 8, 16), 16, T=2)
+    backbone = Backbone(8, (8, 8, 16), 16, T=2)
     variables = {"params": model.params["backbone"], "batch_stats": model.batch_stats["backbone"]}
     x = jnp.asarray(noise, jnp.float32)[None, ..., None] * (2 / 255) - 1
 

@@ -1,67 +1,208 @@
-"""Stride-1 'SAME' 2-D convolution with a hand-written backward pass (NHWC x HWIO -> NHWC).
+"""The GRCL's stride-1 'SAME' convolutions (NHWC x HWIO -> NHWC), two ways.
 
-Why not just ``lax.conv_general_dilated`` and autodiff: the kernel gradient that JAX
-derives is a convolution with unusual dimension numbers (``f01b_i01o->01bf``). XLA's
-CPU backend rewrites it into a fast form only outside loops; inside the GRCL's
-``lax.scan`` body it runs as a naive loop nest, 10-40x slower (measured: the quickstart
-model's train step took 2.85 s with it, 0.25 s unrolled). Here the backward pass is
+``impl='winograd'``: 3x3 convolutions by Winograd's minimal filtering F(2x2, 3x3) (Lavin &
+Gray, 2016). Each 2x2 block of outputs comes from a 4x4 tile of the input: the tile is
+transformed (``Bt d B``: additions only), multiplied elementwise with the transformed kernel
+(``G g Gt``) and summed over input channels (16 matrix products [tiles, Cin] x [Cin, Cout],
+one per position in the tile), and transformed back (``At m A``: additions only). That is
+16 multiplications per 4 outputs where a direct convolution does 36: 2.25x fewer FLOPs in the
+products, and no convolution op in the program at all, only slices, additions and matrix
+products. Its backward pass is autodiff's: the transpose of each of those steps, which gives
+the input gradient as the same construction with the transposed transforms, and the kernel
+gradient as 16 products [Cin, tiles] x [tiles, Cout], the Winograd form of the weight
+gradient. On XLA:CPU this is faster than its convolutions, forward and backward (on a
+2-core CPU, ``benchmarks/conv.py``), and it removes a CPU-specific problem: inside the GRCL's
+``lax.scan``, the kernel gradient of ``lax.conv_general_dilated`` runs as a naive loop nest.
+The results equal a direct convolution's to float32 rounding (max error ~2e-6 of the output's
+scale; tests/test_conv.py).
 
-  dx = the same 'SAME' convolution of the output gradient with the kernel flipped
-       spatially and its in/out channels swapped;
-  dk = one matrix product: the kernel-sized patches of the padded input,
-       [Cin*kh*kw, B*H*W] @ the output gradient [B*H*W, Cout] (im2col).
+``impl='xla'``: ``lax.conv_general_dilated`` and autodiff: the backend's own convolutions
+(cuDNN on GPUs).
 
-Both are plain forms every backend runs fast, inside loops or not, and the results equal
-autodiff's to float32 rounding (tests/test_conv.py). The forward pass is unchanged.
+``prepare_kernel`` is separate from ``conv`` so that a kernel shared by the T recurrent
+iterations is transformed once, outside the scan.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+IMPLS = ("winograd", "xla")
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
+# F(2x2, 3x3): Y = At [(G g Gt) * (Bt d B)] A for a 4x4 input tile d and a 3x3 kernel g.
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding="SAME",
-                                    dimension_numbers=_DIMS)
+
+def resolve_impl(impl: str) -> str:
+    """'auto' -> 'winograd' on the CPU, 'xla' on accelerators; others are checked and kept."""
+    if impl == "auto":
+        return "winograd" if jax.default_backend() == "cpu" else "xla"
+    if impl not in IMPLS:
+        raise ValueError(f"conv_impl={impl!r}: choose auto, {' or '.join(IMPLS)}")
+    return impl
+
+
+def _combine(terms: list[jax.Array], matrix: np.ndarray) -> list[jax.Array]:
+    """``[sum_j matrix[i, j] * terms[j] for i]`` written as additions and subtractions (the
+    transforms' coefficients are 0 and +-1), so XLA fuses each into one elementwise pass."""
+    out = []
+    for row in matrix:
+        acc = None
+        for coef, term in zip(row, terms):
+            if coef == 0:
+                continue
+            term = term if coef == 1 else -term
+            acc = term if acc is None else acc + term
+        out.append(acc)
+    return out
+
+
+def prepare_kernel(kernel: jax.Array, impl: str) -> jax.Array:
+    """A 3x3 HWIO kernel [3,3,Cin,Cout] as ``conv`` takes it: transformed for 'winograd'
+    ([4,4,Cin,Cout], ``G g Gt``), as it is for 'xla'."""
+    if kernel.shape[:2] != (3, 3):
+        raise ValueError(f"expected a 3x3 kernel, got shape {kernel.shape}")
+    if impl == "winograd":
+        g = jnp.asarray(_G, kernel.dtype)
+        return jnp.einsum("ak,klio,bl->abio", g, kernel, g)
+    return kernel
+
+
+def conv(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
+    """x [B,H,W,Cin] * a ``prepare_kernel`` kernel -> [B,H,W,Cout], stride 1, zero padding 1.
+
+    Computed in x's dtype (cast the kernel to it before ``prepare_kernel``)."""
+    if impl == "xla":
+        return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS)
+    return _winograd(x, kernel)
+
+
+# ----------------------------------------------------------------------------- F(2x2, 3x3)
+def _tiles(x: jax.Array, h_axis: int, w_axis: int) -> list[jax.Array]:
+    """``Bt d B`` for every 4x4 input tile d (tiles at stride 2, zero padding 1): 16 arrays,
+    entry 4a+b for tile position (a, b), each x's layout with H, W -> ceil(H/2), ceil(W/2).
+    No stacking: a 16-way concatenate is a slow copy on XLA:CPU, 16 separate products not."""
+    h, w = x.shape[h_axis], x.shape[w_axis]
+    nh, nw = -(-h // 2), -(-w // 2)
+    pad = [(0, 0)] * x.ndim
+    pad[h_axis], pad[w_axis] = (1, 2 * nh + 1 - h), (1, 2 * nw + 1 - w)
+    xp = jnp.pad(x, pad)
+
+    def entry(r: int, s: int) -> jax.Array:            # d[r, s] of every tile
+        start, limit, strides = [0] * x.ndim, list(xp.shape), [1] * x.ndim
+        start[h_axis], start[w_axis] = r, s
+        limit[h_axis], limit[w_axis] = r + 2 * nh - 1, s + 2 * nw - 1
+        strides[h_axis] = strides[w_axis] = 2
+        return lax.slice(xp, start, limit, strides)
+
+    rows = [_combine([entry(r, s) for r in range(4)], _BT) for s in range(4)]    # [s][a]
+    v = [_combine([rows[s][a] for s in range(4)], _BT) for a in range(4)]       # [a][b]
+    return [v[a][b] for a in range(4) for b in range(4)]
+
+
+def _tiles_transpose(dv: list[jax.Array], h: int, w: int) -> jax.Array:
+    """The transpose of ``_tiles`` (NHWC): 16 arrays [B, nh, nw, C] -> [B, h, w, C]."""
+    v = [dv[4 * a:4 * a + 4] for a in range(4)]
+    rows = [_combine([v[a][b] for a in range(4)], _BT.T) for b in range(4)]      # [b][r]
+    d = [_combine([rows[b][r] for b in range(4)], _BT.T) for r in range(4)]     # [r][s]
+
+    def overlap_add(parts: list[jax.Array], axis: int) -> jax.Array:
+        # Entry k of tile i lands on padded position 2i + k: positions 2i, 2i+1 get entries
+        # 0, 1 of tile i and 2, 3 of tile i - 1. [.., n, ..] x 4 -> [.., 2n + 2, ..]
+        lo, hi = [(0, 0)] * 4, [(0, 0)] * 4
+        lo[axis], hi[axis] = (0, 1), (1, 0)
+        pairs = [jnp.pad(parts[k], lo) + jnp.pad(parts[k + 2], hi) for k in range(2)]
+        shape = list(pairs[0].shape)
+        shape[axis] *= 2
+        return jnp.stack(pairs, axis=axis + 1).reshape(shape)
+
+    xp = overlap_add([overlap_add([d[r][s] for r in range(4)], 1) for s in range(4)], 2)
+    return xp[:, 1:h + 1, 1:w + 1]
+
+
+def _untile(m: list[jax.Array], h: int, w: int) -> jax.Array:
+    """``At m A`` for every tile, interleaved: 16 arrays [B, nh, nw, O] -> [B, h, w, O]."""
+    b, nh, nw, o = m[0].shape
+    cols = [_combine([m[4 * a + e] for a in range(4)], _AT) for e in range(4)]    # [e][i]
+    y = [_combine([cols[e][i] for e in range(4)], _AT) for i in range(2)]       # [i][j]
+    # Interleave the 2x2 outputs of every tile: [B, nh, 2, nw, 2, O] -> [B, 2nh, 2nw, O].
+    y = jnp.stack([jnp.stack(y[i], axis=3) for i in range(2)], axis=2)
+    return y.reshape(b, 2 * nh, 2 * nw, o)[:, :h, :w]
+
+
+def _untile_transpose(dy: jax.Array) -> list[jax.Array]:
+    """The transpose of ``_untile``: dy [B, h, w, O] -> 16 arrays [B, nh, nw, O]."""
+    b, h, w, o = dy.shape
+    nh, nw = -(-h // 2), -(-w // 2)
+    dy = jnp.pad(dy, ((0, 0), (0, 2 * nh - h), (0, 2 * nw - w), (0, 0)))
+    d = dy.reshape(b, nh, 2, nw, 2, o)
+    rows = [_combine([d[:, :, i, :, j] for i in range(2)], _AT.T) for j in range(2)]  # [j][a]
+    m = [_combine([rows[j][a] for j in range(2)], _AT.T) for a in range(4)]          # [a][e]
+    return [m[a][e] for a in range(4) for e in range(4)]
 
 
 @jax.custom_vjp
-def conv2d_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """x: [B,H,W,Cin], kernel: [kh,kw,Cin,Cout] with odd kh, kw -> [B,H,W,Cout].
-
-    Same dtype in and out (no promotion): cast both operands to the compute dtype first.
-    """
-    kh, kw = kernel.shape[:2]
-    if kh % 2 == 0 or kw % 2 == 0:
-        raise ValueError(f"conv2d_same needs an odd kernel size, got {kh}x{kw}")
-    return _conv(x, kernel)
+def _winograd(x: jax.Array, u: jax.Array) -> jax.Array:
+    v = _tiles(x, 1, 2)
+    m = [jnp.einsum("bhwc,co->bhwo", v[e], u[e // 4, e % 4]) for e in range(16)]
+    return _untile(m, x.shape[1], x.shape[2])
 
 
-def _forward(x, kernel):
-    return conv2d_same(x, kernel), (x, kernel)
+def _winograd_forward(x, u):
+    # Residuals: x and the kernel, not the tiles (4x x's size): they are recomputed below.
+    return _winograd(x, u), (x, u)
 
 
-def _backward(residuals, g):
+def _winograd_backward(residuals, dy):
+    x, u = residuals
+    dm = _untile_transpose(dy)
+    dv = [jnp.einsum("bhwo,co->bhwc", dm[e], u[e // 4, e % 4]) for e in range(16)]
+    dx = _tiles_transpose(dv, x.shape[1], x.shape[2])
+    # The kernel gradient contracts over tiles: [Cin, tiles] x [tiles, Cout]. Tiles of the
+    # channel-major x give the left operand in the layout the product wants, so one transpose
+    # of x replaces the transposes of 16 tile arrays (4x x's size) autodiff would make.
+    vt = _tiles(x.transpose(3, 0, 1, 2), 2, 3)
+    du = jnp.stack([jnp.einsum("cbhw,bhwo->co", vt[e], dm[e]) for e in range(16)])
+    return dx, du.reshape(u.shape)
+
+
+_winograd.defvjp(_winograd_forward, _winograd_backward)
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, impl: str, dtype: Any) -> jax.Array:
+    """A 3x3 'SAME' convolution of x with an untransformed HWIO kernel, in ``dtype``."""
+    return conv(x.astype(dtype), prepare_kernel(kernel.astype(dtype), impl), impl)
+
+
+def conv1x1(x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:
+    """A 1x1 convolution (a per-pixel matrix product): x [B,H,W,Cin], kernel [1,1,Cin,Cout]."""
+    return _conv1x1(x.astype(dtype), kernel.astype(dtype))
+
+
+@jax.custom_vjp
+def _conv1x1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jnp.einsum("bhwc,co->bhwo", x, kernel[0, 0])
+
+
+def _conv1x1_forward(x, kernel):
+    return _conv1x1(x, kernel), (x, kernel)
+
+
+def _conv1x1_backward(residuals, dy):
+    # As in the 3x3 kernel gradient: channel-major x (the same transpose, which XLA shares
+    # when both convolutions read the same x) makes the product's operands need no copies.
     x, kernel = residuals
-    kh, kw, cin, cout = kernel.shape
-    _, h, w, _ = x.shape
-    dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
-    if kh == kw == 1:
-        dk = jnp.einsum("bhwc,bhwo->co", x, g).reshape(kernel.shape)
-    else:
-        # Patches built channel-major, [Cin, kh*kw, B, H, W], so the product's left operand
-        # is already row-major [Cin*kh*kw, B*H*W]: only x (not 9 copies of it) is transposed.
-        ph, pw = (kh - 1) // 2, (kw - 1) // 2
-        xt = jnp.pad(x.transpose(3, 0, 1, 2), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        patches = jnp.stack([xt[:, :, i:i + h, j:j + w] for i in range(kh) for j in range(kw)],
-                            axis=1)
-        dk = jnp.einsum("cpbhw,bhwo->cpo", patches, g)
-        dk = dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
-    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+    dx = jnp.einsum("bhwo,co->bhwc", dy, kernel[0, 0])
+    dk = jnp.einsum("cbhw,bhwo->co", x.transpose(3, 0, 1, 2), dy)
+    return dx, dk.reshape(kernel.shape)
 
 
-conv2d_same.defvjp(_forward, _backward)
+_conv1x1.defvjp(_conv1x1_forward, _conv1x1_backward)

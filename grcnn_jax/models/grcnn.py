@@ -34,14 +34,19 @@ POOL_WIDTH_STRIDES = (2, 2, 1, 1)
 def max_pool_2x2(x: jax.Array, width_stride: int) -> jax.Array:
     """2x2 max pool, height stride 2; [B,H,W,C] -> [B,H//2,W//2,C] or [B,H//2,W+1,C].
 
-    Same values as ``nn.max_pool(x, (2, 2), (2, s), padding)``, written as a reshape and
-    elementwise maxima: their backward pass is a few cheap elementwise ops, where the
-    generic pool's select-and-scatter cost XLA:CPU ~20% of the whole train step.
+    Same values as ``nn.max_pool(x, (2, 2), (2, s), padding)``, written as elementwise maxima
+    of strided slices: their backward pass is a few cheap elementwise ops, where the generic
+    pool's select-and-scatter cost XLA:CPU ~20% of the whole train step. (Not as a reshape and
+    a max over the window axis: under jit, XLA:CPU in jax 0.10.2 computes that reduction's
+    gradient wrongly after a BatchNorm + ReLU, as in a GRCL with T = 1 or unrolled
+    iterations; tests/test_model.py checks the jitted gradient against eager execution.)
     """
     b, h, w, c = x.shape
-    x = x[:, :h - h % 2].reshape(b, h // 2, 2, w, c).max(axis=2)
+    h2 = h // 2
+    x = jnp.maximum(x[:, 0:2 * h2:2], x[:, 1:2 * h2:2])
     if width_stride == 2:
-        return x[:, :, :w - w % 2].reshape(b, h // 2, w // 2, 2, c).max(axis=3)
+        w2 = w // 2
+        return jnp.maximum(x[:, :, 0:2 * w2:2], x[:, :, 1:2 * w2:2])
     if width_stride != 1:
         raise ValueError(f"width_stride must be 1 or 2, got {width_stride}")
     x = jnp.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)), constant_values=-jnp.inf)
@@ -72,7 +77,7 @@ class Backbone(nn.Module):
 
     Attributes:
       conv0_features, grcl_features, out_features: the widths (paper: 64, (64,128,256), 512).
-      T, gated, share, scan_unroll, remat: passed to every GRCL (see ``GRCL``).
+      T, gated, share, scan_unroll, remat, conv_impl: passed to every GRCL (see ``GRCL``).
       dtype: compute dtype (params stay float32).
     """
 
@@ -85,8 +90,9 @@ class Backbone(nn.Module):
     dtype: Dtype = jnp.float32
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
-    scan_unroll: int = 1
-    remat: bool = False
+    scan_unroll: int = 0
+    remat: str | bool = "convs"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -99,7 +105,8 @@ class Backbone(nn.Module):
         for i, (features, stride) in enumerate(zip(self.grcl_features, POOL_WIDTH_STRIDES[1:])):
             x = GRCL(features, T=self.T, gated=self.gated, share=self.share, dtype=self.dtype,
                      bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                     scan_unroll=self.scan_unroll, remat=self.remat, name=f"grcl{i + 1}")(x, train)
+                     scan_unroll=self.scan_unroll, remat=self.remat, conv_impl=self.conv_impl,
+                     name=f"grcl{i + 1}")(x, train)
             x = max_pool_2x2(x, stride)
         x = nn.Conv(self.out_features, (2, 2), padding="VALID", use_bias=False, dtype=self.dtype,
                     kernel_init=default_kernel_init, name="conv4")(x)
@@ -126,17 +133,25 @@ class GRCNN(nn.Module):
     dtype: Dtype = jnp.float32
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
-    scan_unroll: int = 1
-    remat: bool = False
+    scan_unroll: int = 0
+    remat: str | bool = "convs"
+    conv_impl: str = "auto"
+
+    def backbone(self, name: str | None = None) -> Backbone:
+        """The ``Backbone`` this model runs (its variables are ``params['backbone']`` and
+        ``batch_stats['backbone']``); unbound when called outside the model."""
+        # Unnamed: a module of its own (no parent), not a submodule of this unbound one.
+        where = {"name": name} if name else {"parent": None}
+        return Backbone(
+            self.conv0_features, tuple(self.grcl_features), self.out_features, T=self.T,
+            gated=self.gated, share=self.share, dtype=self.dtype, bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon, scan_unroll=self.scan_unroll, remat=self.remat,
+            conv_impl=self.conv_impl, **where)
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         x = normalize_images(images, self.dtype)
-        features = Backbone(
-            self.conv0_features, tuple(self.grcl_features), self.out_features, T=self.T,
-            gated=self.gated, share=self.share, dtype=self.dtype, bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon, scan_unroll=self.scan_unroll, remat=self.remat,
-            name="backbone")(x, train)
+        features = self.backbone(name="backbone")(x, train)
         if features.shape[1] != 1:
             raise ValueError(
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
