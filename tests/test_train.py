@@ -160,7 +160,8 @@ def assert_same_training(reference, other, overrides):
 def test_data_parallel_on_four_devices_matches_one(reference_sgd_run, train_lmdb, tmp_path):
     overrides = tiny_overrides(train_lmdb, 6, **SGD)
     run_main(tmp_path, overrides,
-             env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+             env_extra={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                        + " --xla_force_host_platform_device_count=4"})
     assert_same_training(reference_sgd_run, tmp_path, overrides)
 
 
