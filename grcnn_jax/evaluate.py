@@ -232,5 +232,8 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     from absl import app
 
+    from grcnn_jax import runtime
+
+    runtime.configure()
     _define_flags()
     app.run(main)

@@ -74,4 +74,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     app.run(main, flags_parser=parse_flags)

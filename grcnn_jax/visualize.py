@@ -485,4 +485,7 @@ def main(argv: Sequence[str] | None = None):
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     main()

@@ -96,4 +96,7 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     main()

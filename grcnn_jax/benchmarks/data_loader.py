@@ -74,4 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     main()

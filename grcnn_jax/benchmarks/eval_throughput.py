@@ -177,4 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     main()

@@ -4,25 +4,41 @@
     python -m grcnn_jax.benchmarks.peer --configs grcl --batches 32 192 --rounds 3 --json out.json
     python -m grcnn_jax.benchmarks.peer --peer_python .venv-peer/bin/python \\
         --peer ../shared/bench/torch_grcnn.py
+    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 192 --dtypes float32 bfloat16 \\
+        --peak_gflops 989000                                               # a GPU: MFU column
 
 Every measurement runs in a fresh subprocess (so peak memory is its own), and ours and
 the peer's alternate, round after round, so that a machine whose speed drifts treats
-both alike. Per (config, batch, mode) the table shows the median over rounds of each
-subprocess's median step time, as images/s, plus:
+both alike. Both run in the same environment: this command sets the process settings of
+``grcnn_jax.runtime`` (glibc's malloc on transparent huge pages) before it starts either,
+and the header says what they were. Per (config, batch, mode, dtype) the table shows the
+median over rounds of each subprocess's median step time, as images/s, plus:
 
-  compile_s      ours: jit compile time of the step (the peer is eager: none)
+  compile_s      ours: jit compile time of the step (persistent cache off; the peer is
+                 eager: none)
   step_ms        median step time
   peak_mb        peak resident memory of the subprocess
-  vs_peer        our images/s / the peer's
+  vs_peer        our images/s / the peer's (the peer always computes in float32)
   gflop/img      model FLOPs per image, analytic (grcnn_jax.models.flops; the peer: its
                  own analytic count, the same numbers); GFLOP/s = that x images/s
+  mfu            GFLOP/s / the machine's peak: --peak_gflops, else (CPU) the float32
+                 matrix-product rate measured here, which a GPU's tensor cores exceed
+
+Model FLOPs count every convolution as direct; our 3x3 convolutions run as Winograd
+F(2x2, 3x3) on the CPU, which does 2.25x fewer multiplications, so our achieved model
+GFLOP/s can pass the machine's measured matmul rate.
+
+Below the table: the training loader's images/s (``config.data.num_workers`` processes, the
+synthetic generator) at each batch size, next to which the train step's must stay.
 
 Ours: ``train.train_step`` (train-mode BatchNorm, CTC, global-norm clipping at 5,
 ADADELTA as the seed and the peer) on a fixed batch, and inference = eval-mode logits +
 argmax per frame, as the peer's ``infer``. Configs: ``grcl`` (the paper: T = 5, BLSTM
-256) and ``small`` (the seed's: T = 3, BLSTM 512). The peer (shared/bench/torch_grcnn.py)
-needs torch in its own environment (``python3 -m venv .venv-peer &&
-.venv-peer/bin/pip install torch numpy``); without it only our rows are printed.
+256), ``small`` (the seed's: T = 3, BLSTM 512) and ``tiny`` (narrow, for tests: ours
+only, the peer has the paper's widths). The peer
+(shared/bench/torch_grcnn.py) needs torch in its own environment (``python3 -m venv
+.venv-peer && .venv-peer/bin/pip install torch numpy``); without it only our rows are
+printed.
 """
 
 from __future__ import annotations
@@ -30,32 +46,41 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 
-CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512}}
+CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
+           "tiny": {"T": 1, "hidden": 8, "conv0_features": 8, "grcl_features": (8, 8, 16),
+                    "out_features": 16}}
 DEFAULT_PEER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "bench",
                             "torch_grcnn.py")
 
 
 # ----------------------------------------------------------------------------- our side
-def _ours(mode: str, name: str, batch: int, reps: int, warmup: int) -> dict:
+def _model_config(name: str, dtype: str):
+    from grcnn_jax.config_base import get_base_config
+
+    config = get_base_config()
+    config.model.update(CONFIGS[name])
+    config.model.dtype = dtype
+    return config
+
+
+def _ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -> dict:
     """Runs in the subprocess: compiles and times our step; returns one record."""
     import jax
     import numpy as np
 
     from grcnn_jax import train
     from grcnn_jax.charset import Charset
-    from grcnn_jax.config_base import get_base_config
     from grcnn_jax.models import create_model
     from grcnn_jax.models.flops import forward_flops, train_flops
 
-    config = get_base_config()
-    config.model.T = CONFIGS[name]["T"]
-    config.model.hidden = CONFIGS[name]["hidden"]
+    config = _model_config(name, dtype)
     charset = Charset.from_spec(config.charset)
     model = create_model(config.model, charset.num_classes)
     state = train.create_train_state(config, model, jax.random.key(0))
@@ -103,17 +128,48 @@ def _ours(mode: str, name: str, batch: int, reps: int, warmup: int) -> dict:
             "gflop_per_image": (train_flops if mode == "train" else forward_flops)(
                 config.model, charset.num_classes) / 1e9,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "jax": jax.__version__}
+            "jax": jax.__version__, "device": str(jax.devices()[0].device_kind)}
 
 
-def run_ours(mode: str, name: str, batch: int, reps: int, warmup: int) -> dict:
+def _matmul_ceiling(size: int = 2048, reps: int = 10) -> dict:
+    """Runs in the subprocess: float32 [n,n] x [n,n] GFLOP/s (best of reps) on device 0."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return {"gflops": 2 * size ** 3 / best / 1e9, "device": str(jax.devices()[0].device_kind)}
+
+
+def _loader(batch: int, batches: int, warmup: int) -> dict:
+    """Runs in the subprocess: the training loader's images/s with the config's workers."""
+    from grcnn_jax import train
+    from grcnn_jax.benchmarks.data_loader import loader_images_per_s
+
+    config = _model_config("grcl", "float32")
+    source = train.open_split(config, "train")
+    rate = loader_images_per_s(source, batch, config.data.num_workers, batches, warmup)
+    return {"images_per_s": rate, "workers": config.data.num_workers}
+
+
+def _worker(job: str, *args) -> dict:
+    return {"ours": _ours, "ceiling": _matmul_ceiling, "loader": _loader}[job](*args)
+
+
+def run_ours(job: str, *args) -> dict:
+    # The persistent compilation cache off: compile_s is the real compile time.
+    env = dict(os.environ, GRCNN_COMPILATION_CACHE="0")
     out = subprocess.run(
         [sys.executable, "-m", "grcnn_jax.benchmarks.peer", "--_worker",
-         json.dumps([mode, name, batch, reps, warmup])],
-        capture_output=True, text=True, check=False)
+         json.dumps([job, *args])], capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
-        raise RuntimeError(f"our {mode} benchmark ({name}, batch {batch}) failed:\n"
-                           f"{out.stderr[-3000:]}")
+        raise RuntimeError(f"our {job} benchmark {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,9 +178,13 @@ def peer_available(python: str, script: str) -> str | None:
     """None if the peer can run, else why not."""
     if not os.path.isfile(script):
         return f"no peer script at {script}"
-    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    try:
+        probe = subprocess.run([python, script, "--help"], capture_output=True, text=True)
+    except OSError as e:
+        return f"cannot run {python}: {e}"
     if probe.returncode != 0:
-        return f"{python} cannot import torch"
+        return f"{python} {script} --help fails (is torch installed there?): " \
+               f"{probe.stderr.strip().splitlines()[-1:]}"
     return None
 
 
@@ -146,14 +206,16 @@ def run_peer(python: str, script: str, mode: str, name: str, batch: int, reps: i
 
 
 # ----------------------------------------------------------------------------- the table
-def summarize(records: list[dict]) -> list[dict]:
+def summarize(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
+    """One row per (config, batch, mode, dtype, who): medians over rounds, ratio, MFU."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["config"], r["batch"], r["mode"], r["who"]), []).append(r)
+        groups.setdefault((r["config"], r["batch"], r["mode"], r["dtype"], r["who"]),
+                          []).append(r)
     rows = []
-    for (name, batch, mode, who), rs in groups.items():
+    for (name, batch, mode, dtype, who), rs in groups.items():
         step = statistics.median(r["median_s"] for r in rs)
-        rows.append({"config": name, "batch": batch, "mode": mode, "who": who,
+        rows.append({"config": name, "batch": batch, "mode": mode, "dtype": dtype, "who": who,
                      "images_per_s": batch / step, "step_ms": 1e3 * step,
                      "compile_s": statistics.median(r["compile_s"] for r in rs),
                      "peak_mb": max(r["peak_rss_mb"] for r in rs),
@@ -162,21 +224,31 @@ def summarize(records: list[dict]) -> list[dict]:
         peer = next((p for p in rows if p["who"] == "peer" and
                      (p["config"], p["batch"], p["mode"]) ==
                      (row["config"], row["batch"], row["mode"])), None)
-        row["vs_peer"] = row["images_per_s"] / peer["images_per_s"] if peer else None
+        row["vs_peer"] = (row["images_per_s"] / peer["images_per_s"]
+                          if peer and row["who"] == "ours" else None)
         row["achieved_gflops"] = row["gflop_per_image"] * row["images_per_s"]
+        row["mfu"] = row["achieved_gflops"] / peak_gflops if peak_gflops else None
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'config':<6} {'batch':>5} {'mode':<5} {'who':<5} {'images/s':>9} {'step_ms':>8} "
-            f"{'compile_s':>9} {'peak_mb':>8} {'vs_peer':>7} {'gflop/img':>9} {'GFLOP/s':>8}")
+    head = (f"{'config':<6} {'batch':>5} {'mode':<5} {'dtype':<8} {'who':<5} {'images/s':>9} "
+            f"{'step_ms':>8} {'compile_s':>9} {'peak_mb':>8} {'vs_peer':>7} {'gflop/img':>9} "
+            f"{'GFLOP/s':>8} {'mfu':>6}")
     print(head)
     for r in rows:
-        ratio = f"{r['vs_peer']:.2f}x" if r["vs_peer"] is not None and r["who"] == "ours" else ""
-        print(f"{r['config']:<6} {r['batch']:>5} {r['mode']:<5} {r['who']:<5} "
+        ratio = f"{r['vs_peer']:.2f}x" if r["vs_peer"] is not None else ""
+        mfu = f"{100 * r['mfu']:.0f}%" if r["mfu"] is not None else ""
+        print(f"{r['config']:<6} {r['batch']:>5} {r['mode']:<5} {r['dtype']:<8} {r['who']:<5} "
               f"{r['images_per_s']:>9.1f} {r['step_ms']:>8.0f} {r['compile_s']:>9.1f} "
               f"{r['peak_mb']:>8.0f} {ratio:>7} {r['gflop_per_image']:>9.2f} "
-              f"{r['achieved_gflops']:>8.1f}")
+              f"{r['achieved_gflops']:>8.1f} {mfu:>6}")
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", ""),
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,46 +257,79 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--configs", nargs="+", default=["grcl", "small"], choices=sorted(CONFIGS))
     p.add_argument("--batches", type=int, nargs="+", default=[32])
     p.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
+    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                   help="our compute dtypes (the peer: float32)")
     p.add_argument("--rounds", type=int, default=2, help="alternations of ours and the peer's")
     p.add_argument("--reps", type=int, default=5, help="timed steps per subprocess")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--peer", default=os.path.normpath(DEFAULT_PEER))
     p.add_argument("--peer_python", default=".venv-peer/bin/python")
-    p.add_argument("--json", help="write all records and the table rows here")
+    p.add_argument("--peak_gflops", type=float,
+                   help="the machine's peak for MFU (default on a CPU: the measured float32 "
+                        "matrix-product rate)")
+    p.add_argument("--loader_batches", type=int, default=20,
+                   help="timed loader batches per batch size (0: skip the loader)")
+    p.add_argument("--json", help="write the environment, all records and the rows here")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
-        print(json.dumps(_ours(*json.loads(args._worker))))
+        print(json.dumps(_worker(*json.loads(args._worker))))
         return
 
     why_not = peer_available(args.peer_python, args.peer)
     if why_not:
         print(f"# the peer is skipped: {why_not}", file=sys.stderr)
+    env = environment()
+    ceiling = run_ours("ceiling")
+    env.update(device=ceiling["device"], matmul_gflops=ceiling["gflops"])
+    peak = args.peak_gflops or (ceiling["gflops"] if ceiling["device"].lower() == "cpu"
+                                else None)
+    print(f"# {env['device']}, {env['cpus']} CPUs; float32 matmul {ceiling['gflops']:.0f} "
+          f"GFLOP/s; GLIBC_TUNABLES={env['GLIBC_TUNABLES'] or '(none)'}"
+          f"{'; XLA_FLAGS=' + env['XLA_FLAGS'] if env['XLA_FLAGS'] else ''}", file=sys.stderr)
     records = []
     for round_ in range(args.rounds):
         for name in args.configs:
             for batch in args.batches:
                 for mode in args.modes:
-                    runs = [("ours", lambda: run_ours(mode, name, batch, args.reps, args.warmup))]
-                    if not why_not:
-                        runs.append(("peer", lambda: run_peer(args.peer_python, args.peer, mode,
-                                                              name, batch, args.reps,
-                                                              args.warmup)))
+                    runs = [("ours", dtype, lambda dtype=dtype: run_ours(
+                        "ours", mode, name, batch, args.reps, args.warmup, dtype))
+                        for dtype in args.dtypes]
+                    if not why_not and set(CONFIGS[name]) <= {"T", "hidden"}:
+                        runs.append(("peer", "float32", lambda: run_peer(
+                            args.peer_python, args.peer, mode, name, batch, args.reps,
+                            args.warmup)))
                     if round_ % 2:
                         runs.reverse()        # alternate who goes first
-                    for who, fn in runs:
-                        rec = {"config": name, "batch": batch, "mode": mode, "who": who,
-                               "round": round_, **fn()}
+                    for who, dtype, fn in runs:
+                        rec = {"config": name, "batch": batch, "mode": mode, "dtype": dtype,
+                               "who": who, "round": round_, **fn()}
                         records.append(rec)
-                        print(f"# {who} {name} batch {batch} {mode}: "
+                        print(f"# {who} {name} batch {batch} {mode} {dtype}: "
                               f"{batch / rec['median_s']:.1f} images/s", file=sys.stderr,
                               flush=True)
-    rows = summarize(records)
+    rows = summarize(records, peak)
     print_table(rows)
+    loader = []
+    if args.loader_batches:
+        for batch in args.batches:
+            res = run_ours("loader", batch, args.loader_batches, 3)
+            loader.append({"batch": batch, **res})
+            train_rows = [r for r in rows if r["who"] == "ours" and r["mode"] == "train"
+                          and r["batch"] == batch]
+            fastest = max((r["images_per_s"] for r in train_rows), default=None)
+            print(f"loader batch {batch}: {res['images_per_s']:.0f} images/s with "
+                  f"{res['workers']} workers (synthetic words)"
+                  + (f"; our fastest train step at this batch: {fastest:.0f} images/s"
+                     if fastest else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"records": records, "rows": rows}, f, indent=1)
+            json.dump({"environment": env, "peak_gflops": peak, "records": records,
+                       "rows": rows, "loader": loader}, f, indent=1)
 
 
 if __name__ == "__main__":
+    from grcnn_jax import runtime
+
+    runtime.configure()
     main()
