@@ -6,8 +6,8 @@ Same architecture as the paper (GRCL with shared recurrent convs, two BLSTMs,
 CTC), narrower and with T = 2, trained with Adam instead of ADADELTA because
 it gets far in few steps.
 
-Measured on a 2-core CPU VM: 105 images/s, 2,700 steps in 14.6 minutes, validation word
-accuracy 0.0 / 15.4 / 49.4 / 63.4 / 64.0% at steps 300 / 900 / 1,500 / 2,400 / 2,700
+Measured on a 2-core CPU VM: 115 images/s, 2,700 steps in 13.1 minutes, validation word
+accuracy 0.0 / 20.6 / 49.8 / 64.0 / 63.8% at steps 300 / 900 / 1,500 / 2,100 / 2,700
 (500 synthetic words, lexicon-free).
 """
 
@@ -29,7 +29,7 @@ def get_config():
     o.warmup_steps = 200
     config.batch_size = 32
     config.eval_batch_size = 100
-    config.num_train_steps = 2_700    # ~14.5 min at ~105 images/s on 2 CPU cores
+    config.num_train_steps = 2_700    # ~13 min at ~115 images/s on 2 CPU cores
     config.log_every = 50
     config.eval_every = 300
     config.checkpoint_every = 300

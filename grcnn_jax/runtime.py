@@ -2,13 +2,14 @@
 benchmarks). ``configure()`` is the first thing each command's ``__main__`` block does.
 
 Huge pages. XLA:CPU allocates its buffers afresh for every execution, and glibc hands large
-allocations back to the kernel when they are freed, so a train step touches its ~1 GB of
-temporaries as new pages: ~270,000 page faults per step of the paper model at batch 32, a
-third of the step on a 2-core VM (jax 0.10.2). With ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
-glibc asks for transparent huge pages, 2 MiB instead of 4 KiB, and those faults all but
-vanish: the paper model's train step 3.4 s -> 2.3 s (grcnn_jax/benchmarks/NOTES.md). glibc
-reads the variable only at start-up, so where it is missing and would help (Linux, glibc >=
-2.35, transparent huge pages in 'madvise' mode) the command starts itself again with it set.
+allocations back to the kernel when they are freed, so a train step touches its temporaries
+as new pages: ~270,000 page faults (~1 GB) per step of the paper model at batch 32 (jax
+0.10.2). With ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` glibc asks for transparent huge
+pages, 2 MiB instead of 4 KiB, and those faults all but vanish: the paper model's gradient
+on a 2-core VM 2.1 s -> 1.85 s before the Winograd convolutions, 5-10% faster now
+(grcnn_jax/benchmarks/NOTES.md, entry 7). glibc reads the variable only at start-up, so
+where it is missing and would help (Linux, glibc >= 2.35, transparent huge pages in
+'madvise' mode) the command starts itself again with it set.
 ``GRCNN_HUGE_PAGES=0`` turns this off.
 
 Compilation cache. The paper model's train step takes tens of seconds to compile on a small

@@ -98,5 +98,5 @@ def main(argv=None) -> list[dict]:
 if __name__ == "__main__":
     from grcnn_jax import runtime
 
-    runtime.configure()
+    runtime.use_huge_pages()     # not the persistent compilation cache: it measures compiles
     main()

@@ -7,14 +7,14 @@ transformed (``Bt d B``: additions only), multiplied elementwise with the transf
 one per position in the tile), and transformed back (``At m A``: additions only). That is
 16 multiplications per 4 outputs where a direct convolution does 36: 2.25x fewer FLOPs in the
 products, and no convolution op in the program at all, only slices, additions and matrix
-products. Its backward pass is autodiff's: the transpose of each of those steps, which gives
-the input gradient as the same construction with the transposed transforms, and the kernel
-gradient as 16 products [Cin, tiles] x [tiles, Cout], the Winograd form of the weight
-gradient. On XLA:CPU this is faster than its convolutions, forward and backward (on a
-2-core CPU, ``benchmarks/conv.py``), and it removes a CPU-specific problem: inside the GRCL's
-``lax.scan``, the kernel gradient of ``lax.conv_general_dilated`` runs as a naive loop nest.
-The results equal a direct convolution's to float32 rounding (max error ~2e-6 of the output's
-scale; tests/test_conv.py).
+products. Its backward pass is written by hand (``custom_vjp``): the input gradient is the same
+construction with the transposed transforms, the kernel gradient 16 products [Cin, tiles] x
+[tiles, Cout] of the tiles of the channel-major input, which are recomputed rather than saved
+(4x the input's size). On XLA:CPU this is faster than its convolutions, forward and backward,
+and it removes a CPU-specific problem: inside the GRCL's ``lax.scan``, the kernel gradient of
+``lax.conv_general_dilated`` runs as a naive loop nest (grcnn_jax/benchmarks/NOTES.md, 1 and
+8). The results equal a direct convolution's to float32 rounding, and to ~1e-15 in float64
+(tests/test_conv.py).
 
 ``impl='xla'``: ``lax.conv_general_dilated`` and autodiff: the backend's own convolutions
 (cuDNN on GPUs).
