@@ -249,7 +249,15 @@ def resolve_step_dir(workdir: str | None, checkpoint: str | None, step: str | in
 
 def load_for_inference(workdir: str | None = None, checkpoint: str | None = None,
                        step: str | int = "latest") -> InferenceCheckpoint:
-    """Restores params, batch stats, config and charset (see ``resolve_step_dir``)."""
+    """Restores params, batch stats, config and charset (see ``resolve_step_dir``).
+
+    With neither ``workdir`` nor ``checkpoint``, or ``checkpoint='pretrained'``: the model
+    shipped inside the package (``grcnn_jax.pretrained``).
+    """
+    if checkpoint == "pretrained" or (not workdir and not checkpoint):
+        from grcnn_jax import pretrained
+
+        return pretrained.load()
     path = resolve_step_dir(workdir, checkpoint, step)
     meta = load_meta(path)
     state = load_state_dir(path, keys=("params", "batch_stats"))
@@ -264,8 +272,10 @@ def define_checkpoint_flags() -> None:
     (``resolve_step_dir`` turns them into a step directory)."""
     from absl import flags
 
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl).")
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl). "
+                        "Without --workdir and --checkpoint: the model shipped in the package.")
     flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
-                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step).")
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step), or "
+                        "'pretrained' for the shipped model.")
     flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
                         "metrics.jsonl among the saved steps) or a step number.")

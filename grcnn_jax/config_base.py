@@ -44,6 +44,10 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.tfds_data_dir = ""              # '' = tensorflow-datasets' default
     d.num_workers = 2                 # loader worker processes (0: in the main process)
     d.keep_aspect = False             # True: scale to the height and pad, not stretch
+    d.augment = False                 # loader augmentation for every training source (crop
+                                      # jitter, blur, noise, contrast; data.pipeline.augment)
+    d.grayscale = "principal"         # colour -> gray: principal (the image's main colour axis,
+                                      # keeps hue contrast) | luma (ITU-R 601 luminance)
     d.max_label_length = 25           # labels padded to this (capped by the model's frames)
     d.policy = ml_collections.ConfigDict(dict(
         bad_image="skip",             # skip | fail
@@ -81,6 +85,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.batch_size = 192           # global, over all devices and hosts (the seed's)
     config.eval_batch_size = 256
     config.num_train_steps = 300_000  # the seed's 300k iterations
+    config.init_from = ""             # start from trained weights: 'pretrained' (the shipped
+                                      # model), a workdir or a checkpoint step directory; the
+                                      # model config and charset must match (fresh optimizer)
     config.grad_clip_norm = 5.0       # global-norm clipping (0: off)
     config.log_every = 100
     config.eval_every = 5_000

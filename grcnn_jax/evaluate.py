@@ -1,5 +1,6 @@
 """Evaluate a checkpoint on benchmark datasets: word accuracy with and without lexicon.
 
+    python -m grcnn_jax.evaluate --data data/IC03                    # the shipped model
     python -m grcnn_jax.evaluate --workdir DIR                       # the config's val set
     python -m grcnn_jax.evaluate --workdir DIR --step best --data data/IIIT5K_lmdb,data/IC03
     python -m grcnn_jax.evaluate --checkpoint DIR/checkpoints/6000 --data a.lmdb --data b.lmdb
@@ -186,7 +187,8 @@ def _define_flags() -> None:
                          "search.")
     flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: "
                          "config.data.num_workers).")
-    flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json).")
+    flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json; "
+                        "none for the shipped model).")
     flags.DEFINE_string("predictions", None, "Optional JSON-lines file: one line per image "
                         "(dataset, key, text, prediction, lexicon_prediction).")
 
@@ -216,11 +218,14 @@ def main(argv: list[str]) -> None:
     except (FileNotFoundError, DataError, CharsetError, KeyError, ValueError) as e:
         raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
     print(format_table(report), flush=True)
-    output = FLAGS.output or os.path.join(ckpt.workdir, f"eval_{ckpt.step}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {output}", file=sys.stderr)
+    # The shipped model has no workdir: its report is written only where --output says.
+    output = FLAGS.output or (os.path.join(ckpt.workdir, f"eval_{ckpt.step}.json")
+                              if ckpt.workdir else None)
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {output}", file=sys.stderr)
     if predictions is not None:
         with open(FLAGS.predictions, "w", encoding="utf-8") as f:
             for name, items in predictions.items():

@@ -71,8 +71,8 @@ def read_lexicon(path: str) -> list[str]:
     return words
 
 
-def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
-                ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool,
+                grayscale: str = "principal") -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
     problems (path, reason) for the rest)."""
     from PIL import UnidentifiedImageError
@@ -84,7 +84,7 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            images.append(resize(to_grayscale(data), height, width, keep_aspect))
+            images.append(resize(to_grayscale(data, grayscale), height, width, keep_aspect))
             good.append(path)
         except UnidentifiedImageError:
             problems.append((path, "cannot read image: not an image format Pillow decodes"))
@@ -144,6 +144,7 @@ def main(argv: list[str]) -> None:
     from grcnn_jax import checkpoints
     from grcnn_jax.charset import CharsetError
     from grcnn_jax.data.errors import DataError
+    from grcnn_jax.train import gray_mode
 
     FLAGS = flags.FLAGS
     paths = argv[1:]
@@ -159,7 +160,7 @@ def main(argv: list[str]) -> None:
         files, problems = expand_paths(paths)
         c = ckpt.config
         images, good, unreadable = load_images(files, c.image_height, c.image_width,
-                                               c.data.keep_aspect)
+                                               c.data.keep_aspect, gray_mode(c))
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:

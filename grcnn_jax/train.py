@@ -132,22 +132,46 @@ def device_batch(batch: dict, sharding: NamedSharding) -> dict:
             for k in BATCH_KEYS}
 
 
+def gray_mode(config: ml_collections.ConfigDict) -> str:
+    """``config.data.grayscale``; 'luma' for configs saved before the field existed (their
+    models were trained on luminance)."""
+    return config.data.get("grayscale", "luma")
+
+
 def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> pipeline.Preprocess:
     frames = frames_for_width(config.image_width)
     policy = pipeline.check_policy(dict(config.data.policy))
     return pipeline.Preprocess(charset, height=config.image_height, width=config.image_width,
                                max_label_length=min(config.data.max_label_length, frames),
                                max_frames=frames, keep_aspect=config.data.keep_aspect,
+                               grayscale=gray_mode(config),
+                               augment=config.data.get("augment", False),
                                policy=tuple(sorted(policy.items())))
 
 
-def open_split(config: ml_collections.ConfigDict, split: str):
-    """The source of ``config.data.<split>`` (split: 'train' or 'val')."""
+def open_split(config: ml_collections.ConfigDict, split: str, spec: str | None = None):
+    """The source of ``config.data.<split>`` (split: 'train' or 'val'), or of ``spec`` as
+    that split would open it."""
     d = config.data
     synth = dict(length=d.synth_train_size if split == "train" else d.synth_val_size,
                  seed=d.synth_seed + (0 if split == "train" else 1), height=config.image_height)
-    return open_source(d[split], what=f"config.data.{split}", synth=synth,
-                       tfds_data_dir=d.tfds_data_dir or None)
+    return open_source(d[split] if spec is None else spec, what=f"config.data.{split}",
+                       synth=synth, tfds_data_dir=d.tfds_data_dir or None)
+
+
+def open_val_sets(config: ml_collections.ConfigDict) -> list[tuple[str, object]]:
+    """``config.data.val`` as ``(metric prefix, source)`` pairs: one set is ``val``; several
+    (comma-separated) are each scored on their own, ``val/<name>`` (the folder or file
+    name without extension, or ``synth``)."""
+    parts = [p.strip() for p in config.data.val.split(",") if p.strip()]
+    if len(parts) <= 1:
+        return [("val", open_split(config, "val"))] if parts else []
+    named = []
+    for part in parts:
+        name = os.path.splitext(os.path.basename(part.rstrip("/")))[0] or part
+        named.append((f"val/{name.replace(':', '_').replace('/', '_')}",
+                      open_split(config, "val", part)))
+    return named
 
 
 def host_batch_size(global_batch: int, what: str) -> int:
@@ -193,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         train_source, preprocess, local_batch, train=True, seed=config.seed,
         num_workers=config.data.num_workers, shard_index=jax.process_index(),
         shard_count=jax.process_count()), name="train")
-    val_source = open_split(config, "val") if config.data.val else None
+    val_sets = open_val_sets(config)
 
     rng = jax.random.key(config.seed)
     state = create_train_state(config, model, rng)
@@ -203,12 +227,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if restored_step is not None:
         state = restored_step
         log.info("resumed from step %d", int(state.step))
+    elif config.get("init_from"):
+        from grcnn_jax import pretrained
+
+        source = pretrained.load_variables(config.init_from)
+        state = jax.device_put(pretrained.init_state_from(state, source, config, charset),
+                               replicated)
+        log.info("initialized params and batch statistics from %s (step %d)", source.path,
+                 source.step)
     start_step = int(state.step)
 
     step_fn = jax.jit(train_step, in_shardings=(replicated, data_sharding, replicated),
                       out_shardings=(replicated, replicated), donate_argnums=(0,))
     evaluator = evaluation.Evaluator(model, charset, mesh,
-                                     batch_size=config.eval_batch_size) if val_source else None
+                                     batch_size=config.eval_batch_size) if val_sets else None
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     writer.write_config(config)
     preemption = _Preemption()
@@ -238,16 +270,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                      refresh=False)
                 window, window_start, window_images = [], time.perf_counter(), 0
             if evaluator and (step % config.eval_every == 0 or step == config.num_train_steps):
-                val_iter = pipeline.BatchIterator(pipeline.make_dataset(
-                    val_source, preprocess, host_batch_size(config.eval_batch_size,
-                                                            "config.eval_batch_size"),
-                    train=False, num_workers=0, shard_index=jax.process_index(),
-                    shard_count=jax.process_count()), name="val")
-                result = evaluator.evaluate(state.params, state.batch_stats, val_iter)
-                writer.scalars(step, result, prefix="val")
-                progress.write(f"step {step}: val " + " ".join(
-                    f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                    for k, v in result.items()))
+                for prefix, val_source in val_sets:
+                    val_iter = pipeline.BatchIterator(pipeline.make_dataset(
+                        val_source, preprocess, host_batch_size(config.eval_batch_size,
+                                                                "config.eval_batch_size"),
+                        train=False, num_workers=0, shard_index=jax.process_index(),
+                        shard_count=jax.process_count()), name=prefix)
+                    result = evaluator.evaluate(state.params, state.batch_stats, val_iter)
+                    writer.scalars(step, result, prefix=prefix)
+                    progress.write(f"step {step}: {prefix} " + " ".join(
+                        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in result.items()))
             if (step % config.checkpoint_every == 0 or step == config.num_train_steps
                     or preemption.requested):
                 if pending is not None:               # never save a state we have not checked

@@ -243,3 +243,33 @@ def test_hosts_read_their_share_of_each_global_batch():
 def test_empty_source_fails_at_once():
     with pytest.raises(DataError, match="empty"):
         make_dataset(MemorySource(0), Preprocess(Charset()), 4, train=True)
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+def _first_batches(pre, train, n=2, seed=0):
+    it = iter(make_dataset(MemorySource(40), pre, 8, train=train, seed=seed))
+    return [next(it) for _ in range(n)]
+
+
+def test_augmentation_varies_training_images_only_and_is_reproducible():
+    plain, aug = Preprocess(Charset()), Preprocess(Charset(), augment=True)
+    a, b = _first_batches(plain, True), _first_batches(aug, True)
+    again = _first_batches(aug, True)
+    for x, y, z in zip(a, b, again):
+        assert x["meta"]["key"] == y["meta"]["key"]           # same records, same order
+        assert x["image"].shape == y["image"].shape and y["image"].dtype == np.uint8
+        np.testing.assert_array_equal(y["image"], z["image"])  # a pure function of the seed
+        np.testing.assert_array_equal(x["labels"], y["labels"])
+    changed = [not np.array_equal(x["image"][i], y["image"][i])
+               for x, y in zip(a, b) for i in range(8)]
+    assert 0.3 <= np.mean(changed) < 1.0
+    for x, y in zip(_first_batches(plain, False), _first_batches(aug, False)):
+        np.testing.assert_array_equal(x["image"], y["image"])   # evaluation: never augmented
+
+
+def test_augmentation_passes_problems_through():
+    from grcnn_jax.data.pipeline import Problem, augment
+
+    problem = Problem("k", "bad_image: x")
+    assert augment(problem, np.random.default_rng(0)) is problem

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import logging
 from typing import Any, Iterator, Sequence
 
 import grain
 from absl import flags
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from grcnn_jax.charset import Charset
 from grcnn_jax.data.errors import DataError
+from grcnn_jax.data.images import GRAY_MODES, to_grayscale  # noqa: F401 -- re-exported
 from grcnn_jax.losses import required_frames
 
 log = logging.getLogger(__name__)
@@ -67,21 +67,6 @@ class Problem:
     reason: str
 
 
-def to_grayscale(image: bytes | np.ndarray) -> np.ndarray:
-    """Encoded bytes (any Pillow format) or a uint8 [H,W] / [H,W,3|4] array -> uint8 [H, W]."""
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        with Image.open(io.BytesIO(image)) as im:
-            return np.asarray(im.convert("L"))
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim == 3:
-        return np.asarray(Image.fromarray(array.astype(np.uint8)).convert("L"))
-    if array.ndim != 2:
-        raise ValueError(f"image array of shape {array.shape} is not [H, W] or [H, W, C]")
-    return array.astype(np.uint8, copy=False)
-
-
 def resize(gray: np.ndarray, height: int, width: int, keep_aspect: bool) -> np.ndarray:
     """uint8 [h, w] -> uint8 [height, width]: stretched, or scaled to ``height`` and right-padded.
 
@@ -101,6 +86,40 @@ def resize(gray: np.ndarray, height: int, width: int, keep_aspect: bool) -> np.n
     return np.pad(scaled, ((0, 0), (0, width - new_w)), mode="edge")
 
 
+def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
+    """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
+    source: crop jitter (edges cut or padded by up to ~8% of the size), then with some
+    probability low resolution or blur, lower contrast, noise. Problems pass through."""
+    if isinstance(example, Problem):
+        return example
+    img = example["image"]
+    h, w = img.shape
+    out = Image.fromarray(img)
+    if rng.random() < 0.5:
+        dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
+        dy0, dy1 = (rng.uniform(-0.06, 0.08, 2) * h).round()
+        box = (dx0, dy0, w - dx1, h - dy1)
+        if box[2] - box[0] >= w // 2 and box[3] - box[1] >= h // 2:
+            padded = np.pad(img, ((h // 4, h // 4), (w // 8, w // 8)), mode="edge")
+            out = Image.fromarray(padded).transform(
+                (w, h), Image.Transform.EXTENT,
+                (box[0] + w // 8, box[1] + h // 4, box[2] + w // 8, box[3] + h // 4),
+                Image.Resampling.BILINEAR)
+    u = rng.random()
+    if u < 0.15:
+        f = rng.uniform(1.3, 2.5)
+        out = out.resize((max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX)
+        out = out.resize((w, h), Image.Resampling.BILINEAR)
+    elif u < 0.35:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    a = np.asarray(out, np.float32)
+    if rng.random() < 0.2:
+        a = a.mean() + (a - a.mean()) * rng.uniform(0.4, 0.9)
+    if rng.random() < 0.2:
+        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10)
+    return {**example, "image": np.clip(a + 0.5, 0, 255).astype(np.uint8)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
     """Record -> example dict (see module doc, one row) or a ``Problem``; picklable.
@@ -112,6 +131,8 @@ class Preprocess:
       max_frames: the model's output frames; texts needing more CTC frames
         (length + repeated neighbours) are 'too_long'.
       keep_aspect: scale to the height and pad the width instead of stretching.
+      grayscale: colour to gray, ``images.GRAY_MODES`` ('principal' keeps hue contrast).
+      augment: training streams add ``augment`` after this (evaluation never does).
       policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
     """
 
@@ -121,6 +142,8 @@ class Preprocess:
     max_label_length: int = 25
     max_frames: int = 26
     keep_aspect: bool = False
+    grayscale: str = "principal"
+    augment: bool = False
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
 
     def _reject(self, case: str, key: str, reason: str) -> Problem:
@@ -155,7 +178,7 @@ class Preprocess:
             return encoded
         text, ids = encoded
         try:
-            image = resize(to_grayscale(record["image"]), self.height, self.width, self.keep_aspect)
+            image = resize(to_grayscale(record["image"], self.grayscale), self.height, self.width, self.keep_aspect)
         except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
             return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
         labels = np.zeros(self.max_label_length, np.int32)
@@ -277,7 +300,10 @@ def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train:
     # One read-ahead thread per process, not Grain's default 16: decoding and rendering are
     # Python-bound, and 16 threads fighting over the GIL on 2 cores cost 40% of the
     # throughput (benchmarks/data_loader.py: 369 vs 517 images/s in one process).
-    ds = ds.map(preprocess).to_iter_dataset(
+    ds = ds.map(preprocess)
+    if train and preprocess.augment:
+        ds = ds.random_map(augment, seed=seed)
+    ds = ds.to_iter_dataset(
         grain.ReadOptions(num_threads=1, prefetch_buffer_size=2 * batch_size))
     ds = _BatchGood(ds, batch_size, drop_remainder=train)
     if num_workers > 0:

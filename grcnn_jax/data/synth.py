@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import fonts as fonts_lib
+from grcnn_jax.data import images
 from grcnn_jax.data import words as words_lib
 
 MIN_CONTRAST = 40.0       # grey levels between the text's and the background's median
@@ -194,7 +195,8 @@ class Rendering:
     """One rendered sample with what the renderer knows about it.
 
     Attributes:
-      image: uint8 [H, W], the finished image.
+      image: uint8 [H, W], the finished image in gray (``images.decolorize`` of ``rgb``):
+        what the legibility check measures.
       text: the rendered string.
       text_mask: float32 [H, W] in [0, 1], coverage of the text (incl. underline).
       background: bool [H, W], pixels far from text, outline and shadow.
@@ -205,6 +207,7 @@ class Rendering:
       gap: the grey levels between text and background colours as chosen, before
         degradation (``contrast / gap`` is how much of it survived).
       info: some of the choices made (font size, scale, degradations), for inspection.
+      rgb: uint8 [H, W, 3], the finished image in colour (what ``SynthWords`` serves).
     """
 
     image: np.ndarray
@@ -217,6 +220,7 @@ class Rendering:
     attempt: int
     gap: float = 255.0
     info: dict = dataclasses.field(default_factory=dict)
+    rgb: np.ndarray | None = None
 
     @property
     def legible(self) -> bool:
@@ -243,35 +247,78 @@ def _measure(img: np.ndarray, text: np.ndarray, occupied: np.ndarray
     return abs(t50 - b50), (b84 - b16) / 2, bg
 
 
+def _neighbour(rng: np.random.Generator, text: str) -> str:
+    """A few letters of a neighbouring word, in the case style of ``text``."""
+    s = "".join(chr(c) for c in rng.integers(97, 123, int(rng.integers(1, 5))))
+    return s.upper() if text.isupper() else s
+
+
 def _text_mask(rng: np.random.Generator, font: ImageFont.FreeTypeFont, text: str
-               ) -> tuple[Image.Image, Image.Image | None, np.ndarray]:
+               ) -> tuple[Image.Image, Image.Image | None, np.ndarray, bool]:
     """The text drawn white on black, a few px larger than the ink.
 
+    Sometimes letters of the neighbouring words stand a space to the left and/or right,
+    outside the ink box (a loose crop then shows them cut, as in scene photos).
+
     Returns:
-      (mask "L" image, outline mask or None, the ink box's corners float [4, 2] in mask px).
+      (mask "L" image, outline mask or None, the ink box's corners float [4, 2] in mask px,
+      whether neighbours were drawn).
     """
     size, pad, grow = font.size, 3, 1
-    x0, y0, x1, y1 = font.getbbox(text, anchor="ls")
+    pre = post = ""
+    if rng.random() < 0.2:
+        side = rng.integers(1, 4)            # 1: left, 2: right, 3: both
+        pre = _neighbour(rng, text) + " " if side & 1 else ""
+        post = " " + _neighbour(rng, text) if side & 2 else ""
+    full = pre + text + post
+    # Letter spacing: mostly the face's own; sometimes tracked out (signs, "H E R E") or tight.
+    u = rng.random()
+    track = size * (rng.uniform(0.08, 0.6) if u < 0.15 else rng.uniform(-0.06, 0) if u < 0.2
+                    else 0.0)
+    # Each character's pen position; with tracking the characters are drawn one by one.
+    pens = [font.getlength(full[:j]) + j * track for j in range(len(full))]
+    boxes = [font.getbbox(c, anchor="ls") for c in full]
+    if track == 0:
+        boxes = [font.getbbox(full, anchor="ls")] * len(full)
+        pens = [0.0] * len(full)
+        wx0, _, wx1, _ = font.getbbox(text, anchor="ls")
+        shift = font.getlength(pre)          # where the word starts in the full string
+        x0, x1 = wx0 + shift, wx1 + shift
+    else:
+        word = range(len(pre), len(pre) + len(text))
+        x0 = min(pens[j] + boxes[j][0] for j in word)
+        x1 = max(pens[j] + boxes[j][2] for j in word)
+    _, y0, _, y1 = font.getbbox(text, anchor="ls")
+    fx0 = min(p + b[0] for p, b in zip(pens, boxes))
+    fx1 = max(p + b[2] for p, b in zip(pens, boxes))
+    fy0 = min(b[1] for b in boxes)
+    fy1 = max(b[3] for b in boxes)
     underline = rng.random() < 0.04
     if underline:
         uy, uw = max(2, round(0.12 * size)), max(1, round(0.06 * size))
         y1 = max(y1, uy + uw)
-    w, h = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
+    ox, oy = pad - min(x0, fx0), pad - min(y0, fy0)      # the origin in the mask
+    w = int(math.ceil(max(x1, fx1) - min(x0, fx0))) + 2 * pad
+    h = max(y1, fy1) - min(y0, fy0) + 2 * pad
     mask = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(mask)
-    draw.text((pad - x0, pad - y0), text, font=font, fill=255, anchor="ls")
+    if track == 0:
+        draw.text((ox, oy), full, font=font, fill=255, anchor="ls")
+    else:
+        for c, p in zip(full, pens):
+            draw.text((ox + p, oy), c, font=font, fill=255, anchor="ls")
     if underline:
-        draw.rectangle([pad, pad - y0 + uy, w - pad, pad - y0 + uy + uw - 1], fill=255)
-    if rng.random() < 0.12:          # faux bold
-        mask = mask.filter(ImageFilter.MaxFilter(3))
+        draw.rectangle([ox + x0, oy + uy, ox + x1, oy + uy + uw - 1], fill=255)
+    if rng.random() < 0.15:          # faux bold, heavier on large renderings
+        mask = mask.filter(ImageFilter.MaxFilter(3 if size < 28 else int(rng.choice([3, 5]))))
     outer = None
-    if rng.random() < 0.1:           # outlined letters
+    if rng.random() < 0.12:          # outlined letters
         width = int(rng.choice([3, 5]))
         outer = mask.filter(ImageFilter.MaxFilter(width))
         grow = 1 + width // 2
-    ink = np.array([[pad - grow, pad - grow], [w - pad + grow, pad - grow],
-                    [w - pad + grow, h - pad + grow], [pad - grow, h - pad + grow]], float)
-    return mask, outer, ink
+    ix0, ix1, iy0, iy1 = ox + x0 - grow, ox + x1 + grow, oy + y0 - grow, oy + y1 + grow
+    ink = np.array([[ix0, iy0], [ix1, iy0], [ix1, iy1], [ix0, iy1]], float)
+    return mask, outer, ink, bool(pre or post)
 
 
 def _crop_map(rng: np.random.Generator, ink: np.ndarray, size: int, height: int,
@@ -319,77 +366,205 @@ def _crop_map(rng: np.random.Generator, ink: np.ndarray, size: int, height: int,
     return fwd, W, k, kx
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _luma(c: np.ndarray) -> float:
+    return float(np.asarray(c, np.float32) @ _LUMA)
+
+
+def _tinted(rng: np.random.Generator, level: float) -> np.ndarray:
+    """An RGB colour of luminance ~``level`` with a random hue and saturation."""
+    c = level + rng.normal(0, rng.uniform(0, 50), 3)
+    c = c + (level - _luma(c))
+    return np.clip(c, 0, 255).astype(np.float32)
+
+
+def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(text, background) RGB float32 [3]: grey, tinted with a luminance step, or a hue step.
+
+    A hue step (~25%) is two colours of similar luminance, far apart in RGB: red on
+    brown, white on pink, blue on purple -- what a luminance conversion nearly erases.
+    """
+    u = rng.random()
+    if u < 0.75:
+        while True:
+            lo, hi = sorted(rng.uniform(0, 255, 2))
+            if hi - lo >= 50:
+                break
+        t_level, b_level = (lo, hi) if rng.random() < 0.6 else (hi, lo)
+        if u < 0.25:
+            return np.full(3, t_level, np.float32), np.full(3, b_level, np.float32)
+        return _tinted(rng, t_level), _tinted(rng, b_level)
+    b = rng.uniform(0, 255, 3).astype(np.float32)
+    best, best_d = b, -np.inf
+    for _ in range(16):
+        t = rng.uniform(0, 255, 3).astype(np.float32)
+        d = float(np.linalg.norm(t - b)) - 2 * abs(_luma(t) - _luma(b))
+        if d > best_d:
+            best, best_d = t, d
+    return best, b
+
+
+def _direction(rng: np.random.Generator) -> np.ndarray:
+    """A colour direction for background variation: mostly brightness, some hue."""
+    d = np.ones(3, np.float32) + rng.normal(0, rng.uniform(0, 0.8), 3).astype(np.float32)
+    return d / max(float(np.abs(d).max()), 1e-3)
+
+
+def _shift(a: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``a`` [H, W] moved by (dx, dy) px, zeros shifted in."""
+    H, W = a.shape[:2]
+    out = np.zeros_like(a)
+    if abs(dx) >= W or abs(dy) >= H:
+        return out
+    out[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+        a[max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)]
+    return out
+
+
+def _bend(a: np.ndarray, amount: float) -> np.ndarray:
+    """Bends rows of ``a`` [H, W] along a parabola: column x moves down by
+    ``amount * H * (2x/W - 1)^2`` px (negative: up), linearly interpolated."""
+    H, W = a.shape
+    x = np.linspace(-1, 1, W, dtype=np.float32)
+    src = np.arange(H, dtype=np.float32)[:, None] - amount * H * x[None, :] ** 2
+    y0 = np.floor(src).astype(np.int64)
+    f = src - y0
+    cols = np.arange(W)[None, :]
+
+    def take(y):
+        ok = (y >= 0) & (y < H)
+        return np.where(ok, a[np.clip(y, 0, H - 1), cols], 0)
+
+    return (take(y0) * (1 - f) + take(y0 + 1) * f).astype(a.dtype)
+
+
+def _light(rng: np.random.Generator, H: int, W: int) -> np.ndarray | None:
+    """A multiplicative illumination field float32 [H, W] (uneven light, a cast shadow) or None."""
+    field = None
+    if rng.random() < 0.35:
+        if rng.random() < 0.3:       # blotches
+            grid = rng.standard_normal((int(rng.integers(2, 4)), int(rng.integers(2, 6))))
+            smooth = _unit(np.asarray(Image.fromarray(grid.astype(np.float32), "F")
+                                      .resize((W, H), Image.Resampling.BICUBIC)))
+        else:                        # a gradient
+            yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+            a = rng.uniform(0, 2 * np.pi)
+            smooth = _unit(xx * math.cos(a) + yy * math.sin(a))
+        field = 1 + smooth * rng.uniform(0.1, 0.45)
+    if rng.random() < 0.08:  # the soft edge of a cast shadow across the word
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        a = rng.uniform(0, 2 * np.pi)
+        d = (xx - rng.uniform(0, W)) * math.cos(a) + (yy - rng.uniform(0, H)) * math.sin(a)
+        edge = 0.5 * (1 + np.tanh(d / rng.uniform(1, 8)))
+        shade = 1 - rng.uniform(0.25, 0.6) * edge
+        field = shade if field is None else field * shade
+    return None if field is None else field.astype(np.float32)
+
+
 def _compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | None,
              fonts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Paints background, shadow, outline and text.
+    """Paints background, shadow or extrusion, outline, bevel and text, then the light.
 
     Returns:
-      (image float32 [H, W] in grey levels, coverage of everything but the background
-      float32 [H, W], the text-background gap in grey levels).
+      (image float32 [H, W, 3] in RGB levels, coverage of everything but the background
+      float32 [H, W], the text-background gap: the largest channel difference of the
+      colours as chosen).
     """
     H, W = t_mask.shape
-    # Grey levels: text and background at least 50 apart; 60% dark on light.
-    while True:
-        lo, hi = sorted(rng.uniform(0, 255, 2))
-        if hi - lo >= 50:
-            break
-    t_level, b_level = (lo, hi) if rng.random() < 0.6 else (hi, lo)
-    gap = hi - lo
-    img = np.full((H, W), b_level, np.float32)
+    t_col, b_col = _colours(rng)
+    gap = max(float(np.abs(t_col - b_col).max()), 1.0)
+    img = np.empty((H, W, 3), np.float32)
+    img[:] = b_col
     if rng.random() < 0.8:
-        img += _pattern(rng, H, W, fonts) * (gap * rng.uniform(0.1, 0.6))
+        img += (_pattern(rng, H, W, fonts) * (gap * rng.uniform(0.1, 0.6)))[..., None] \
+            * _direction(rng)
         if rng.random() < 0.3:
-            img += _pattern(rng, H, W, fonts) * (gap * rng.uniform(0.1, 0.4))
-    fg = np.float32(t_level)
+            img += (_pattern(rng, H, W, fonts) * (gap * rng.uniform(0.1, 0.4)))[..., None] \
+                * _direction(rng)
+    fg = np.broadcast_to(t_col, (H, W, 3))
     if rng.random() < 0.25:          # uneven ink: a gradient across the text
-        fg = fg + _pattern(rng, H, W, fonts) * (gap * rng.uniform(0.05, 0.3))
+        fg = fg + (_pattern(rng, H, W, fonts) * (gap * rng.uniform(0.05, 0.3)))[..., None] \
+            * _direction(rng)
 
     occupied = t_mask
-    if rng.random() < 0.1:           # drop shadow, offset down-right or up-left
-        src = o_mask if o_mask is not None else t_mask
-        dx, dy = (int(v) for v in rng.integers(1, max(2, H // 12) + 1, 2) * rng.choice([-1, 1]))
+    src = o_mask if o_mask is not None else t_mask
+    u = rng.random()
+    if u < 0.14:                     # drop shadow, or (a third of them) a 3D extrusion
+        step = rng.choice([-1, 1], 2)
+        n = int(rng.integers(1, max(2, H // 12) + 1))
         sh = np.zeros_like(src)
-        sh[max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
-            src[max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)]
-        level = b_level + (t_level - b_level) * rng.uniform(0.3, 0.9)
-        img += (level - img) * sh
+        for j in (range(1, n + 1) if u < 0.05 else (n,)):
+            sh = np.maximum(sh, _shift(src, int(step[0] * j), int(step[1] * j)))
+        level = b_col + (t_col - b_col) * rng.uniform(0.3, 0.9) if rng.random() < 0.6 \
+            else _tinted(rng, rng.uniform(0, 60) if _luma(b_col) > 100 else rng.uniform(180, 255))
+        img += (level - img) * sh[..., None]
         occupied = np.maximum(occupied, sh)
     if o_mask is not None:
-        level = float(np.clip(t_level + rng.choice([-1, 1]) * rng.uniform(80, 255), 0, 255))
-        img += (level - img) * o_mask
+        level = np.clip(_luma(t_col) + rng.choice([-1, 1]) * rng.uniform(80, 255), 0, 255)
+        img += (_tinted(rng, float(level)) - img) * o_mask[..., None]
         occupied = np.maximum(occupied, o_mask)
-    img += (fg - img) * t_mask
-    return img, occupied, float(gap)
+    img += (fg - img) * t_mask[..., None]
+    if rng.random() < 0.07:          # bevel / emboss: light and dark edges inside the strokes
+        d = int(rng.integers(1, max(2, H // 16) + 1))
+        rim = t_mask - _shift(t_mask, d, d)
+        img += (rim * rng.uniform(40, 110))[..., None]
+    light = _light(rng, H, W)
+    if light is not None:
+        img *= light[..., None]
+    return img, occupied, gap
+
+
+_MOTION = {}
+
+
+def _motion_kernel(angle: int) -> ImageFilter.Kernel:
+    """A 5x5 line kernel at 0, 45, 90 or 135 degrees (motion blur)."""
+    if angle not in _MOTION:
+        k = np.zeros((5, 5))
+        for j in range(5):
+            k[{0: (2, j), 45: (4 - j, j), 90: (j, 2), 135: (j, j)}[angle]] = 1
+        _MOTION[angle] = ImageFilter.Kernel((5, 5), k.ravel().tolist(), scale=5)
+    return _MOTION[angle]
 
 
 def _degrade(rng: np.random.Generator, img: np.ndarray, em: float, k: float,
              info: dict) -> np.ndarray:
-    """Low resolution or blur, noise, JPEG: float32 [H, W] grey levels -> uint8 [H, W].
+    """Low resolution, blur or motion blur, noise, JPEG: float32 [H, W, 3] -> uint8 [H, W, 3].
 
     ``em`` is the text's scale (output px per em), ``k`` the output px per rendered px: no
     low resolution or blur on a rendering already blown up from a small size, and none
     that would shrink the letters past reading. The choices are recorded in ``info``.
     """
-    H, W = img.shape
-    pil = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "L")
+    H, W = img.shape[:2]
+    pil = Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8), "RGB")
     u = rng.random()
-    if u < 0.15 and k < 1.5 and em / 12 > 1.3:
-        f = info["lowres"] = float(rng.uniform(1.3, min(2.2, em / 12)))
-        pil = pil.resize((max(1, round(W / f)), max(1, round(H / f))), Image.Resampling.BILINEAR)
-        pil = pil.resize((W, H), Image.Resampling.BILINEAR)
-    elif u < 0.45 and k < 1.5:
+    if u < 0.2 and k < 1.5 and em / 12 > 1.3:
+        f = info["lowres"] = float(rng.uniform(1.3, min(2.6, em / 12)))
+        pil = pil.resize((max(1, round(W / f)), max(1, round(H / f))),
+                         rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BOX]))
+        pil = pil.resize((W, H), rng.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC,
+                                             Image.Resampling.NEAREST], p=[0.5, 0.35, 0.15]))
+    elif u < 0.47 and k < 1.5:
         r = info["blur"] = float(rng.uniform(0.3, max(0.3, min(1.1, em / 25))))
         pil = pil.filter(ImageFilter.GaussianBlur(r))
+    elif u < 0.55 and em > 14:
+        angle = info["motion"] = int(rng.choice([0, 45, 90, 135], p=[0.55, 0.15, 0.15, 0.15]))
+        pil = pil.filter(_motion_kernel(angle))
     if rng.random() < 0.6:
         sigma = info["noise"] = float(rng.uniform(1, 10))
-        noisy = np.asarray(pil, np.float32) + rng.standard_normal((H, W), np.float32) * sigma
-        pil = Image.fromarray(np.clip(noisy + 0.5, 0, 255).astype(np.uint8), "L")
+        noise = rng.standard_normal((H, W, 1), np.float32) * sigma
+        if rng.random() < 0.5:       # sensor noise differs per channel
+            noise = noise + rng.standard_normal((H, W, 3), np.float32) * (sigma * 0.7)
+        pil = Image.fromarray(np.clip(np.asarray(pil, np.float32) + noise + 0.5, 0, 255)
+                              .astype(np.uint8), "RGB")
     if rng.random() < 0.5:
         buf = io.BytesIO()
         info["jpeg"] = int(rng.integers(20, 95))
         pil.save(buf, "JPEG", quality=info["jpeg"])
         pil = Image.open(buf)
-    return np.array(pil, np.uint8)
+    return np.array(pil.convert("RGB"), np.uint8)
 
 
 def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: int) -> Rendering:
@@ -401,26 +576,37 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
     """
     H = height
     path = fonts[int(rng.integers(len(fonts)))]
-    # Margins around the ink (top, bottom, left, right) in font sizes; a quarter tight.
+    # Margins around the ink (top, bottom, left, right) in font sizes: a quarter tight, some
+    # of those cutting into the letters' edges, as hand-drawn boxes of real crops do.
     tight = rng.random() < 0.25
-    margins = rng.uniform(0, 1, 4) * ([0.06] * 4 if tight else [0.3, 0.3, 0.5, 0.5])
+    if tight:
+        margins = rng.uniform(-0.05, 0.06, 4) * [1, 1, 0.5, 0.5]
+    else:
+        margins = rng.uniform(0, 1, 4) * [0.3, 0.3, 0.5, 0.5]
     # Output px per rendered px: mostly about 1; some small sources blown up (blurry).
     k_target = math.exp(rng.uniform(math.log(0.7), math.log(1.5)))
     if rng.random() < 0.15:
         k_target = rng.uniform(1.5, 2.6)
     size = int(np.clip(round(H / (k_target * (0.75 + margins[0] + margins[1]))), 8, 4 * H))
 
-    mask, outer, ink = _text_mask(rng, _font(path, size), text)
+    mask, outer, ink, neighbours = _text_mask(rng, _font(path, size), text)
+    if neighbours:                   # show some of them: a space plus a bit
+        margins[2:] = np.maximum(margins[2:], rng.uniform(0.15, 0.6, 2))
     fwd, W, k, kx = _crop_map(rng, ink, size, H, margins)
     ss = 2 if min(k, kx) < _SS_BELOW else 1
     t_mask = _warp(mask, fwd, (W, H), ss)
     o_mask = _warp(outer, fwd, (W, H), ss) if outer is not None else None
+    if rng.random() < 0.1:           # slight curvature (text on a curved surface or arc)
+        amount = float(rng.uniform(-0.08, 0.08))
+        t_mask = _bend(t_mask, amount)
+        o_mask = _bend(o_mask, amount) if o_mask is not None else None
     img, occupied, gap = _compose(rng, t_mask, o_mask, fonts)
     em = size * min(k, kx)
     info = {"size": size, "k": round(float(k), 2), "em": round(float(em), 1)}
-    out = _degrade(rng, img, em, k, info)
+    rgb = _degrade(rng, img, em, k, info)
+    out = images.decolorize(rgb)
     contrast, noise, background = _measure(out, t_mask, occupied)
-    return Rendering(out, text, t_mask, background, path, contrast, noise, 0, gap, info)
+    return Rendering(out, text, t_mask, background, path, contrast, noise, 0, gap, info, rgb)
 
 
 # --- the source -------------------------------------------------------------------------------
@@ -509,7 +695,7 @@ class SynthWords:
 
     def __getitem__(self, i: int) -> dict:
         r = self.render(i)
-        return {"key": f"synth-{self.seed}-{i}", "image": r.image, "text": r.text}
+        return {"key": f"synth-{self.seed}-{i}", "image": r.rgb, "text": r.text}
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -521,13 +707,13 @@ def contact_sheet(src: SynthWords, n: int = 64, cols: int = 8,
     label_font = _font((plain or sorted(src.fonts))[0], 12)
     rows = -(-n // cols)
     cw, ch = cell
-    sheet = Image.new("L", (cols * (cw + 8) + 8, rows * (ch + 24) + 8), 255)
+    sheet = Image.new("RGB", (cols * (cw + 8) + 8, rows * (ch + 24) + 8), "white")
     draw = ImageDraw.Draw(sheet)
     for i in range(n):
         rec = src[i]
         x, y = 8 + (i % cols) * (cw + 8), 8 + (i // cols) * (ch + 24)
         sheet.paste(Image.fromarray(rec["image"]).resize(cell, Image.Resampling.BILINEAR), (x, y))
-        draw.text((x, y + ch + 3), rec["text"], font=label_font, fill=0)
+        draw.text((x, y + ch + 3), rec["text"], font=label_font, fill="black")
     return sheet
 
 

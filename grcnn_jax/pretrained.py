@@ -1,0 +1,179 @@
+"""The shipped reader: weights trained by configs/reader.py, carried inside the package.
+
+    python -m grcnn_jax.recognize word.png                  # reads with the shipped model
+    python -m grcnn_jax.evaluate --data DIR                 # scores it
+    python -m grcnn_jax.main --config configs/reader.py --workdir DIR --config.init_from=pretrained
+
+The folder ``grcnn_jax/assets/reader/`` holds
+
+    variables.npz   params and batch statistics, float32, flat names
+                    ``params/<module>/.../<leaf>`` and ``batch_stats/...``
+    meta.json       the training config, the charset, the step, what it measured, and
+                    ``sha256`` of variables.npz (checked on every load)
+
+Write it from a training checkpoint with
+
+    python -m grcnn_jax.pretrained --workdir runs/reader [--step latest] \
+        [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+from flax import traverse_util
+
+from grcnn_jax.charset import Charset
+from grcnn_jax.checkpoints import InferenceCheckpoint
+
+NAME = "pretrained"        # the word that selects it: --checkpoint, --config.init_from
+ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "reader")
+VARIABLES_FILE, META_FILE = "variables.npz", "meta.json"
+
+
+class PretrainedError(ValueError):
+    """The shipped model is missing or damaged (the message names the file)."""
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
+    """The shipped model as an ``InferenceCheckpoint`` (``workdir`` is '': it has none).
+
+    Raises PretrainedError naming the file when a file is missing, unreadable, or the
+    weights do not match the recorded checksum.
+    """
+    var_path, meta_path = os.path.join(folder, VARIABLES_FILE), os.path.join(folder, META_FILE)
+    for path in (var_path, meta_path):
+        if not os.path.isfile(path):
+            raise PretrainedError(f"the shipped model's {path!r} is missing; reinstall the "
+                                  "package or give --workdir/--checkpoint")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PretrainedError(f"cannot read {meta_path!r}: {e}") from None
+    digest = _sha256(var_path)
+    if digest != meta.get("sha256"):
+        raise PretrainedError(f"{var_path!r} does not match its checksum in {meta_path!r} "
+                              f"(sha256 {digest}, expected {meta.get('sha256')}): the file is "
+                              "damaged; reinstall the package")
+    with np.load(var_path) as npz:
+        flat = {tuple(k.split("/")): np.asarray(npz[k]) for k in npz.files}
+    tree = traverse_util.unflatten_dict(flat)
+    return InferenceCheckpoint(
+        path=folder, workdir="", step=int(meta["step"]),
+        config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
+        params=tree["params"], batch_stats=tree.get("batch_stats", {}))
+
+
+def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
+    """Writes ``ckpt``'s params, batch statistics, config and charset as a shipped-model folder.
+
+    The validation sets of the training run are not part of the model: the saved config's
+    ``data.val`` is reset to 'synth' (the original is kept as ``trained_with_val``).
+    Returns the written meta dict.
+    """
+    os.makedirs(out, exist_ok=True)
+    flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
+                                      sep="/")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
+    var_path = os.path.join(out, VARIABLES_FILE)
+    with open(var_path, "wb") as f:
+        f.write(buf.getvalue())
+    config = ckpt.config.to_dict()
+    trained_val = config["data"]["val"]
+    config["data"]["val"] = "synth"
+    meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
+            "parameters": int(sum(np.size(v) for v in flat.values())),
+            "trained_with_val": trained_val, "note": note, "config": config}
+    with open(os.path.join(out, META_FILE), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return meta
+
+
+def load_variables(spec: str) -> InferenceCheckpoint:
+    """``--config.init_from``: 'pretrained', a training workdir, or a checkpoint step directory."""
+    from grcnn_jax import checkpoints
+
+    if spec == NAME:
+        return load()
+    path = os.path.expanduser(spec)
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return checkpoints.load_for_inference(workdir=path)
+    return checkpoints.load_for_inference(checkpoint=path)
+
+
+def init_state_from(state: Any, source: InferenceCheckpoint, config: ml_collections.ConfigDict,
+                    charset: Charset) -> Any:
+    """``state`` with params and batch statistics taken from ``source`` (optimizer state and
+    step stay fresh).
+
+    Raises ValueError naming the difference when the charset or any parameter's shape
+    differs (the model config must build the same network).
+    """
+    where = source.path
+    if source.charset.chars != charset.chars:
+        raise ValueError(f"config.init_from={where!r} has charset {source.charset.chars!r}, "
+                         f"this run {charset.chars!r}; they must be equal")
+    for name, new, old in (("params", state.params, source.params),
+                           ("batch_stats", state.batch_stats, source.batch_stats)):
+        a = traverse_util.flatten_dict(new, sep="/")
+        b = traverse_util.flatten_dict(old, sep="/")
+        for key in sorted(set(a) | set(b)):
+            if key not in b or key not in a or tuple(np.shape(a[key])) != tuple(np.shape(b[key])):
+                raise ValueError(
+                    f"config.init_from={where!r}: {name}/{key} is "
+                    f"{np.shape(b[key]) if key in b else 'missing'} there, "
+                    f"{np.shape(a[key]) if key in a else 'missing'} in this run's model; "
+                    "use the same config.model as the source")
+    cast = lambda new, old: np.asarray(old, np.asarray(new).dtype)  # noqa: E731
+    import jax
+
+    return state.replace(params=jax.tree.map(cast, state.params, source.params),
+                         batch_stats=jax.tree.map(cast, state.batch_stats, source.batch_stats))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from grcnn_jax import checkpoints
+
+    p = argparse.ArgumentParser(prog="python -m grcnn_jax.pretrained",
+                                description="Write a checkpoint as the shipped model's folder.")
+    p.add_argument("--workdir", help="training workdir")
+    p.add_argument("--checkpoint", help="a checkpoint step directory (instead of --workdir)")
+    p.add_argument("--step", default="latest")
+    p.add_argument("--out", default=ASSET_DIR)
+    p.add_argument("--note", default="", help="a line stored in meta.json (what it measured)")
+    args = p.parse_args(argv)
+    if not args.workdir and not args.checkpoint:
+        p.error("give --workdir or --checkpoint: the checkpoint to ship")
+    try:
+        ckpt = checkpoints.load_for_inference(args.workdir, args.checkpoint, args.step)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    meta = export(ckpt, args.out, args.note)
+    size = os.path.getsize(os.path.join(args.out, VARIABLES_FILE))
+    print(f"wrote {args.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
+          f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
