@@ -84,7 +84,7 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     """Writes ``ckpt``'s params, batch statistics, config and charset as a shipped-model folder.
 
     The validation sets of the training run are not part of the model: the saved config's
-    ``data.val`` is reset to 'synth' (the original is kept as ``trained_with_val``).
+    ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``).
     Returns the written meta dict.
     """
     os.makedirs(out, exist_ok=True)
@@ -96,11 +96,11 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     with open(var_path, "wb") as f:
         f.write(buf.getvalue())
     config = ckpt.config.to_dict()
-    trained_val = config["data"]["val"]
+    monitored = config["data"]["val"]
     config["data"]["val"] = "synth"
     meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
-            "trained_with_val": trained_val, "note": note, "config": config}
+            "monitored_on": monitored, "note": note, "config": config}
     with open(os.path.join(out, META_FILE), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")

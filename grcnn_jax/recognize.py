@@ -1,5 +1,6 @@
-"""Read the text in word images with a trained checkpoint.
+"""Read the text in word images with a trained checkpoint, or the shipped model.
 
+    python -m grcnn_jax.recognize word.png                    # the model shipped in the package
     python -m grcnn_jax.recognize --workdir DIR word.png more/ ...
     python -m grcnn_jax.recognize --workdir DIR --lexicon words.txt crops/
     python -m grcnn_jax.recognize --checkpoint DIR/checkpoints/6000 --beam_width 10 crops/
@@ -7,7 +8,7 @@
 Prints one line per image: ``path<TAB>text<TAB>confidence``, where confidence is
 p(text | image) in [0, 1], summed over all CTC alignments of the text. Folders
 are expanded (recursively, sorted) to their image files. Images are prepared
-exactly as the training loader does (grayscale, resized to the config's height
+exactly as the training loader does (grayscale per ``config.data.grayscale``, resized to the config's height
 and width, stretched or aspect-kept per ``config.data.keep_aspect``).
 
 ``--lexicon FILE`` (words separated by commas and/or newlines) picks, for each

@@ -249,6 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     window: list[dict] = []                   # per-step scalars since the last log line
     window_start, window_images = time.perf_counter(), 0
     step = start_step
+    last_val: dict[str, tuple[int, dict]] = {}   # prefix -> (step, result) of its latest eval
     try:
         while step < config.num_train_steps:
             batch = next(train_iter)
@@ -277,6 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         train=False, num_workers=0, shard_index=jax.process_index(),
                         shard_count=jax.process_count()), name=prefix)
                     result = evaluator.evaluate(state.params, state.batch_stats, val_iter)
+                    last_val[prefix] = (step, result)
                     writer.scalars(step, result, prefix=prefix)
                     progress.write(f"step {step}: {prefix} " + " ".join(
                         f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -304,6 +306,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         preemption.restore()
         if train_iter.skipped_counts:
             log.warning(train_iter.skipped_summary())
+    for prefix, (at, result) in last_val.items():
+        lexicon = result.get("lexicon_word_accuracy")
+        log.info("summary: %s at step %d: word accuracy %.1f%% of %d%s, normalized edit "
+                 "distance %.3f", prefix, at, 100 * result["word_accuracy"], result["count"],
+                 "" if lexicon is None else f", with lexicons {100 * lexicon:.1f}%",
+                 result["normalized_edit_distance"])
     return state
 
 

@@ -84,8 +84,8 @@ def test_records_follow_the_contract(renderings):
         rec = src[i]
         assert set(rec) == {"key", "image", "text"}
         img = rec["image"]
-        assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 2
-        assert img.shape[0] == 32 and 16 <= img.shape[1] <= 320
+        assert isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3
+        assert img.shape[0] == 32 and 16 <= img.shape[1] <= 320 and img.shape[2] == 3
         assert 1 <= len(rec["text"]) <= 23
         assert not charset.unknown_chars(rec["text"].lower()), rec["text"]
 
@@ -237,9 +237,33 @@ def test_no_fonts_error_names_what_to_install(monkeypatch):
 
 # --- the command ----------------------------------------------------------------------------
 
+def test_colour_renderings_and_their_gray(renderings):
+    from grcnn_jax.data.images import decolorize, to_grayscale
+
+    _, rs = renderings
+    for r in rs[:40]:
+        np.testing.assert_array_equal(r.image, decolorize(r.rgb))   # what the check measured
+        np.testing.assert_array_equal(to_grayscale(r.rgb), r.image)  # is what the loader makes
+    # Some samples differ mostly in hue: their luminance contrast is far below the gray's.
+    luma = [abs(np.median(to_grayscale(r.rgb, "luma")[r.text_mask >= 0.75])
+                - np.median(to_grayscale(r.rgb, "luma")[r.background])) for r in rs
+            if (r.text_mask >= 0.75).sum() >= 4]
+    kept = [r.contrast for r in rs if (r.text_mask >= 0.75).sum() >= 4]
+    assert sum(lu < 25 and k >= 40 for lu, k in zip(luma, kept)) >= 5
+    assert np.mean([float(np.std(r.rgb.astype(float), axis=2).mean()) > 8 for r in rs]) > 0.4
+
+
 def test_contact_sheet_command(tmp_path):
     out = tmp_path / "sheet.png"
     assert synth.main(["--contact-sheet", str(out), "--n", "16", "--seed", "1"]) == 0
     with Image.open(out) as im:
         assert im.size == (8 * 208 + 8, 2 * 74 + 8)
         assert np.asarray(im).std() > 20
+
+
+def test_contact_sheet_with_real_crops_above_generated_rows(tmp_path):
+    out = tmp_path / "beside.png"
+    fixture = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
+    assert synth.main(["--contact-sheet", str(out), "--n", "8", "--real", str(fixture)]) == 0
+    with Image.open(out) as im:
+        assert im.size[1] == 2 * 74 + 8                    # one real row, one generated row

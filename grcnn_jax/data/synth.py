@@ -3,19 +3,28 @@
 Like Jaderberg et al.'s Synth90k, each sample is one word rendered in a random font and
 degraded the way scene-text crops are: ~70% English words (``words.load_words``), ~15%
 random alphanumeric strings, ~15% numbers; lower, UPPER or Capitalized (strings also
-mIxEd). Rendering (Pillow and numpy, all grayscale):
+mIxEd). Rendering (Pillow and numpy, in RGB):
 
   text mask    the word in one of ~100 faces (``fonts.usable_fonts``) at a random size,
-               sometimes emboldened, outlined, shadowed or underlined;
-  geometry     stretch, slant, slight rotation and perspective, then a tight or loose
-               crop, all one projective map straight into the output (one resampling);
-  colours      text and background grey levels, dark-on-light or light-on-dark;
-               backgrounds flat, gradient, low-frequency noise or texture (stripes,
-               grain, lines, faint stray letters), optionally mixed;
-  degradation  low resolution, blur, Gaussian noise, JPEG artifacts.
+               sometimes tracked out or tight, emboldened, outlined or underlined, with
+               letters of neighbouring words a space away (cut by a loose crop);
+  geometry     stretch, slant, slight rotation and perspective, then a tight (sometimes
+               into the letters) or loose crop, all one projective map straight into the
+               output (one resampling); sometimes a slight curvature;
+  colours      text and background colours: grey, tinted with a luminance step, or two
+               colours of similar luminance and different hue (which only a contrast-
+               keeping grayscale can tell apart); backgrounds flat, gradient,
+               low-frequency noise or texture (stripes, grain, lines, faint stray
+               letters) along a colour direction, optionally mixed; drop shadows, 3D
+               extrusion, outlines, bevels; uneven light and cast-shadow edges;
+  degradation  low resolution (upscaled back), blur or motion blur, per-channel noise,
+               JPEG artifacts (with chroma subsampling).
+
+The served image is the colour rendering; the loader turns it to gray like every other
+source (``images.to_grayscale``, by ``config.data.grayscale``).
 
 A legibility check measures, from the known text mask, the contrast between text and
-background pixels of the finished image; a sample that fails is re-rendered (same text)
+background pixels of the finished image (in the principal-axis gray, ``images.decolorize``); a sample that fails is re-rendered (same text)
 with the next sub-seed, so essentially no output is illegible.
 
 ``src[i]`` is a pure function of ``(seed, i)`` and the installed fonts, numpy and Pillow:
@@ -23,7 +32,7 @@ with the next sub-seed, so essentially no output is illegible.
 
 Commands::
 
-    python -m grcnn_jax.data.synth --contact-sheet OUT.png [--n 64] [--seed 0]
+    python -m grcnn_jax.data.synth --contact-sheet OUT.png [--n 64] [--seed 0] [--real DIR]
     python -m grcnn_jax.data.synth --benchmark [--n 2000]
 """
 
@@ -614,7 +623,7 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
 class SynthWords:
     """A random-access source of ``length`` synthetic word images (see module doc).
 
-    ``src[i]`` is ``{"key": "synth-SEED-I", "image": uint8 [height, W], "text": str}`` with
+    ``src[i]`` is ``{"key": "synth-SEED-I", "image": uint8 [height, W, 3] (RGB), "text": str}`` with
     W in [height // 2, 10 * height] following the text; the text is exactly what is drawn,
     case included, 1..max_chars characters, all in the charset once lowercased.
 
@@ -701,19 +710,31 @@ class SynthWords:
 # --- commands ---------------------------------------------------------------------------------
 
 def contact_sheet(src: SynthWords, n: int = 64, cols: int = 8,
-                  cell: tuple[int, int] = (200, 50)) -> Image.Image:
-    """A grid of samples 0..n-1, each resized to ``cell`` (W, H) and labelled with its text."""
+                  cell: tuple[int, int] = (200, 50), real: Sequence[dict] = ()) -> Image.Image:
+    """A grid of samples 0..n-1, each resized to ``cell`` (W, H) and labelled with its text.
+
+    ``real``: records (``{"image": encoded bytes or array, "text"}``, e.g. from an ICDAR-03
+    folder) shown first, one row of real crops above each row of generated ones, to compare.
+    """
     plain = [f for f in src.fonts if os.path.basename(f) == "DejaVuSans.ttf"]
     label_font = _font((plain or sorted(src.fonts))[0], 12)
-    rows = -(-n // cols)
+    items = []                         # (PIL image, label) in grid order
+    generated = [(Image.fromarray(src[i]["image"]), src[i]["text"]) for i in range(n)]
+    if real:
+        shown = [(Image.open(io.BytesIO(r["image"])) if isinstance(r["image"], bytes)
+                  else Image.fromarray(r["image"]), "real: " + r["text"]) for r in real]
+        for row in range(-(-max(len(shown), n) // cols)):
+            items += shown[row * cols:(row + 1) * cols] + generated[row * cols:(row + 1) * cols]
+    else:
+        items = generated
+    rows = -(-len(items) // cols)
     cw, ch = cell
     sheet = Image.new("RGB", (cols * (cw + 8) + 8, rows * (ch + 24) + 8), "white")
     draw = ImageDraw.Draw(sheet)
-    for i in range(n):
-        rec = src[i]
+    for i, (im, label) in enumerate(items):
         x, y = 8 + (i % cols) * (cw + 8), 8 + (i // cols) * (ch + 24)
-        sheet.paste(Image.fromarray(rec["image"]).resize(cell, Image.Resampling.BILINEAR), (x, y))
-        draw.text((x, y + ch + 3), rec["text"], font=label_font, fill="black")
+        sheet.paste(im.convert("RGB").resize(cell, Image.Resampling.BILINEAR), (x, y))
+        draw.text((x, y + ch + 3), label, font=label_font, fill="black")
     return sheet
 
 
@@ -738,6 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m grcnn_jax.data.synth",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--contact-sheet", metavar="OUT.png", help="write a grid of samples")
+    p.add_argument("--real", metavar="DATA", help="with --contact-sheet: rows of real crops from "
+                   "this dataset (ICDAR-03 folder, LMDB) above the generated rows")
     p.add_argument("--benchmark", action="store_true", help="print images/s on one core")
     p.add_argument("--n", type=int, default=None, help="samples (sheet: 64, benchmark: 2000)")
     p.add_argument("--seed", type=int, default=0)
@@ -748,7 +771,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.contact_sheet:
         n = args.n or 64
         src = SynthWords(n, seed=args.seed, height=args.height)
-        contact_sheet(src, n).save(args.contact_sheet)
+        real = ()
+        if args.real:
+            from grcnn_jax.data.sources import open_source
+
+            data = open_source(args.real, what="--real")
+            picks = np.random.default_rng(args.seed).permutation(len(data))[:n]
+            real = [data[int(j)] for j in picks]
+        contact_sheet(src, n, real=real).save(args.contact_sheet)
         print(f"wrote {n} samples to {args.contact_sheet}")
     if args.benchmark:
         n = args.n or 2000
