@@ -78,7 +78,8 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
     problems (path, reason) for the rest)."""
     from PIL import UnidentifiedImageError
 
-    from grcnn_jax.data.pipeline import resize, to_grayscale
+    from grcnn_jax.data.images import to_grayscale
+    from grcnn_jax.data.pipeline import resize
 
     images, good, problems = [], [], []
     for path in files:

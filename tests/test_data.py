@@ -13,6 +13,7 @@ from grcnn_jax.data import crnn_lmdb
 from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.folders import Icdar03Folder
+from grcnn_jax.data.images import to_grayscale
 from grcnn_jax.data.pipeline import BatchIterator, Preprocess, check_policy, make_dataset, resize
 
 IC03 = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
@@ -87,8 +88,7 @@ def test_lmdb_through_the_loader_with_two_workers(tmp_path, label_file):
     for i in range(12):
         record = source[i]
         batch, j = by_key[record["key"]]
-        want_image = resize(np.asarray(Image.open(io.BytesIO(record["image"])).convert("L")),
-                            32, 100, False)
+        want_image = resize(to_grayscale(record["image"]), 32, 100, False)
         np.testing.assert_array_equal(batch["image"][j], want_image)
         text = record["text"].lower()
         assert batch["meta"]["text"][j] == text
@@ -273,3 +273,32 @@ def test_augmentation_passes_problems_through():
 
     problem = Problem("k", "bad_image: x")
     assert augment(problem, np.random.default_rng(0)) is problem
+
+
+def test_a_misspelt_grayscale_mode_is_refused_naming_the_field():
+    with pytest.raises(DataError, match="config.data.grayscale='lum'"):
+        Preprocess(Charset(), grayscale="lum")
+
+
+def test_configs_saved_before_the_grayscale_field_read_luminance():
+    import ml_collections
+
+    from conftest import load_config
+    from grcnn_jax.train import gray_mode
+
+    assert gray_mode(ml_collections.ConfigDict({"data": {"keep_aspect": False}})) == "luma"
+    assert gray_mode(load_config("quickstart")) == "principal"
+
+
+def test_several_validation_sets_are_scored_each_under_its_name():
+    from conftest import load_config
+    from grcnn_jax.train import open_val_sets
+
+    config = load_config("quickstart")
+    config.data.synth_val_size = 10
+    config.data.val = f"synth,{IC03}"
+    named = open_val_sets(config)
+    assert [name for name, _ in named] == ["val/synth", "val/ic03_mini"]
+    assert [len(src) for _, src in named] == [10, 6]
+    config.data.val = "synth"
+    assert [name for name, _ in open_val_sets(config)] == ["val"]

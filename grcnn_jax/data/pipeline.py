@@ -32,7 +32,7 @@ from PIL import Image, ImageFilter
 
 from grcnn_jax.charset import Charset
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.images import GRAY_MODES, to_grayscale  # noqa: F401 -- re-exported
+from grcnn_jax.data.images import GRAY_MODES, to_grayscale
 from grcnn_jax.losses import required_frames
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,11 @@ class Preprocess:
     augment: bool = False
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
 
+    def __post_init__(self):
+        if self.grayscale not in GRAY_MODES:
+            raise DataError(f"config.data.grayscale={self.grayscale!r}: choose one of "
+                            f"{GRAY_MODES}")
+
     def _reject(self, case: str, key: str, reason: str) -> Problem:
         if dict(self.policy)[case] == "fail":
             raise DataError(f"record {key!r}: {reason} (data policy {case}=fail)")
@@ -178,7 +183,8 @@ class Preprocess:
             return encoded
         text, ids = encoded
         try:
-            image = resize(to_grayscale(record["image"], self.grayscale), self.height, self.width, self.keep_aspect)
+            image = resize(to_grayscale(record["image"], self.grayscale), self.height, self.width,
+                           self.keep_aspect)
         except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
             return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
         labels = np.zeros(self.max_label_length, np.int32)
