@@ -49,3 +49,47 @@ def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypa
     assert ours["compile_s"] > 0 and ours["peak_mb"] > 0 and ours["mfu"] > 0
     assert result["environment"]["matmul_gflops"] > 0 and result["loader"][0]["images_per_s"] > 0
     assert "vs_peer" in table and "loader batch 2:" in table
+
+
+# --- accuracy side by side ----------------------------------------------------------------
+
+def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
+    from grcnn_jax.benchmarks import peer_accuracy as pa
+
+    assert pa.normalize("Caf-é 24!") == "caf24"
+    assert pa.edit_distance("kitten", "sitting") == 3
+    assert pa.nearest_word("H0TEL", ["park", "Hotel", "hostel"]) == "Hotel"
+    rows = [{"text": "Park", "prediction": "PARK", "lexicon_prediction": "park"},
+            {"text": "stop", "prediction": "st0p", "lexicon_prediction": "stop"},
+            {"text": "2017", "prediction": "2017", "lexicon_prediction": None}]
+    got = pa.score(rows)
+    assert got["word_accuracy"] == pytest.approx(2 / 3)
+    assert got["lexicon_word_accuracy"] == 1.0 and got["lexicon_count"] == 2
+
+
+def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys):
+    import os
+    import pathlib
+
+    from grcnn_jax.benchmarks import peer_accuracy as pa
+
+    fixture = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
+    fake = tmp_path / "fake_python"
+    fake.write_text(f"#!{sys.executable}\n"
+                    "import json, sys\n"
+                    "files = json.load(open(sys.argv[2]))\n"
+                    "print(json.dumps({'texts': ['HOTEL'] * len(files), 'seconds': 0.5,\n"
+                    "                  'version': 'fake', 'model': 'english_g2'}))\n")
+    os.chmod(fake, 0o755)
+    out = tmp_path / "acc.json"
+    assert pa.main(["--data", str(fixture), "--peer_python", str(fake),
+                    "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ours, peer_row = result["results"]
+    labels = (fixture / "test_label.txt").read_text().split()
+    assert ours["count"] == peer_row["count"] == len(labels)
+    assert peer_row["word_accuracy"] == pytest.approx(
+        sum(t.lower() == "hotel" for t in labels) / len(labels))
+    assert peer_row["images_per_s"] == pytest.approx(len(labels) / 0.5)
+    assert 0 <= ours["word_accuracy"] <= 1 and ours["images_per_s"] > 0
+    assert "EasyOCR fake" in capsys.readouterr().out

