@@ -160,17 +160,19 @@ def open_split(config: ml_collections.ConfigDict, split: str, spec: str | None =
 
 
 def open_val_sets(config: ml_collections.ConfigDict) -> list[tuple[str, object]]:
-    """``config.data.val`` as ``(metric prefix, source)`` pairs: one set is ``val``; several
-    (comma-separated) are each scored on their own, ``val/<name>`` (the folder or file
-    name without extension, or ``synth``)."""
+    """``config.data.val`` as ``(metric prefix, source)`` pairs: ``val``, all of it (several
+    comma-separated specs concatenated, as ``evaluate`` and ``--step best`` see it); with
+    several, each also on its own as ``val/<name>`` (the folder or file name without
+    extension, or ``synth``), so that a real set's accuracy is not averaged away."""
     parts = [p.strip() for p in config.data.val.split(",") if p.strip()]
-    if len(parts) <= 1:
-        return [("val", open_split(config, "val"))] if parts else []
-    named = []
-    for part in parts:
-        name = os.path.splitext(os.path.basename(part.rstrip("/")))[0] or part
-        named.append((f"val/{name.replace(':', '_').replace('/', '_')}",
-                      open_split(config, "val", part)))
+    if not parts:
+        return []
+    named = [("val", open_split(config, "val"))]
+    if len(parts) > 1:
+        for part in parts:
+            name = os.path.splitext(os.path.basename(part.rstrip("/")))[0] or part
+            named.append((f"val/{name.replace(':', '_').replace('/', '_')}",
+                          open_split(config, "val", part)))
     return named
 
 

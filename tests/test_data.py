@@ -298,7 +298,7 @@ def test_several_validation_sets_are_scored_each_under_its_name():
     config.data.synth_val_size = 10
     config.data.val = f"synth,{IC03}"
     named = open_val_sets(config)
-    assert [name for name, _ in named] == ["val/synth", "val/ic03_mini"]
-    assert [len(src) for _, src in named] == [10, 6]
+    assert [name for name, _ in named] == ["val", "val/synth", "val/ic03_mini"]
+    assert [len(src) for _, src in named] == [16, 10, 6]
     config.data.val = "synth"
     assert [name for name, _ in open_val_sets(config)] == ["val"]
