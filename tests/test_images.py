@@ -82,3 +82,14 @@ def test_palette_and_cmyk_match_rgb():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="grayscale mode 'hsv'"):
         to_grayscale(np.zeros((4, 4, 3), np.uint8), "hsv")
+
+
+def test_32bit_integer_images_scale_by_their_range():
+    rng = np.random.default_rng(2)
+    src = rng.integers(0, 256, (10, 30), dtype=np.uint8)
+    as_int = Image.fromarray(src.astype(np.int32) * 1000, "I")
+    got = to_grayscale(encode(as_int, "TIFF")).astype(int)
+    want = np.round(src.astype(float) / int(src.max()) * 255).astype(int)
+    np.testing.assert_allclose(got, want, atol=1)
+    small = Image.fromarray(src.astype(np.int32), "I")          # already 0..255
+    np.testing.assert_array_equal(to_grayscale(encode(small, "TIFF")), src)

@@ -57,11 +57,15 @@ def decolorize(rgb: np.ndarray) -> np.ndarray:
 
 
 def _scale_to_8bit(a: np.ndarray, full: float | None) -> np.ndarray:
-    a = a.astype(np.float64)
+    """Integer or float levels -> uint8: divided by ``full`` / 255; ``full`` None: float
+    images in [0, 1] are fractions, anything above 255 is scaled by its own maximum."""
     if full is None:
-        lo, hi = float(a.min()), float(a.max())
-        full = hi if hi > 255 else (1.0 if hi <= 1.0 and a.dtype.kind == "f" and lo >= 0 else 255.0)
-    return np.clip(a * (255.0 / full) + 0.5, 0, 255).astype(np.uint8)
+        hi = float(a.max()) if a.size else 0.0
+        if a.dtype.kind == "f" and hi <= 1.0 and float(a.min()) >= 0:
+            full = 1.0
+        else:
+            full = max(hi, 255.0)
+    return np.clip(a.astype(np.float64) * (255.0 / full) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _flatten_alpha(im: Image.Image) -> np.ndarray:
@@ -84,14 +88,13 @@ def pil_to_grayscale(im: Image.Image, mode: str = "principal") -> np.ndarray:
     m = im.mode
     if m == "L":
         return np.asarray(im)
-    if m in ("1",):
+    if m == "1":
         return np.asarray(im.convert("L"))
     if m.startswith("I;16"):
         return _scale_to_8bit(np.asarray(im), 65535.0)
     if m in ("I", "F"):
         return _scale_to_8bit(np.asarray(im), None)
-    if m in ("RGBA", "LA", "PA") or (m == "P" and "transparency" in im.info) or \
-            (m in ("RGB", "L") and "transparency" in im.info):
+    if m in ("RGBA", "LA", "PA") or "transparency" in im.info:
         rgb = _flatten_alpha(im)
     else:
         rgb = np.asarray(im.convert("RGB"))
