@@ -19,6 +19,13 @@ def test_the_shipped_model_loads_with_its_config_and_charset(shipped):
     assert shipped.charset.chars == "0123456789abcdefghijklmnopqrstuvwxyz"
     assert shipped.config.image_height == 32 and shipped.step > 0
     assert os.path.getsize(os.path.join(pretrained.ASSET_DIR, pretrained.VARIABLES_FILE)) < 25e6
+    # The weights are configs/reader.py's model.
+    import json
+
+    from conftest import load_config
+
+    assert json.loads(shipped.config.model.to_json()) == json.loads(
+        load_config("reader").model.to_json())
     # The default of every command that reads a checkpoint.
     assert load_for_inference().path == shipped.path
     assert load_for_inference(checkpoint="pretrained").step == shipped.step

@@ -98,7 +98,11 @@ def run_peer(records: list[dict], peer_python: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, r in enumerate(records):
-            path = os.path.join(tmp, f"{i:06d}.img")
+            # The reader picks the decoder by extension: keep the record's (LMDBs: PNG/JPEG).
+            ext = os.path.splitext(str(r["key"]))[1].lower()
+            if ext not in (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
+                ext = ".jpg" if bytes(r["image"][:3]) == b"\xff\xd8\xff" else ".png"
+            path = os.path.join(tmp, f"{i:06d}{ext}")
             with open(path, "wb") as f:
                 f.write(r["image"])
             files.append(path)
