@@ -213,8 +213,9 @@ class Rendering:
       contrast: |median(text pixels) - median(background pixels)|, grey levels.
       noise: the background's spread, (84th - 16th percentile) / 2, grey levels.
       attempt: which sub-seed produced it (0: the first).
-      gap: the grey levels between text and background colours as chosen, before
-        degradation (``contrast / gap`` is how much of it survived).
+      gap: the largest channel difference between the text and background colours as
+        chosen, before degradation and conversion to gray (``contrast / gap`` is roughly
+        how much of it survived).
       info: some of the choices made (font size, scale, degradations), for inspection.
       rgb: uint8 [H, W, 3], the finished image in colour (what ``SynthWords`` serves).
     """
