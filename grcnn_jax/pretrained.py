@@ -20,7 +20,6 @@ Write it from a training checkpoint with
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -90,11 +89,8 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     os.makedirs(out, exist_ok=True)
     flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
                                       sep="/")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
     var_path = os.path.join(out, VARIABLES_FILE)
-    with open(var_path, "wb") as f:
-        f.write(buf.getvalue())
+    np.savez_compressed(var_path, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
     config = ckpt.config.to_dict()
     monitored = config["data"]["val"]
     config["data"]["val"] = "synth"
@@ -119,8 +115,7 @@ def load_variables(spec: str) -> InferenceCheckpoint:
     return checkpoints.load_for_inference(checkpoint=path)
 
 
-def init_state_from(state: Any, source: InferenceCheckpoint, config: ml_collections.ConfigDict,
-                    charset: Charset) -> Any:
+def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -> Any:
     """``state`` with params and batch statistics taken from ``source`` (optimizer state and
     step stay fresh).
 

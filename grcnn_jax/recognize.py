@@ -8,8 +8,8 @@
 Prints one line per image: ``path<TAB>text<TAB>confidence``, where confidence is
 p(text | image) in [0, 1], summed over all CTC alignments of the text. Folders
 are expanded (recursively, sorted) to their image files. Images are prepared
-exactly as the training loader does (grayscale per ``config.data.grayscale``, resized to the config's height
-and width, stretched or aspect-kept per ``config.data.keep_aspect``).
+exactly as the training loader does (grayscale per ``config.data.grayscale``, resized
+to the config's height and width, stretched or aspect-kept per ``config.data.keep_aspect``).
 
 ``--lexicon FILE`` (words separated by commas and/or newlines) picks, for each
 image, the lexicon word of highest CTC likelihood instead; words are mapped like
@@ -73,7 +73,8 @@ def read_lexicon(path: str) -> list[str]:
 
 
 def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool,
-                grayscale: str = "principal") -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+                grayscale: str = "principal"
+                ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
     problems (path, reason) for the rest)."""
     from PIL import UnidentifiedImageError

@@ -233,7 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         from grcnn_jax import pretrained
 
         source = pretrained.load_variables(config.init_from)
-        state = jax.device_put(pretrained.init_state_from(state, source, config, charset),
+        state = jax.device_put(pretrained.init_state_from(state, source, charset),
                                replicated)
         log.info("initialized params and batch statistics from %s (step %d)", source.path,
                  source.step)

@@ -44,7 +44,8 @@ def test_the_shipped_model_reads_rendered_words(shipped):
     from grcnn_jax.data.pipeline import resize, to_grayscale
     from grcnn_jax.recognize import recognize_images
 
-    face = pathlib.Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    ttf = pathlib.Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
+    face = ttf / "DejaVuSans.ttf"
     font = ImageFont.truetype(str(face), 30)
     images = []
     for i, word in enumerate(WORDS):
@@ -83,18 +84,18 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
     charset = Charset(shipped.charset.chars)
     state = create_train_state(config, create_model(config.model, charset.num_classes),
                                jax.random.key(0))
-    started = pretrained.init_state_from(state, shipped, config, charset)
+    started = pretrained.init_state_from(state, shipped, charset)
     for a, b in zip(jax.tree.leaves(started.params), jax.tree.leaves(shipped.params)):
         np.testing.assert_array_equal(np.asarray(a), b)
     assert int(started.step) == 0
     with pytest.raises(ValueError, match="charset"):
-        pretrained.init_state_from(state, shipped, config, Charset("0123456789"))
+        pretrained.init_state_from(state, shipped, Charset("0123456789"))
     narrow = config.copy_and_resolve_references()
     narrow.model.hidden = config.model.hidden // 2
     small = create_train_state(narrow, create_model(narrow.model, charset.num_classes),
                                jax.random.key(0))
     with pytest.raises(ValueError, match=r"params/.*in this run's model"):
-        pretrained.init_state_from(small, shipped, narrow, charset)
+        pretrained.init_state_from(small, shipped, charset)
 
 
 def test_export_round_trip(shipped, tmp_path):

@@ -30,7 +30,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Sequence
 
 PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "easyocr_peer.py")
@@ -109,7 +108,6 @@ def run_peer(records: list[dict], peer_python: str) -> dict:
         listing = os.path.join(tmp, "files.json")
         with open(listing, "w") as f:
             json.dump(files, f)
-        t = time.perf_counter()
         proc = subprocess.run([peer_python, PEER_SCRIPT, listing], capture_output=True,
                               text=True)
         if proc.returncode != 0:
@@ -123,7 +121,7 @@ def run_peer(records: list[dict], peer_python: str) -> dict:
                      "lexicon_prediction": nearest_word(reading, lexicon) if lexicon else None})
     return {"name": f"EasyOCR {out['version']} ({out['model']})",
             "images_per_s": len(records) / out["seconds"], "not_counted": {},
-            "wall_s": time.perf_counter() - t, "rows": rows, **score(rows)}
+            "rows": rows, **score(rows)}
 
 
 def format_table(results: Sequence[dict], data: str) -> str:

@@ -24,7 +24,8 @@ The served image is the colour rendering; the loader turns it to gray like every
 source (``images.to_grayscale``, by ``config.data.grayscale``).
 
 A legibility check measures, from the known text mask, the contrast between text and
-background pixels of the finished image (in the principal-axis gray, ``images.decolorize``); a sample that fails is re-rendered (same text)
+background pixels of the finished image (in the principal-axis gray,
+``images.decolorize``); a sample that fails is re-rendered (same text)
 with the next sub-seed, so essentially no output is illegible.
 
 ``src[i]`` is a pure function of ``(seed, i)`` and the installed fonts, numpy and Pillow:
@@ -285,16 +286,14 @@ def _text_mask(rng: np.random.Generator, font: ImageFont.FreeTypeFont, text: str
     u = rng.random()
     track = size * (rng.uniform(0.08, 0.6) if u < 0.15 else rng.uniform(-0.06, 0) if u < 0.2
                     else 0.0)
-    # Each character's pen position; with tracking the characters are drawn one by one.
-    pens = [font.getlength(full[:j]) + j * track for j in range(len(full))]
-    boxes = [font.getbbox(c, anchor="ls") for c in full]
-    if track == 0:
-        boxes = [font.getbbox(full, anchor="ls")] * len(full)
-        pens = [0.0] * len(full)
+    if track == 0:                   # the face's own spacing and kerning: one line, one box
+        pens, boxes = [0.0], [font.getbbox(full, anchor="ls")]
         wx0, _, wx1, _ = font.getbbox(text, anchor="ls")
         shift = font.getlength(pre)          # where the word starts in the full string
         x0, x1 = wx0 + shift, wx1 + shift
-    else:
+    else:                            # each character's pen position and box, drawn one by one
+        pens = [font.getlength(full[:j]) + j * track for j in range(len(full))]
+        boxes = [font.getbbox(c, anchor="ls") for c in full]
         word = range(len(pre), len(pre) + len(text))
         x0 = min(pens[j] + boxes[j][0] for j in word)
         x1 = max(pens[j] + boxes[j][2] for j in word)
