@@ -22,6 +22,11 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from grcnn_jax.charset import Charset
+from grcnn_jax.checkpoint_guard import (  # noqa: F401 -- re-exported: checkpoints.Saver etc.
+    QUARANTINE_DIR, CheckpointError, CheckpointSaveError, Saver, first_line, set_aside,
+    step_problem)
+
+log = logging.getLogger(__name__)
 
 ITEMS = ("state", "data", "meta")
 
@@ -52,21 +57,50 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: A
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: Any,
                    config: ml_collections.ConfigDict, charset: Charset) -> Any | None:
-    """Restores the latest checkpoint into ``state``'s structure and shardings, and moves the
-    data iterator to its saved position. None if there is no checkpoint.
+    """Restores the newest usable checkpoint into ``state``'s structure and shardings, and
+    moves the data iterator to its saved position. None if there is no checkpoint.
 
-    Raises ValueError if the checkpoint's model or charset differ from the config's.
+    A step that cannot be read (empty, truncated, missing files) is skipped with a warning
+    naming it and why, and the next older one is tried; once an older one restores, the
+    unreadable newer steps are moved to ``WORKDIR/checkpoints_unreadable/`` (so that the
+    run can save those steps again) and the log says where. If no step restores, nothing
+    is moved and CheckpointError lists each step's reason.
+
+    Raises ValueError (not skipped) if a checkpoint's model or charset differ from the
+    config's: that is the wrong workdir, not a damaged step.
     """
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return None
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-    check_compatible(meta, config, charset, os.path.join(str(manager.directory), str(step)))
+    workdir = os.path.dirname(str(manager.directory))
+    bad: list[tuple[int, str]] = []
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        data=grain.checkpoint.CheckpointRestore(data_iterator.grain_iterator)))
-    return restored.state
+    for step in steps:
+        where = os.path.join(str(manager.directory), str(step))
+        meta, reason = None, step_problem(where)
+        if reason is None:
+            try:
+                meta = manager.restore(step, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore())).meta
+            except Exception as e:  # noqa: BLE001 -- any failure to read makes it unusable
+                reason = first_line(e)
+        if meta is not None:
+            check_compatible(meta, config, charset, where)
+            try:
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract),
+                    data=grain.checkpoint.CheckpointRestore(data_iterator.grain_iterator)))
+            except Exception as e:  # noqa: BLE001
+                reason = first_line(e)
+            else:
+                set_aside(manager, workdir, bad, step)
+                return restored.state
+        bad.append((step, reason))
+        log.warning("checkpoint step %d in %s is unreadable (%s); trying the one before",
+                    step, manager.directory, reason)
+    raise CheckpointError(f"no usable checkpoint in {str(manager.directory)!r}: " + "; ".join(
+        f"step {s}: {r}" for s, r in bad) + " (nothing was moved; if the config changed "
+        "since these were written, use the old config or another --workdir)")
 
 
 def check_compatible(meta: dict, config: ml_collections.ConfigDict, charset: Charset,
@@ -259,6 +293,35 @@ def load_for_inference(workdir: str | None = None, checkpoint: str | None = None
 
         return pretrained.load()
     path = resolve_step_dir(workdir, checkpoint, step)
+    latest = not checkpoint and str(step).strip().lower() == "latest"
+    candidates = [path]
+    if latest:                               # older steps, should the newest be unreadable
+        number = int(os.path.basename(path))
+        candidates += [os.path.join(os.path.dirname(path), str(s))
+                       for s in reversed(saved_steps(workdir)) if s < number]
+    reasons = []
+    for candidate in candidates:
+        try:
+            ckpt = _read_inference(candidate)
+        except Exception as e:  # noqa: BLE001 -- any failure to read makes the step unusable
+            reasons.append(f"{candidate}: {first_line(e)}")
+            if not latest:
+                raise CheckpointError(f"checkpoint {candidate!r} is unreadable "
+                                      f"({first_line(e)})") from None
+            log.warning("checkpoint %s is unreadable (%s); using the one before",
+                        candidate, first_line(e))
+            continue
+        if reasons:
+            log.warning("--step latest: using step %d; newer unreadable steps were left in "
+                        "place", ckpt.step)
+        return ckpt
+    raise CheckpointError("no readable checkpoint: " + "; ".join(reasons))
+
+
+def _read_inference(path: str) -> InferenceCheckpoint:
+    problem = step_problem(path)
+    if problem is not None:
+        raise CheckpointError(problem)
     meta = load_meta(path)
     state = load_state_dir(path, keys=("params", "batch_stats"))
     return InferenceCheckpoint(

@@ -54,6 +54,7 @@ def get_data_config() -> ml_collections.ConfigDict:
         empty_label="skip",           # skip | fail
         unknown_chars="lower",        # lower (lowercase, then skip) | skip | fail
         too_long="skip",              # skip | fail
+        missing_record="skip",        # skip | fail (an LMDB index under num-samples is absent)
     ))
     return d
 

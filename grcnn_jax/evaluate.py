@@ -29,6 +29,7 @@ written as JSON (``--output``, default ``WORKDIR/eval_<step>.json``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -104,6 +105,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
         beam_width=beam_width,
         lexicon_lowercase=dict(config.data.policy).get("unknown_chars", "lower") == "lower")
     preprocess = make_preprocess(config, charset)
+    if case_sensitive:               # the labels' own case, not the lowercased encoding's
+        preprocess = dataclasses.replace(preprocess, keep_case=True)
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),
                                          jax.sharding.NamedSharding(mesh,
                                                                     jax.sharding.PartitionSpec()))
@@ -197,9 +200,7 @@ def main(argv: list[str]) -> None:
     from absl import app, flags
     from absl import logging as absl_logging
 
-    from grcnn_jax import checkpoints
-    from grcnn_jax.charset import CharsetError
-    from grcnn_jax.data.errors import DataError
+    from grcnn_jax import checkpoints, runtime
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -215,8 +216,10 @@ def main(argv: list[str]) -> None:
             ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
             case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
             num_workers=FLAGS.num_workers, predictions=predictions)
-    except (FileNotFoundError, DataError, CharsetError, KeyError, ValueError) as e:
-        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    except runtime.REFUSALS as e:
+        if runtime.traceback_requested():
+            raise
+        raise SystemExit(runtime.fatal_line(e)) from None
     print(format_table(report), flush=True)
     # The shipped model has no workdir: its report is written only where --output says.
     output = FLAGS.output or (os.path.join(ckpt.workdir, f"eval_{ckpt.step}.json")

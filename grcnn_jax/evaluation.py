@@ -44,6 +44,11 @@ def host_rows(array: jax.Array) -> np.ndarray:
     return np.concatenate(unique)
 
 
+def _spelling(lexicon: Sequence[str], word: str) -> str:
+    """The first word of ``lexicon`` that lowercases to ``word`` (``word`` if none does)."""
+    return next((w.strip() for w in lexicon if w.strip().lower() == word), word)
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """One image's reading.
@@ -164,6 +169,11 @@ class Evaluator:
             lexicons = batch["meta"].get("lexicon") or []
             lexicon = [picks[i] if r < len(lexicons) and lexicons[r] else None
                        for i, r in enumerate(rows)]
+            if self.case_sensitive and self.lexicon_lowercase:
+                # Words were lowercased to be scored; answer with the lexicon's own spelling.
+                lexicon = [None if pick is None else
+                           (_spelling(lexicons[r], pick[0]), pick[1])
+                           for pick, r in zip(lexicon, rows)]
         predictions = [
             Prediction(text=t, confidence=None if log_p is None else float(np.exp(log_p[i])),
                        lexicon_text=None if lex is None else lex[0],

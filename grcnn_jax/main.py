@@ -51,12 +51,13 @@ def main(argv: list[str]) -> None:
     initialize_distributed()
     import jax
 
-    from grcnn_jax import train
+    from grcnn_jax import runtime, train
 
     logging.info("JAX process %d of %d, %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    with runtime.refusals_as_one_line():
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

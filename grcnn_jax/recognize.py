@@ -144,9 +144,7 @@ def main(argv: list[str]) -> None:
     from absl import app, flags
     from absl import logging as absl_logging
 
-    from grcnn_jax import checkpoints
-    from grcnn_jax.charset import CharsetError
-    from grcnn_jax.data.errors import DataError
+    from grcnn_jax import checkpoints, runtime
     from grcnn_jax.train import gray_mode
 
     FLAGS = flags.FLAGS
@@ -169,8 +167,10 @@ def main(argv: list[str]) -> None:
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
         predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width, FLAGS.batch_size)
-    except (FileNotFoundError, DataError, CharsetError, KeyError, ValueError) as e:
-        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    except runtime.REFUSALS as e:
+        if runtime.traceback_requested():
+            raise
+        raise SystemExit(runtime.fatal_line(e)) from None
     for path, p in zip(good, predictions):
         if lexicon is not None:
             print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")

@@ -87,7 +87,74 @@ def enable_compilation_cache() -> str | None:
     return path
 
 
+def _closed_loop_callback(hook_args) -> bool:
+    """The error of a tensorstore I/O callback that completes after orbax closed the event
+    loop awaiting it: it follows a checkpoint write or read that has failed already (and is
+    reported), once per pending operation, up to hundreds of 5-line tracebacks. pybind11
+    hands it to ``sys.unraisablehook`` with no object and no Python caller."""
+    tb = hook_args.exc_traceback
+    return (hook_args.exc_type is RuntimeError and str(hook_args.exc_value) ==
+            "Event loop is closed" and hook_args.object is None and tb is not None
+            and tb.tb_frame.f_code.co_name == "call_soon_threadsafe")
+
+
+def quiet_closed_loop_callbacks() -> None:
+    """Leaves ``_closed_loop_callback`` errors out of ``sys.unraisablehook``; all else passes."""
+    previous = sys.unraisablehook
+    if getattr(previous, "grcnn_quiet", False):
+        return
+
+    def hook(hook_args):
+        if not _closed_loop_callback(hook_args):
+            previous(hook_args)
+
+    hook.grcnn_quiet = True
+    sys.unraisablehook = hook
+
+
 def configure() -> None:
-    """Both of the above: call it first in a command's ``__main__`` block."""
+    """All of the above: call it first in a command's ``__main__`` block."""
     use_huge_pages()
     enable_compilation_cache()
+    quiet_closed_loop_callbacks()
+
+
+# What a command refuses with one line: bad config, data, charset, checkpoint or workdir
+# (ValueError and its subclasses), files and disks (OSError), a missing key, a locked
+# workdir, a non-finite loss. Anything else is a bug and keeps its traceback.
+REFUSALS = (ValueError, OSError, KeyError, FloatingPointError)
+
+
+def traceback_requested() -> bool:
+    """True when the command line asked for tracebacks: absl's ``-v 1`` (``--verbosity``) or
+    more, or ``GRCNN_TRACEBACK=1`` in the environment."""
+    if os.environ.get("GRCNN_TRACEBACK", "0") not in ("", "0"):
+        return True
+    from absl import flags
+
+    return any(a in ("-v", "--v", "--verbosity") or a.startswith(("-v=", "--v=", "--verbosity="))
+               for a in sys.argv[1:]) and flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1
+
+
+def fatal_line(error: BaseException) -> str:
+    """``FATAL <type>: <message>`` on one line (newlines in the message become '; ')."""
+    message = "; ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return f"FATAL {type(error).__name__}: {message}"
+
+
+class refusals_as_one_line:
+    """``with refusals_as_one_line(): ...`` -- a REFUSALS error (and WorkdirLockedError) exits
+    with ``fatal_line`` instead of a traceback, unless ``traceback_requested()``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        from grcnn_jax.workdir_lock import WorkdirLockedError
+
+        if error is None or not isinstance(error, (*REFUSALS, WorkdirLockedError)):
+            return False
+        if traceback_requested():
+            return False
+        sys.stderr.flush()
+        raise SystemExit(fatal_line(error)) from None

@@ -12,7 +12,6 @@ statistics are over the global batch).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -24,16 +23,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from grcnn_jax import checkpoints, evaluation
+from grcnn_jax import checkpoints, config_check, evaluation
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import open_source
 from grcnn_jax.losses import ctc_loss
 from grcnn_jax.models import create_model, frames_for_width
+from grcnn_jax.workdir_lock import WorkdirLock
 from grcnn_jax.writers import MetricWriter
 
 log = logging.getLogger(__name__)
@@ -205,8 +204,23 @@ class _Preemption:
 # ----------------------------------------------------------------------------- the loop
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        on_step: Callable[[int, dict], None] | None = None) -> TrainState:
-    """Trains (resuming from ``workdir`` if it holds checkpoints); returns the final state."""
+    """Trains (resuming from ``workdir`` if it holds checkpoints); returns the final state.
+
+    The config is checked before anything is created (``config_check.validate``), and the
+    workdir is locked for the run's lifetime (``workdir_lock``: a second run on it is refused).
+    """
+    config_check.validate(config)
     os.makedirs(workdir, exist_ok=True)
+    lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
+    try:
+        return _train_and_evaluate(config, workdir, on_step)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        on_step: Callable[[int, dict], None] | None) -> TrainState:
     charset = Charset.from_spec(config.charset)
     model = create_model(config.model, charset.num_classes)
     mesh = make_mesh()
@@ -225,7 +239,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = create_train_state(config, model, rng)
     state = jax.device_put(state, replicated)
     manager = checkpoints.make_manager(workdir, config)
-    restored_step = checkpoints.restore_latest(manager, state, train_iter, config, charset)
+    try:
+        restored_step = checkpoints.restore_latest(manager, state, train_iter, config, charset)
+    except BaseException:
+        manager.close()
+        train_iter.close()
+        raise
     if restored_step is not None:
         state = restored_step
         log.info("resumed from step %d", int(state.step))
@@ -243,7 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       out_shardings=(replicated, replicated), donate_argnums=(0,))
     evaluator = evaluation.Evaluator(model, charset, mesh,
                                      batch_size=config.eval_batch_size) if val_sets else None
-    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+    saver = checkpoints.Saver(manager)
+    # A resumed run replays the steps after its checkpoint: their old rows go.
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0, after_step=start_step)
     writer.write_config(config)
     preemption = _Preemption()
     progress = writer.progress(total=config.num_train_steps, initial=start_step)
@@ -259,6 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             state, metrics = step_fn(state, device_batch(batch, data_sharding), step_rng)
             step += 1
             window_images += config.batch_size
+            saver.check(step)
             # Read the previous step's metrics now: the device is already busy with this one.
             if pending is not None:
                 _check(*pending, window, progress, on_step)
@@ -290,7 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if pending is not None:               # never save a state we have not checked
                     _check(*pending, window, progress, on_step)
                     pending = None
-                checkpoints.save(manager, step, state, train_iter, config, charset)
+                saver.save(step, state, train_iter, config, charset)
             if preemption.requested:
                 log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
                 break
@@ -299,13 +321,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 os.kill(os.getpid(), signal.SIGKILL)
         if pending is not None:
             _check(*pending, window, progress, on_step)
+        saver.check(step, wait=True)
     finally:
-        manager.wait_until_finished()
-        manager.close()
-        progress.close()
-        writer.close()
-        train_iter.close()
-        preemption.restore()
+        # Each closes even if one before it fails (a full disk fails writer.close() too), and
+        # none replaces the error that stopped the run.
+        for close in (saver.close, progress.close, writer.close, train_iter.close,
+                      preemption.restore):
+            try:
+                close()
+            except Exception as e:  # noqa: BLE001
+                log.warning("while stopping: %s failed (%s: %s)", close.__qualname__,
+                            type(e).__name__, e)
         if train_iter.skipped_counts:
             log.warning(train_iter.skipped_summary())
     for prefix, (at, result) in last_val.items():

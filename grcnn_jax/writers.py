@@ -18,13 +18,18 @@ class MetricWriter:
     """Writes ``{"step", "time", "<prefix>/<name>": value}`` lines and TensorBoard scalars.
 
     Only one process of a multi-host run should write: pass ``enabled=False`` elsewhere.
+    ``after_step``: the step training starts from; rows of later steps (written by a run
+    that stopped before its next checkpoint, and about to be written again) are dropped, so
+    that the file holds each step once.
     """
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, after_step: int | None = None):
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
         if enabled:
+            if after_step is not None:
+                _drop_rows_after(os.path.join(workdir, METRICS_FILE), after_step)
             self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a", encoding="utf-8")
             from tensorboardX import SummaryWriter
 
@@ -57,6 +62,28 @@ class MetricWriter:
             self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _drop_rows_after(path: str, step: int) -> None:
+    """Rewrites ``path`` (atomically) without the rows of steps after ``step``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+    except FileNotFoundError:
+        return
+    def kept(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except ValueError:                   # a line cut short by a killed process
+            return False
+
+    keep = [line for line in lines if kept(line)]
+    if len(keep) == len(lines):
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(line if line.endswith("\n") else line + "\n" for line in keep)
+    os.replace(tmp, path)
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -106,6 +106,10 @@ class LmdbSource:
         key = f"{self.path}:{image_key(n).decode()}"
         record = {"key": key, "image": image if image is not None else b"",
                   "text": label.decode("utf-8", errors="replace") if label is not None else ""}
+        missing = [k.decode() for k, v in ((image_key(n), image), (label_key(n), label))
+                   if v is None]
+        if missing:                        # num-samples promises a record that is not there
+            record["missing"] = f"no {' or '.join(missing)} in the LMDB"
         if lexicon is not None:
             record["lexicon"] = [w for w in lexicon.decode("utf-8").split(",") if w]
         return record

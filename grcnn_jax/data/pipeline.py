@@ -42,9 +42,10 @@ POLICIES = {
     "empty_label": ("skip", "fail"),
     "unknown_chars": ("lower", "skip", "fail"),   # lower: lowercase, then skip what is still unknown
     "too_long": ("skip", "fail"),
+    "missing_record": ("skip", "fail"),           # an index the source lists but cannot find
 }
 DEFAULT_POLICY = {"bad_image": "skip", "empty_label": "skip", "unknown_chars": "lower",
-                  "too_long": "skip"}
+                  "too_long": "skip", "missing_record": "skip"}
 
 
 def check_policy(policy: dict[str, str]) -> dict[str, str]:
@@ -134,6 +135,8 @@ class Preprocess:
       grayscale: colour to gray, ``images.GRAY_MODES`` ('principal' keeps hue contrast).
       augment: training streams add ``augment`` after this (evaluation never does).
       policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
+      keep_case: the example's ``text`` keeps the label's case even where the policy
+        lowercases it to encode it (``evaluate --case_sensitive`` compares true case).
     """
 
     charset: Charset
@@ -145,6 +148,7 @@ class Preprocess:
     grayscale: str = "principal"
     augment: bool = False
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
+    keep_case: bool = False
 
     def __post_init__(self):
         if self.grayscale not in GRAY_MODES:
@@ -158,7 +162,7 @@ class Preprocess:
 
     def text_to_ids(self, key: str, text: str) -> tuple[str, list[int]] | Problem:
         policy = dict(self.policy)
-        text = text.strip()
+        text = original = text.strip()
         if not text:
             return self._reject("empty_label", key, "empty label")
         if policy["unknown_chars"] == "lower":
@@ -174,10 +178,12 @@ class Preprocess:
                                 f"label {text!r} needs {required_frames(ids)} CTC frames and "
                                 f"{len(ids)} label slots; the model has {self.max_frames} frames, "
                                 f"labels are padded to {self.max_label_length}")
-        return text, ids
+        return (original if self.keep_case else text), ids
 
     def __call__(self, record: dict) -> dict | Problem:
         key = str(record.get("key", "?"))
+        if record.get("missing"):
+            return self._reject("missing_record", key, record["missing"])
         encoded = self.text_to_ids(key, str(record.get("text", "")))
         if isinstance(encoded, Problem):
             return encoded
@@ -322,11 +328,33 @@ def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train:
     return ds
 
 
+def _own_arrays(batch: dict) -> dict:
+    """The batch with its arrays copied out of the loader workers' shared memory.
+
+    Grain hands a worker's arrays over as shared-memory blocks, unlinked when their array
+    object is deleted -- by a daemon thread, which the interpreter does not wait for: the
+    blocks of the last batches a command reads are left behind (Python's "leaked
+    shared_memory objects" warning at exit). A copy costs ~0.1 ms for 192 images; the block
+    is then unlinked here, at once, and the array's own deleter only closes its mapping.
+    """
+    out = {}
+    for k, v in batch.items():
+        shm = getattr(v, "shm", None)
+        if isinstance(v, np.ndarray) and shm is not None:
+            out[k] = np.array(v)
+            if getattr(v, "_unlink_on_del", False):
+                v._unlink_on_del = False       # grain's flag: its deleter would unlink too
+                shm.unlink()
+        else:
+            out[k] = v
+    return out
+
+
 class BatchIterator:
     """Iterates batches, tallies skipped records by reason, and saves/restores its position.
 
-    ``skipped_counts``: Counter of reason -> count; ``skipped_examples``: the
-    first few keys per reason. Each new reason is logged once with its key.
+    ``skipped_counts``: Counter of reason -> count (a record skipped in every epoch counts
+    each time); ``skipped_examples``: the first few distinct keys per reason. Each new reason is logged once with its key.
     """
 
     def __init__(self, dataset: grain.IterDataset, name: str = "data", examples_per_reason: int = 5):
@@ -335,20 +363,24 @@ class BatchIterator:
         self.skipped_counts: collections.Counter = collections.Counter()
         self.skipped_examples: dict[str, list[str]] = collections.defaultdict(list)
         self._examples_per_reason = examples_per_reason
+        # Training passes a bad record once per epoch: distinct keys say how many there are.
+        self._distinct: dict[str, set] = collections.defaultdict(set)
 
     def __iter__(self) -> Iterator[dict]:
         return self
 
     def __next__(self) -> dict:
-        batch = next(self._it)
+        batch = _own_arrays(next(self._it))
         for key, reason in batch.pop("skipped"):
             case = reason.split(":", 1)[0]
             if self.skipped_counts[case] == 0:
                 log.warning("%s: skipping record %s: %s (further '%s' records are counted)",
                             self.name, key, reason, case)
             self.skipped_counts[case] += 1
-            if len(self.skipped_examples[case]) < self._examples_per_reason:
-                self.skipped_examples[case].append(key)
+            self._distinct[case].add(key)
+            examples = self.skipped_examples[case]
+            if len(examples) < self._examples_per_reason and key not in examples:
+                examples.append(key)
         return batch
 
     @property
@@ -377,6 +409,9 @@ class BatchIterator:
     def skipped_summary(self) -> str:
         if not self.skipped_counts:
             return f"{self.name}: no records skipped"
-        parts = [f"{case}: {n} (e.g. {', '.join(self.skipped_examples[case][:3])})"
-                 for case, n in sorted(self.skipped_counts.items())]
+        parts = []
+        for case, n in sorted(self.skipped_counts.items()):
+            distinct = len(self._distinct[case])
+            times = f"{n} times, {distinct} distinct records" if distinct != n else str(n)
+            parts.append(f"{case}: {times} (e.g. {', '.join(self.skipped_examples[case][:3])})")
         return f"{self.name}: skipped " + "; ".join(parts)

@@ -1,0 +1,110 @@
+"""A training config checked before anything is created: each value that cannot work is
+named with the range it must lie in.
+
+``validate(config)`` raises ConfigError listing every bad field at once, so a refused run
+costs one correction, not one per try, and leaves no workdir behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+MODEL_HEIGHT = 32                      # the backbone's five height halvings end at height 1
+DTYPES = ("float32", "bfloat16", "float16")
+REMAT = ("none", "convs", "full")
+CONV_IMPLS = ("auto", "winograd", "xla")
+OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+class ConfigError(ValueError):
+    """One or more config fields cannot work (the message names each, with its range)."""
+
+
+def min_width_for_labels(max_label_length: int) -> int:
+    """The narrowest image width whose frames fit ``max_label_length`` characters
+    (``models.frames_for_width`` is width // 4 + 1)."""
+    return 4 * max(max_label_length - 1, 0)
+
+
+def _problems(config: ml_collections.ConfigDict) -> list[str]:
+    from grcnn_jax.models import frames_for_width
+
+    bad: list[str] = []
+
+    def need(ok: bool, field: str, value: Any, allowed: str) -> None:
+        if not ok:
+            bad.append(f"config.{field}={value!r}: must be {allowed}")
+
+    def positive_int(field: str, value: Any) -> bool:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        need(ok, field, value, "an integer >= 1")
+        return ok
+
+    need(config.image_height == MODEL_HEIGHT, "image_height", config.image_height,
+         f"{MODEL_HEIGHT} (the backbone pools the height 32 -> 1)")
+    labels = config.data.max_label_length
+    if positive_int("data.max_label_length", labels) and positive_int("image_width",
+                                                                        config.image_width):
+        frames = frames_for_width(config.image_width)
+        need(frames >= labels, "image_width", config.image_width,
+             f">= {min_width_for_labels(labels)} to give the model {labels} CTC frames for "
+             f"config.data.max_label_length={labels} (it gives {frames}); or lower "
+             f"config.data.max_label_length to <= {frames}")
+    for field in ("batch_size", "eval_batch_size", "num_train_steps", "log_every", "eval_every",
+                  "checkpoint_every", "keep_checkpoints"):
+        positive_int(field, config[field])
+    need(config.grad_clip_norm >= 0, "grad_clip_norm", config.grad_clip_norm, ">= 0 (0: off)")
+
+    m = config.model
+    need(isinstance(m.T, int) and m.T >= 0, "model.T", m.T, "an integer >= 0 (0: plain CNN)")
+    for field in ("conv0_features", "out_features", "hidden"):
+        positive_int(f"model.{field}", m[field])
+    need(len(m.grcl_features) == 3 and all(isinstance(f, int) and f >= 1
+                                           for f in m.grcl_features),
+         "model.grcl_features", tuple(m.grcl_features), "three integers >= 1")
+    need(m.dtype in DTYPES, "model.dtype", m.dtype, f"one of {DTYPES}")
+    need(m.remat in REMAT, "model.remat", m.remat, f"one of {REMAT}")
+    need(m.conv_impl in CONV_IMPLS, "model.conv_impl", m.conv_impl, f"one of {CONV_IMPLS}")
+    need(0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)")
+    need(m.bn_epsilon > 0, "model.bn_epsilon", m.bn_epsilon, "> 0")
+    need(isinstance(m.scan_unroll, int) and m.scan_unroll >= 0, "model.scan_unroll",
+         m.scan_unroll, "an integer >= 0")
+
+    o = config.optimizer
+    need(o.name in OPTIMIZERS, "optimizer.name", o.name, f"one of {OPTIMIZERS}")
+    need(o.schedule in SCHEDULES, "optimizer.schedule", o.schedule, f"one of {SCHEDULES}")
+    need(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "> 0")
+    need(isinstance(o.warmup_steps, int) and 0 <= o.warmup_steps, "optimizer.warmup_steps",
+         o.warmup_steps, "an integer >= 0")
+    need(o.eps > 0, "optimizer.eps", o.eps, "> 0")
+    for field in ("rho", "b1", "b2"):
+        need(0 <= o[field] < 1, f"optimizer.{field}", o[field], "in [0, 1)")
+    need(o.momentum >= 0, "optimizer.momentum", o.momentum, ">= 0")
+
+    d = config.data
+    need(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",
+         d.num_workers, "an integer >= 0 (0: load in the main process)")
+    need(bool(str(d.train).strip()), "data.train", d.train, "a dataset spec (e.g. 'synth')")
+    from grcnn_jax.data.images import GRAY_MODES
+
+    need(d.get("grayscale", "luma") in GRAY_MODES, "data.grayscale", d.get("grayscale"),
+         f"one of {GRAY_MODES}")
+    positive_int("data.synth_train_size", d.synth_train_size)
+    positive_int("data.synth_val_size", d.synth_val_size)
+    return bad
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming every field that cannot work, and the data policy's
+    DataError or the charset's CharsetError for those; returns None if all is well."""
+    from grcnn_jax.charset import Charset
+    from grcnn_jax.data.pipeline import check_policy
+
+    bad = _problems(config)
+    if bad:
+        raise ConfigError("; ".join(bad))
+    check_policy(dict(config.data.policy))
+    Charset.from_spec(config.charset)
