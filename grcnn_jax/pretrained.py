@@ -171,4 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from grcnn_jax.runtime import refusals_as_one_line
+
+    with refusals_as_one_line():
+        sys.exit(main())

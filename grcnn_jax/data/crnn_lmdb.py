@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             records = (folder[i] for i in range(total))
         n = write_lmdb(args.output, tqdm(records, total=total, unit="img", desc="writing"))
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from grcnn_jax.runtime import fatal_line
+
+        print(fatal_line(e), file=sys.stderr)
         return 2
     print(f"wrote {n} records to {args.output}")
     return 0

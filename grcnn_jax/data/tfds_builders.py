@@ -1039,7 +1039,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         builder = build(args.name, args.data_dir, args.manual_dir, **synth)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from grcnn_jax.runtime import fatal_line
+
+        print(fatal_line(e), file=sys.stderr)
         return 2
     name = builder.name + (f"/{builder.builder_config.name}" if builder.builder_config else "")
     print(f"\nprepared {name} {builder.version} in {builder.data_dir}")
