@@ -323,11 +323,13 @@ def _read_inference(path: str) -> InferenceCheckpoint:
     if problem is not None:
         raise CheckpointError(problem)
     meta = load_meta(path)
-    state = load_state_dir(path, keys=("params", "batch_stats"))
+    # A run that keeps a moving average of its params is evaluated (and exported) with it.
+    weights = "ema_params" if meta["config"].get("ema_decay", 0.0) > 0 else "params"
+    state = load_state_dir(path, keys=(weights, "batch_stats"))
     return InferenceCheckpoint(
         path=path, workdir=os.path.dirname(os.path.dirname(path)), step=int(meta["step"]),
         config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
-        params=state["params"], batch_stats=state["batch_stats"])
+        params=state[weights], batch_stats=state["batch_stats"])
 
 
 def define_checkpoint_flags() -> None:

@@ -37,6 +37,9 @@ def get_data_config() -> ml_collections.ConfigDict:
     # 'synth' (the embedded generator), an LMDB path, an ICDAR-03 folder, 'tfds:NAME/SPLIT',
     # or several comma-separated; '' for no validation.
     d.train = "synth"
+    d.train_weights = ""              # with several comma-separated train sets: how often to draw
+                                      # from each, e.g. '0.5,0.5' (DTRB's --batch_ratio); '' joins
+                                      # them end to end
     d.val = "synth"
     d.synth_train_size = 100_000_000  # the generator is random-access: any length, no storage
     d.synth_val_size = 2_000
@@ -89,6 +92,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.init_from = ""             # start from trained weights: 'pretrained' (the shipped
                                       # model), a workdir or a checkpoint step directory; the
                                       # model config and charset must match (fresh optimizer)
+    config.freeze = ""                # parameter groups kept fixed, comma-separated: backbone,
+                                      # blstm1, blstm2 (a frozen backbone also keeps its
+                                      # BatchNorm statistics: it runs as in inference)
+    config.ema_decay = 0.0            # > 0: keep an exponential moving average of the params
+                                      # (e.g. 0.999) and evaluate, save and export with it
+    config.grad_accum_steps = 1       # > 1: average the gradients of this many steps per update
+                                      # (optax.MultiSteps); num_train_steps counts the small steps
     config.grad_clip_norm = 5.0       # global-norm clipping (0: off)
     config.log_every = 100
     config.eval_every = 5_000

@@ -57,6 +57,24 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
                   "checkpoint_every", "keep_checkpoints"):
         positive_int(field, config[field])
     need(config.grad_clip_norm >= 0, "grad_clip_norm", config.grad_clip_norm, ">= 0 (0: off)")
+    from grcnn_jax.train import PARAM_GROUPS
+
+    freeze = [p.strip() for p in config.get("freeze", "").split(",") if p.strip()]
+    need(set(freeze) <= set(PARAM_GROUPS) and len(freeze) < len(PARAM_GROUPS), "freeze",
+         config.get("freeze"), f"'' or some (not all) of {PARAM_GROUPS}, comma-separated")
+    need(0 <= config.get("ema_decay", 0.0) < 1, "ema_decay", config.get("ema_decay"),
+         "in [0, 1) (0: off)")
+    accum = config.get("grad_accum_steps", 1)
+    need(isinstance(accum, int) and accum >= 1, "grad_accum_steps", accum, "an integer >= 1")
+    weights = str(config.data.get("train_weights", "")).strip()
+    if weights:
+        specs = [p for p in str(config.data.train).split(",") if p.strip()]
+        try:
+            values = [float(w) for w in weights.split(",")]
+        except ValueError:
+            values = []
+        need(len(values) == len(specs) and all(v > 0 for v in values), "data.train_weights",
+             weights, f"{len(specs)} positive numbers, one per config.data.train set")
 
     m = config.model
     need(isinstance(m.T, int) and m.T >= 0, "model.T", m.T, "an integer >= 0 (0: plain CNN)")

@@ -12,6 +12,7 @@ statistics are over the global batch).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from grcnn_jax import checkpoints, config_check, evaluation
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
-from grcnn_jax.data.sources import open_source
+from grcnn_jax.data.sources import WeightedSources, open_source
 from grcnn_jax.losses import ctc_loss
 from grcnn_jax.models import create_model, frames_for_width
 from grcnn_jax.workdir_lock import WorkdirLock
@@ -40,10 +41,15 @@ log = logging.getLogger(__name__)
 BATCH_KEYS = ("image", "labels", "label_paddings", "mask")
 
 
+PARAM_GROUPS = ("backbone", "blstm1", "blstm2")      # the model's top-level parameter groups
+
+
 class TrainState(train_state.TrainState):
-    """Flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics."""
+    """Flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics
+    and, with ``config.ema_decay > 0``, the moving average of the params (else None)."""
 
     batch_stats: Any = None
+    ema_params: Any = None
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -75,42 +81,85 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
         tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
     # On one flat vector: a handful of large elementwise kernels instead of a few per
     # parameter array (over a hundred of them), which XLA compiles for seconds and runs slower.
-    return optax.flatten(tx)
+    tx = optax.flatten(tx)
+    frozen = frozen_groups(config)
+    if frozen:
+        # Frozen groups get zero updates and no optimizer state; the rest the optimizer above.
+        tx = optax.multi_transform(
+            {"train": tx, "frozen": optax.set_to_zero()},
+            lambda params: {k: jax.tree.map(lambda _: "frozen" if k in frozen else "train", v)
+                            for k, v in params.items()})
+    if config.get("grad_accum_steps", 1) > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum_steps)
+    return tx
+
+
+def frozen_groups(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """``config.freeze`` as a tuple of ``PARAM_GROUPS`` names (validated by config_check)."""
+    return tuple(p.strip() for p in config.get("freeze", "").split(",") if p.strip())
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array) -> TrainState:
     images = jnp.zeros((1, config.image_height, config.image_width), jnp.uint8)
     variables = jax.jit(model.init)(rng, images)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+    params = variables["params"]
+    ema = jax.tree.map(jnp.copy, params) if config.get("ema_decay", 0.0) > 0 else None
+    return TrainState.create(apply_fn=model.apply, params=params, ema_params=ema,
                              batch_stats=variables["batch_stats"], tx=create_optimizer(config))
 
 
+def make_train_step(config: ml_collections.ConfigDict) -> Callable:
+    """``train_step`` with the config's static choices (frozen groups, EMA decay) bound."""
+    return functools.partial(train_step, frozen=frozen_groups(config),
+                             ema_decay=float(config.get("ema_decay", 0.0)))
+
+
 # ----------------------------------------------------------------------------- the step
-def train_step(state: TrainState, batch: dict, rng: jax.Array) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str, ...] = (),
+               ema_decay: float = 0.0) -> tuple[TrainState, dict]:
     """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
 
-    ``rng`` is unused by the GRCNN (no dropout) but part of the signature so that
-    stochastic models and augmentation on device fit the same loop.
+    ``frozen``: parameter groups not trained (no gradient is computed for them; a frozen
+    backbone runs as in inference). ``ema_decay`` > 0: ``state.ema_params`` becomes
+    ``decay * ema + (1 - decay) * params`` after the update. ``rng`` is unused by the GRCNN
+    (no dropout) but part of the signature so that stochastic models fit the same loop.
     """
     del rng
+    fixed = {k: v for k, v in state.params.items() if k in frozen}
+    backbone_train = None if "backbone" not in frozen else False
 
-    def loss_fn(params):
-        logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                         batch["image"], train=True, mutable=["batch_stats"])
+    def loss_fn(trainable):
+        logits, updates = state.apply_fn(
+            {"params": {**fixed, **trainable}, "batch_stats": state.batch_stats},
+            batch["image"], train=True, backbone_train=backbone_train, mutable=["batch_stats"])
         per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
         mask = batch["mask"]
         return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), updates
 
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    trainable = {k: v for k, v in state.params.items() if k not in frozen}
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
     # The norm of all gradients as one vector (the same concatenation the flattened optimizer
     # makes, which XLA computes once), not a reduction per parameter array.
     flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree.leaves(grads)])
     grad_norm = jnp.sqrt(jnp.vdot(flat, flat))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    new_state = jax.lax.cond(
-        finite, lambda: state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"]),
-        lambda: state)
+    grads = {**jax.tree.map(jnp.zeros_like, fixed), **grads}
+
+    def update():
+        new = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+        if state.ema_params is not None:
+            new = new.replace(ema_params=optax.incremental_update(
+                new.params, state.ema_params, step_size=1.0 - ema_decay))
+        return new
+
+    new_state = jax.lax.cond(finite, update, lambda: state)
     return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def eval_params(state: TrainState) -> Any:
+    """The params evaluation, checkpoints' readers and export use: the moving average when
+    the config keeps one."""
+    return state.params if state.ema_params is None else state.ema_params
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -154,8 +203,15 @@ def open_split(config: ml_collections.ConfigDict, split: str, spec: str | None =
     d = config.data
     synth = dict(length=d.synth_train_size if split == "train" else d.synth_val_size,
                  seed=d.synth_seed + (0 if split == "train" else 1), height=config.image_height)
-    return open_source(d[split] if spec is None else spec, what=f"config.data.{split}",
-                       synth=synth, tfds_data_dir=d.tfds_data_dir or None)
+    spec = d[split] if spec is None else spec
+    weights = str(d.get("train_weights", "")).strip() if split == "train" else ""
+    if weights:                          # several training sets drawn from in proportion
+        return WeightedSources(
+            [open_source(p.strip(), what=f"config.data.{split}", synth=synth,
+                         tfds_data_dir=d.tfds_data_dir or None)
+             for p in spec.split(",") if p.strip()], [float(w) for w in weights.split(",")])
+    return open_source(spec, what=f"config.data.{split}", synth=synth,
+                       tfds_data_dir=d.tfds_data_dir or None)
 
 
 def open_val_sets(config: ml_collections.ConfigDict) -> list[tuple[str, object]]:
@@ -252,13 +308,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         from grcnn_jax import pretrained
 
         source = pretrained.load_variables(config.init_from)
-        state = jax.device_put(pretrained.init_state_from(state, source, charset),
-                               replicated)
+        state = pretrained.init_state_from(state, source, charset)
+        if state.ema_params is not None:
+            state = state.replace(ema_params=state.params)
+        state = jax.device_put(state, replicated)
         log.info("initialized params and batch statistics from %s (step %d)", source.path,
                  source.step)
     start_step = int(state.step)
 
-    step_fn = jax.jit(train_step, in_shardings=(replicated, data_sharding, replicated),
+    step_fn = jax.jit(make_train_step(config), in_shardings=(replicated, data_sharding, replicated),
                       out_shardings=(replicated, replicated), donate_argnums=(0,))
     evaluator = evaluation.Evaluator(model, charset, mesh,
                                      batch_size=config.eval_batch_size) if val_sets else None
@@ -301,7 +359,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                                                 "config.eval_batch_size"),
                         train=False, num_workers=0, shard_index=jax.process_index(),
                         shard_count=jax.process_count()), name=prefix)
-                    result = evaluator.evaluate(state.params, state.batch_stats, val_iter)
+                    result = evaluator.evaluate(eval_params(state), state.batch_stats, val_iter)
                     last_val[prefix] = (step, result)
                     writer.scalars(step, result, prefix=prefix)
                     progress.write(f"step {step}: {prefix} " + " ".join(

@@ -45,6 +45,26 @@ class ConcatSource:
         return f"ConcatSource({self.sources!r})"
 
 
+class WeightedSources:
+    """Several sources drawn from in fixed proportions (``config.data.train_weights``, DTRB's
+    ``--batch_ratio``): training mixes them with ``grain.MapDataset.mix``, each shuffled and
+    repeated on its own, so that a small set is revisited more often rather than diluted.
+    ``len`` is the total number of records."""
+
+    def __init__(self, sources: Sequence[Any], weights: Sequence[float]):
+        if len(sources) != len(weights) or not sources:
+            raise DataError(f"{len(weights)} weights for {len(sources)} training sets")
+        if any(w <= 0 for w in weights):
+            raise DataError(f"training set weights must be positive, got {list(weights)}")
+        self.sources, self.weights = list(sources), [float(w) for w in weights]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def __repr__(self) -> str:
+        return f"WeightedSources({self.sources!r}, weights={self.weights})"
+
+
 def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
                 tfds_data_dir: str | None = None) -> Any:
     """Opens the random-access source named by ``spec`` (see module doc).

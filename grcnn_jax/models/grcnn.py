@@ -149,9 +149,13 @@ class GRCNN(nn.Module):
             conv_impl=self.conv_impl, **where)
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, images: jax.Array, train: bool = False,
+                 backbone_train: bool | None = None) -> jax.Array:
+        """``backbone_train=False`` runs the backbone as in inference (BatchNorm on its running
+        statistics, which stay as they are) while the rest trains: a frozen backbone."""
         x = normalize_images(images, self.dtype)
-        features = self.backbone(name="backbone")(x, train)
+        features = self.backbone(name="backbone")(
+            x, train if backbone_train is None else train and backbone_train)
         if features.shape[1] != 1:
             raise ValueError(
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "

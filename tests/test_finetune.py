@@ -1,0 +1,205 @@
+"""After training: fine-tuning with a changed charset, a frozen backbone, the moving average
+of the weights, gradient accumulation and weighted training sets -- each against its
+definition."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from conftest import REPO
+from test_faults import tiny_config
+from test_train import make_lmdb
+
+from grcnn_jax import checkpoints, pretrained, train
+from grcnn_jax.charset import Charset
+from grcnn_jax.config_check import ConfigError, validate
+from grcnn_jax.data import pipeline
+from grcnn_jax.data.sources import WeightedSources
+from grcnn_jax.models import create_model
+
+
+@pytest.fixture(scope="module")
+def lmdb_path(tmp_path_factory):
+    return make_lmdb(tmp_path_factory.mktemp("finetune") / "train.lmdb", n=24)
+
+
+def fixture_images(config):
+    from grcnn_jax.recognize import expand_paths, load_images
+
+    files, _ = expand_paths([str(REPO / "tests" / "fixtures" / "ic03_mini")])
+    images, good, _ = load_images(files, config.image_height, config.image_width,
+                                  config.data.keep_aspect, train.gray_mode(config))
+    assert len(good) == 6
+    return images
+
+
+def greedy(logits, charset):
+    from grcnn_jax import decode
+
+    return decode.greedy_decode(np.asarray(jnp.argmax(logits, -1)), charset)
+
+
+# ----------------------------------------------------------------------------- charset
+def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
+    shipped = checkpoints.load_for_inference()
+    config = shipped.config
+    wider = Charset(shipped.charset.chars + "ABCXYZ&")
+    state = train.create_train_state(config, create_model(config.model, wider.num_classes),
+                                     jax.random.key(0))
+    with caplog.at_level(logging.INFO, logger="grcnn_jax"):
+        started = pretrained.init_state_from(state, shipped, wider)
+    assert "initialized for 7 new ('&ABCXYZ')" in caplog.text
+    images = fixture_images(config)
+    old = create_model(config.model, shipped.charset.num_classes).apply(
+        {"params": shipped.params, "batch_stats": shipped.batch_stats}, images)
+    new = create_model(config.model, wider.num_classes).apply(
+        {"params": started.params, "batch_stats": started.batch_stats}, images)
+    n_old = shipped.charset.num_classes
+    np.testing.assert_array_equal(np.asarray(new[..., :n_old]), np.asarray(old))
+    assert np.all(np.asarray(new[..., n_old:]) < np.asarray(old).max(-1, keepdims=True))
+    assert greedy(new, wider) == greedy(old, shipped.charset)
+    assert sorted(greedy(new, wider)) == ["2017", "coffee", "exit", "hotel", "park", "stop"]
+
+
+def test_a_reordered_and_narrower_charset_moves_the_columns():
+    shipped = checkpoints.load_for_inference()
+    narrow = Charset("zyxcba0")                 # reordered, most characters dropped
+    state = train.create_train_state(shipped.config, create_model(
+        shipped.config.model, narrow.num_classes), jax.random.key(0))
+    started = pretrained.init_state_from(state, shipped, narrow)
+    old = np.asarray(shipped.params["blstm2"]["linear"]["kernel"])
+    new = np.asarray(started.params["blstm2"]["linear"]["kernel"])
+    for j, ch in enumerate(narrow.chars, start=1):
+        np.testing.assert_array_equal(new[:, j], old[:, shipped.charset.chars.index(ch) + 1])
+    np.testing.assert_array_equal(new[:, 0], old[:, 0])
+
+
+def test_fine_tune_end_to_end_with_an_added_character_and_a_frozen_backbone(lmdb_path,
+                                                                             tmp_path, caplog):
+    source = tmp_path / "source"
+    train.train_and_evaluate(tiny_config(lmdb_path, 2), str(source))
+    _, before = checkpoints.load_state_arrays(str(source))
+    config = tiny_config(lmdb_path, 3, **{"freeze": "backbone"})
+    config.charset = config.charset + "!"
+    config.init_from = str(source)
+    with caplog.at_level(logging.INFO, logger="grcnn_jax"):
+        state = train.train_and_evaluate(config, str(tmp_path / "tuned"))
+    assert "initialized for 1 new ('!')" in caplog.text
+    assert int(state.step) == 3
+    flat_before = traverse_util.flatten_dict(before["params"], sep="/")
+    flat_after = traverse_util.flatten_dict(jax.device_get(state.params), sep="/")
+    moved = {k for k in flat_after
+             if k in flat_before and flat_before[k].shape == flat_after[k].shape
+             and not np.array_equal(flat_before[k], flat_after[k])}
+    assert moved and all(k.startswith(("blstm1/", "blstm2/")) for k in moved)
+    for key, value in traverse_util.flatten_dict(before["batch_stats"]["backbone"]).items():
+        np.testing.assert_array_equal(
+            value, traverse_util.flatten_dict(jax.device_get(state.batch_stats["backbone"]))[key])
+    assert flat_after["blstm2/linear/kernel"].shape[-1] == len(config.charset) + 1
+
+
+def test_freeze_names_only_known_groups(lmdb_path):
+    config = tiny_config(lmdb_path, 2, freeze="backbone,decoder")
+    with pytest.raises(ConfigError, match="config.freeze='backbone,decoder'"):
+        validate(config)
+
+
+# ----------------------------------------------------------------------------- EMA, accumulation
+def _batches(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        labels = np.zeros((4, 25), np.int32)
+        labels[:, :5] = rng.integers(1, 37, (4, 5))
+        out.append({"image": rng.integers(0, 256, (4, 32, 100), np.uint8), "labels": labels,
+                    "label_paddings": (np.arange(25)[None] >= 5).astype(np.float32).repeat(4, 0),
+                    "mask": np.ones(4, np.float32)})
+    return out
+
+
+def _state_and_step(lmdb_path, **extra):
+    config = tiny_config(lmdb_path, 10, **{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
+                                           "optimizer.learning_rate": 0.5, "grad_clip_norm": 0.0,
+                                           **extra})
+    model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
+    state = train.create_train_state(config, model, jax.random.key(0))
+    return state, jax.jit(train.make_train_step(config))
+
+
+def test_the_moving_average_follows_its_definition(lmdb_path):
+    state, step = _state_and_step(lmdb_path, ema_decay=0.75)
+    expected = jax.device_get(state.params)
+    for batch in _batches(3):
+        state, metrics = step(state, batch, jax.random.key(0))
+        assert bool(metrics["finite"])
+        expected = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, expected,
+                                jax.device_get(state.params))
+    for e, got in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.device_get(state.ema_params))):
+        np.testing.assert_allclose(got, e, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
+
+
+def test_accumulated_gradients_are_the_mean_of_the_steps(lmdb_path):
+    b1, b2 = _batches(2, seed=1)
+    state0, single = _state_and_step(lmdb_path)
+    p0 = jax.device_get(state0.params)
+    one = [jax.device_get(single(jax.tree.map(jnp.copy, state0), b, jax.random.key(0))[0].params)
+           for b in (b1, b2)]
+    state, accumulate = _state_and_step(lmdb_path, grad_accum_steps=2)
+    state, _ = accumulate(state, b1, jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(p0)):
+        np.testing.assert_array_equal(a, b)                  # no update after the first
+    state, _ = accumulate(state, b2, jax.random.key(0))
+    # SGD: p0 - lr * (g1 + g2) / 2 is the mean of the two single steps from p0.
+    for got, x, y in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(one[0]),
+                         jax.tree.leaves(one[1])):
+        np.testing.assert_allclose(got, (x + y) / 2, rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- mixing
+class Words:
+    def __init__(self, prefix, n):
+        self.prefix, self.n = prefix, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return {"key": f"{self.prefix}{i}", "text": "ab",
+                "image": np.full((32, 100), 100 + i % 50, np.uint8)}
+
+
+def test_weighted_training_sets_are_drawn_in_proportion_and_resume(lmdb_path):
+    source = WeightedSources([Words("a", 7), Words("b", 50)], [0.8, 0.2])
+    preprocess = pipeline.Preprocess(Charset())
+
+    def stream():
+        return pipeline.BatchIterator(pipeline.make_dataset(source, preprocess, 10, train=True,
+                                                            seed=3))
+
+    it = stream()
+    keys = [k for _ in range(40) for k in next(it)["meta"]["key"]]
+    share_a = sum(k.startswith("a") for k in keys) / len(keys)
+    assert share_a == pytest.approx(0.8, abs=0.03)
+    assert len({k for k in keys if k.startswith("a")}) == 7        # the small set cycles
+    state = it.get_state()
+    following = next(it)["meta"]["key"]
+    again = stream()
+    again.set_state(state)
+    assert next(again)["meta"]["key"] == following
+
+
+def test_train_weights_open_weighted_sources_and_are_checked(lmdb_path):
+    config = tiny_config(lmdb_path, 2)
+    config.data.train = f"{lmdb_path},synth"
+    config.data.train_weights = "0.5,0.5"
+    validate(config)
+    opened = train.open_split(config, "train")
+    assert isinstance(opened, WeightedSources) and opened.weights == [0.5, 0.5]
+    config.data.train_weights = "1"
+    with pytest.raises(ConfigError, match="data.train_weights='1': must be 2 positive"):
+        validate(config)
