@@ -19,7 +19,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.conv0_features = 64
     m.grcl_features = (64, 128, 256)
     m.out_features = 512             # conv4 width, and the first BLSTM's linear map
-    m.hidden = 256                   # LSTM units per direction (the seed: 512; clovaai: 256)
+    m.hidden = 256                   # LSTM units per direction (DTRB's; the seed: 512)
     m.dtype = "float32"              # compute dtype: float32 | bfloat16 (params stay float32)
     m.bn_momentum = 0.9              # Flax convention: keep 0.9 of the old statistic (PyTorch 0.1)
     m.bn_epsilon = 1e-5
@@ -64,11 +64,11 @@ def get_data_config() -> ml_collections.ConfigDict:
 
 def get_optimizer_config() -> ml_collections.ConfigDict:
     o = ml_collections.ConfigDict()
-    o.name = "adadelta"               # adadelta (the seed) | adam | adamw | sgd
+    o.name = "adadelta"               # adadelta (the seed's and DTRB's) | adam | adamw | sgd
     o.learning_rate = 1.0
     o.schedule = "constant"           # constant | cosine (linear warmup, cosine decay)
     o.warmup_steps = 0
-    o.rho = 0.95                      # adadelta
+    o.rho = 0.95                      # adadelta: DTRB's (the seed: Torch's 0.9, 1e-6)
     o.eps = 1e-8
     o.b1 = 0.9                        # adam / adamw
     o.b2 = 0.999
@@ -99,11 +99,10 @@ def get_base_config() -> ml_collections.ConfigDict:
                                       # (e.g. 0.999) and evaluate, save and export with it
     config.grad_accum_steps = 1       # > 1: average the gradients of this many steps per update
                                       # (optax.MultiSteps); num_train_steps counts the small steps
-    config.grad_clip_norm = 5.0       # global-norm clipping (0: off)
+    config.grad_clip_norm = 5.0       # global-norm clipping, DTRB's (0: off; the seed: off)
     config.log_every = 100
     config.eval_every = 5_000
     config.checkpoint_every = 5_000
     config.keep_checkpoints = 3
     config.async_checkpoints = True
-    config.debug_kill_after_checkpoint = 0   # tests: SIGKILL the process after this step's save
     return config

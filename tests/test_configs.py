@@ -26,9 +26,37 @@ def test_config_builds_its_model(name):
     assert logits.shape == (2, 26, charset.num_classes)
 
 
-def test_paper_and_small_configs():
-    paper, small = load_config("grcl"), load_config("grcl_small")
-    assert (paper.model.T, paper.model.share, paper.model.gated) == (5, True, True)
-    assert (small.model.T, small.model.share) == (3, True)
-    assert load_config("rcl").model.gated is False
-    assert load_config("cnn").model.T == 0
+def _backbone_size(config):
+    from flax import traverse_util
+
+    model = create_model(config.model, 37)
+    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 100), jnp.uint8))
+    return sum(int(jnp.size(x)) for x in jax.tree.leaves(variables["params"]["backbone"]))
+
+
+def test_the_seed_recipe_unties_the_recurrent_convolutions():
+    """configs/grcl_seed.py: one 3x3 (wr) and one 1x1 (wgr) C x C recurrent kernel per
+    iteration instead of one shared pair: (T - 1) * 10 C^2 more weights per GRCL."""
+    paper, seed = load_config("grcl"), load_config("grcl_seed")
+    extra = (seed.model.T - 1) * sum(10 * c * c for c in seed.model.grcl_features)
+    assert _backbone_size(seed) - _backbone_size(paper) == extra == 3_440_640
+
+
+def test_the_seed_recipe_is_torchs_adadelta_without_clipping():
+    """One update from zero state with a large gradient: Torch's optim.adadelta defaults
+    (rho 0.9, eps 1e-6, lr 1) on the unclipped gradient; the paper config clips it at 5."""
+    import numpy as np
+
+    from grcnn_jax.train import create_optimizer
+
+    g = {"w": jnp.array([100.0, -0.5, 3.0])}
+    params = {"w": jnp.zeros(3)}
+
+    def update(name):
+        tx = create_optimizer(load_config(name))
+        return np.asarray(tx.update(g, tx.init(params), params)[0]["w"])
+
+    v = 0.1 * np.asarray(g["w"]) ** 2                       # rho * 0 + (1 - rho) g^2
+    torch_step = -np.sqrt(1e-6) / np.sqrt(v + 1e-6) * np.asarray(g["w"])
+    np.testing.assert_allclose(update("grcl_seed"), torch_step, rtol=1e-5)
+    assert not np.allclose(update("grcl"), torch_step, rtol=1e-2)

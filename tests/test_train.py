@@ -53,9 +53,29 @@ def tiny_overrides(data, steps, **extra):
     return [f"--config.{k}={v}" for k, v in flags.items()]
 
 
-def run_main(workdir, overrides, env_extra=None, extra_args=(), check=True, timeout=300):
+# `python -m grcnn_jax.main` whose process SIGKILLs itself once the checkpoint of step
+# KILL_AT is on disk: a crash at a known point, with nothing in the product for it.
+KILL_AFTER_CHECKPOINT = """
+import os, runpy, signal, sys
+from grcnn_jax import checkpoints
+KILL_AT, save = int(sys.argv.pop(1)), checkpoints.Saver.save
+def save_then_die(self, step, *args, **kwargs):
+    save(self, step, *args, **kwargs)
+    if step == KILL_AT:
+        self.manager.wait_until_finished()
+        os.kill(os.getpid(), signal.SIGKILL)
+checkpoints.Saver.save = save_then_die
+sys.argv[0] = "grcnn_jax.main"
+runpy.run_module("grcnn_jax.main", run_name="__main__")
+"""
+
+
+def run_main(workdir, overrides, env_extra=None, extra_args=(), check=True, timeout=300,
+             kill_after_checkpoint=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", **(env_extra or {}))
-    cmd = [sys.executable, "-m", "grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}",
+    main = ["-m", "grcnn_jax.main"] if kill_after_checkpoint is None else [
+        "-c", KILL_AFTER_CHECKPOINT, str(kill_after_checkpoint)]
+    cmd = [sys.executable, *main, f"--config={REPO / 'configs' / 'grcl.py'}",
            f"--workdir={workdir}", *overrides, *extra_args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
                           cwd=REPO)
@@ -191,8 +211,7 @@ def test_two_processes_match_one(reference_sgd_run, train_lmdb, tmp_path):
 
 def test_resume_after_sigkill_is_exact(reference_run, train_lmdb, tmp_path):
     overrides = tiny_overrides(train_lmdb, 6, checkpoint_every=3)
-    killed = run_main(tmp_path, overrides + ["--config.debug_kill_after_checkpoint=3"],
-                      check=False)
+    killed = run_main(tmp_path, overrides, check=False, kill_after_checkpoint=3)
     assert killed.returncode == -signal.SIGKILL
     assert final_params(tmp_path)[0] == 3
     run_main(tmp_path, overrides)
