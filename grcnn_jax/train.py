@@ -260,8 +260,7 @@ class _Preemption:
 
 
 # ----------------------------------------------------------------------------- the loop
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       on_step: Callable[[int, dict], None] | None = None) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains (resuming from ``workdir`` if it holds checkpoints); returns the final state.
 
     The config is checked before anything is created (``config_check.validate``), and the
@@ -271,14 +270,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     os.makedirs(workdir, exist_ok=True)
     lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
     try:
-        return _train_and_evaluate(config, workdir, on_step)
+        return _train_and_evaluate(config, workdir)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        on_step: Callable[[int, dict], None] | None) -> TrainState:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     charset = Charset.from_spec(config.charset)
     model = create_model(config.model, charset.num_classes)
     mesh = make_mesh()
@@ -343,10 +341,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             saver.check(step)
             # Read the previous step's metrics now: the device is already busy with this one.
             if pending is not None:
-                _check(*pending, window, progress, on_step)
+                _check(*pending, window, progress)
             pending = (step, metrics)
             if step % config.log_every == 0 or step == config.num_train_steps:
-                _check(*pending, window, progress, on_step)
+                _check(*pending, window, progress)
                 pending = None
                 speed = window_images / max(time.perf_counter() - window_start, 1e-9)
                 means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
@@ -370,14 +368,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if (step % config.checkpoint_every == 0 or step == config.num_train_steps
                     or preemption.requested):
                 if pending is not None:               # never save a state we have not checked
-                    _check(*pending, window, progress, on_step)
+                    _check(*pending, window, progress)
                     pending = None
                 saver.save(step, state, train_iter, config, charset)
             if preemption.requested:
                 log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
                 break
         if pending is not None:
-            _check(*pending, window, progress, on_step)
+            _check(*pending, window, progress)
         saver.check(step, wait=True)
     finally:
         # Each closes even if one before it fails (a full disk fails writer.close() too), and
@@ -400,7 +398,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return state
 
 
-def _check(step: int, metrics: dict, window: list, progress, on_step) -> None:
+def _check(step: int, metrics: dict, window: list, progress) -> None:
     """Fetches one step's metrics, stops on a non-finite loss, adds them to the log window."""
     values = jax.device_get(metrics)
     if not bool(values["finite"]):
@@ -412,5 +410,3 @@ def _check(step: int, metrics: dict, window: list, progress, on_step) -> None:
     window.append(scalars)
     progress.update(step - progress.n)
     progress.set_postfix(loss=f"{scalars['loss']:.3f}", refresh=False)
-    if on_step is not None:
-        on_step(step, scalars)

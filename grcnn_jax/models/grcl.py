@@ -51,11 +51,8 @@ CONV_OUTPUT = "grcl_conv_output"     # checkpoint_name of the recurrent convolut
 default_kernel_init = nn.initializers.he_normal()
 
 
-def resolve_remat(remat: str | bool) -> str:
-    """The ``remat`` option: 'none', 'convs' or 'full' (True / False: 'full' / 'none', as in
-    configs saved before it had three values)."""
-    if isinstance(remat, bool):
-        return "full" if remat else "none"
+def resolve_remat(remat: str) -> str:
+    """The ``remat`` option, checked: 'none', 'convs' or 'full'."""
     if remat not in REMATS:
         raise ValueError(f"remat={remat!r}: choose one of {REMATS}")
     return remat
@@ -145,7 +142,7 @@ class GRCL(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     scan_unroll: int = 0
-    remat: str | bool = "convs"
+    remat: str = "convs"
     conv_impl: str = "auto"
     kernel_init: Callable = default_kernel_init
 

@@ -91,7 +91,7 @@ class Backbone(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     scan_unroll: int = 0
-    remat: str | bool = "convs"
+    remat: str = "convs"
     conv_impl: str = "auto"
 
     @nn.compact
@@ -134,7 +134,7 @@ class GRCNN(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     scan_unroll: int = 0
-    remat: str | bool = "convs"
+    remat: str = "convs"
     conv_impl: str = "auto"
 
     def backbone(self, name: str | None = None) -> Backbone:
