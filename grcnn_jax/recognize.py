@@ -4,6 +4,7 @@
     python -m grcnn_jax.recognize --workdir DIR word.png more/ ...
     python -m grcnn_jax.recognize --workdir DIR --lexicon words.txt crops/
     python -m grcnn_jax.recognize --checkpoint DIR/checkpoints/6000 --beam_width 10 crops/
+    python -m grcnn_jax.recognize --exported model/ word.png   # see grcnn_jax.export
 
 Prints one line per image: ``path<TAB>text<TAB>confidence``, where confidence is
 p(text | image) in [0, 1], summed over all CTC alignments of the text. Folders
@@ -16,6 +17,11 @@ image, the lexicon word of highest CTC likelihood instead; words are mapped like
 labels (lowercased under the default policy), words that still do not fit the
 charset are skipped with a warning. ``--beam_width N`` (N > 1) decodes with a
 prefix beam search instead of greedy.
+
+``--exported DIR`` runs a model written by ``python -m grcnn_jax.export --out DIR``
+instead of a checkpoint (not with --workdir/--checkpoint/--step): images are prepared
+per its ``meta.json``, and its logits go through the same decoders (greedy, beam,
+lexicon) and the same confidence computation, so the output equals the checkpoint's.
 
 Unreadable or missing files are reported on stderr with their path and skipped;
 the exit status is nonzero only if no image could be read.
@@ -102,7 +108,7 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      batch_size: int | None = None) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
     ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``)."""
-    from grcnn_jax import decode, evaluation
+    from grcnn_jax import evaluation
     from grcnn_jax.models import create_model, frames_for_width
     from grcnn_jax.train import make_mesh
 
@@ -112,20 +118,64 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
     batch_size = -(-batch_size // mesh.size) * mesh.size          # a multiple of the devices
     lowercase = dict(config.data.policy).get("unknown_chars", "lower") == "lower"
     if lexicon is not None:
-        enc = decode.encode_lexicons([lexicon], charset, frames_for_width(config.image_width),
-                                     lowercase=lowercase)
-        if enc.skipped:
-            log.warning("lexicon: skipping %d word(s) that do not fit the charset %r or the "
-                        "%d frames: %s", len(enc.skipped), charset.chars,
-                        frames_for_width(config.image_width), ", ".join(enc.skipped[:10]))
-        if not enc.words[0]:
-            raise ValueError("no lexicon word fits the charset")
-        lexicon = enc.words[0]
+        lexicon = fitting_words(lexicon, charset, frames_for_width(config.image_width), lowercase)
     evaluator = evaluation.Evaluator(create_model(config.model, charset.num_classes), charset,
                                      mesh, batch_size=batch_size, beam_width=beam_width,
                                      lexicon_lowercase=lowercase, confidence=True)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons)
+
+
+def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool) -> list[str]:
+    """The lexicon words as scored (lowercased per the policy); warns about the words that do
+    not fit the charset or the frames, raises ValueError if none fits."""
+    from grcnn_jax import decode
+
+    enc = decode.encode_lexicons([lexicon], charset, frames, lowercase=lowercase)
+    if enc.skipped:
+        log.warning("lexicon: skipping %d word(s) that do not fit the charset %r or the "
+                    "%d frames: %s", len(enc.skipped), charset.chars, frames,
+                    ", ".join(enc.skipped[:10]))
+    if not enc.words[0]:
+        raise ValueError("no lexicon word fits the charset")
+    return enc.words[0]
+
+
+def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
+                       beam_width: int = 1, batch_size: int | None = None) -> list:
+    """``recognize_images`` for a model from ``grcnn_jax.export.load_exported``: the same
+    decoders and confidences, computed from its logits [N, frames, classes]."""
+    import functools
+
+    import jax
+
+    from grcnn_jax import decode, evaluation
+
+    charset = reader.charset
+    logits = reader(images, batch_size or 64)
+    if beam_width > 1:
+        texts = [t for t, _ in decode.beam_search_decode(logits, charset, beam_width)]
+        log_p = [decode.ctc_log_likelihood(lp, charset.encode(t))
+                 for lp, t in zip(decode.log_softmax(logits), texts)]
+    else:
+        best = logits.argmax(-1).astype(np.int32)
+        texts = decode.greedy_decode(best, charset)
+        log_p = np.asarray(jax.jit(decode.greedy_log_likelihood)(logits, best))
+    picks = [None] * len(texts)
+    if lexicon is not None:
+        lowercase = bool(reader.meta.get("lowercase", True))
+        words = fitting_words(lexicon, charset, logits.shape[1], lowercase)
+        chunk = decode.default_chunk()
+        enc = decode.encode_lexicons([words] * len(texts), charset, logits.shape[1],
+                                     lowercase=lowercase, chunk=chunk)
+        scores = jax.jit(functools.partial(decode.lexicon_log_likelihoods, chunk=chunk))(
+            logits, enc.labels, enc.paddings)
+        picks = decode.pick_words(np.asarray(scores), enc.words)
+    return [evaluation.Prediction(
+        text=t, confidence=float(np.exp(log_p[i])),
+        lexicon_text=None if pick is None else pick[0],
+        lexicon_confidence=None if pick is None else float(np.exp(pick[1])))
+        for i, (t, pick) in enumerate(zip(texts, picks))]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -137,7 +187,9 @@ def _define_flags() -> None:
                         "likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
     flags.DEFINE_integer("batch_size", None, "Images per jitted call (default: the config's "
-                         "eval_batch_size, at most the number of images).")
+                         "eval_batch_size, at most the number of images; 64 with --exported).")
+    flags.DEFINE_string("exported", None, "Run a model folder written by grcnn_jax.export "
+                        "(model.jax + meta.json) instead of a checkpoint.")
 
 
 def main(argv: list[str]) -> None:
@@ -145,7 +197,6 @@ def main(argv: list[str]) -> None:
     from absl import logging as absl_logging
 
     from grcnn_jax import checkpoints, runtime
-    from grcnn_jax.train import gray_mode
 
     FLAGS = flags.FLAGS
     paths = argv[1:]
@@ -153,20 +204,37 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give image files and/or folders to read")
     if FLAGS.beam_width < 1:
         raise app.UsageError(f"--beam_width must be >= 1, got {FLAGS.beam_width}")
+    if FLAGS.exported and (FLAGS.workdir or FLAGS.checkpoint or FLAGS["step"].present):
+        raise app.UsageError("--exported runs an exported model folder: give it without "
+                             "--workdir, --checkpoint and --step")
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("grcnn_jax").setLevel(logging.INFO)
     try:
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
-        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        if FLAGS.exported:
+            from grcnn_jax.export import load_exported
+
+            reader = load_exported(FLAGS.exported)
+            m = reader.meta
+            shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
+        else:
+            from grcnn_jax.train import gray_mode
+
+            ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+            c = ckpt.config
+            shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
         files, problems = expand_paths(paths)
-        c = ckpt.config
-        images, good, unreadable = load_images(files, c.image_height, c.image_width,
-                                               c.data.keep_aspect, gray_mode(c))
+        images, good, unreadable = load_images(files, *shape)
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
-        predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width, FLAGS.batch_size)
+        if FLAGS.exported:
+            predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
+                                             FLAGS.batch_size)
+        else:
+            predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width,
+                                           FLAGS.batch_size)
     except runtime.REFUSALS as e:
         if runtime.traceback_requested():
             raise

@@ -1,0 +1,137 @@
+"""Export for serving (grcnn_jax.export): the exported program equals the model in-process, at
+any batch size; recognize --exported prints what the checkpoint path prints; the loader runs
+without flax and the model code; bad paths end in one FATAL line."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO
+from grcnn_jax import export, recognize
+from grcnn_jax.checkpoints import load_for_inference
+
+FIXTURES = REPO / "tests" / "fixtures" / "ic03_mini"
+IMAGES = [str(FIXTURES / f"word_{i}.png") for i in (1, 3, 5)]
+
+
+def run(module, *args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def fatal_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("FATAL")]
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    return load_for_inference()                                  # the shipped model
+
+
+@pytest.fixture(scope="module")
+def model_dir(ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model"
+    meta = export.export_model(ckpt, str(out))
+    assert meta["platforms"] == ["cpu"] and meta["frames"] == 26 and meta["blank_id"] == 0
+    assert os.path.getsize(out / "model.jax") == meta["bytes"]
+    return out
+
+
+def test_logits_equal_in_process_at_any_batch_size(ckpt, model_dir):
+    from grcnn_jax.models import create_model
+
+    model = create_model(ckpt.config.model, ckpt.charset.num_classes)
+    variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 100), dtype=np.uint8)
+    expected = np.asarray(jax.jit(lambda x: model.apply(variables, x, train=False))(images))
+    reader = export.load_exported(str(model_dir))
+    assert reader.meta == json.loads((model_dir / "meta.json").read_text())
+    for b in (1, 3, 8):                     # one exported program, three batch sizes
+        got = np.asarray(reader.exported.call(images[:b]))
+        assert got.shape == (b, 26, 37) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected[:b], rtol=0, atol=1e-5)
+    # Batched by the reader: 8 images in padded calls of 3 come back in order.
+    np.testing.assert_allclose(reader(images, batch_size=3), expected, rtol=0, atol=1e-5)
+
+
+def test_recognize_exported_prints_what_the_checkpoint_prints(model_dir):
+    def rows(*args):
+        proc = run("grcnn_jax.recognize", *args, *IMAGES)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [line.split("\t") for line in proc.stdout.splitlines()]
+
+    in_process, exported = rows(), rows("--exported", model_dir)
+    assert [r[:2] for r in exported] == [r[:2] for r in in_process]
+    assert [r[1] for r in exported] == ["hotel", "park", "coffee"]
+    for a, b in zip(in_process, exported):           # printed with 4 significant digits
+        assert math.isclose(float(a[2]), float(b[2]), rel_tol=2e-4), (a, b)
+
+
+def test_exported_beam_and_lexicon_equal_in_process(ckpt, model_dir):
+    images, good, problems = recognize.load_images(IMAGES, 32, 100, False, "principal")
+    assert not problems
+    lexicon = ["Hotel", "motel", "park", "bark", "coffee", "toffee", "it's"]
+    want = recognize.recognize_images(ckpt, images, lexicon, beam_width=3)
+    got = recognize.recognize_exported(export.load_exported(str(model_dir)), images, lexicon,
+                                       beam_width=3)
+    assert [p.lexicon_text for p in got] == [p.lexicon_text for p in want] == \
+        ["hotel", "park", "coffee"]
+    assert [p.text for p in got] == [p.text for p in want]
+    for p, q in zip(got, want):
+        assert math.isclose(p.confidence, q.confidence, rel_tol=1e-4)
+        assert math.isclose(p.lexicon_confidence, q.lexicon_confidence, rel_tol=1e-4)
+
+
+def test_loader_runs_without_flax_or_the_model_code(model_dir, tmp_path):
+    images, _, _ = recognize.load_images(IMAGES, 32, 100, False, "principal")
+    np.save(tmp_path / "images.npy", images)
+    script = f"""
+import sys
+for name in ("flax", "optax", "orbax", "grain", "ml_collections", "grcnn_jax.models",
+             "grcnn_jax.train", "grcnn_jax.checkpoints", "grcnn_jax.decode"):
+    sys.modules[name] = None                 # importing any of them now raises ImportError
+import numpy as np
+from grcnn_jax.export import load_exported
+reader = load_exported({str(model_dir)!r})
+print(",".join(reader.read(np.load({str(tmp_path / "images.npy")!r}))))
+print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sys.modules[m])))
+"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    texts, modules = proc.stdout.split()
+    assert texts == "hotel,park,coffee"
+    assert modules == "grcnn_jax,grcnn_jax.charset,grcnn_jax.export"
+
+
+def test_bad_paths_end_in_one_fatal_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run("grcnn_jax.export", "--out", blocker / "model")
+    assert proc.returncode != 0 and len(fatal_lines(proc.stderr)) == 1, proc.stderr[-3000:]
+    assert "a_file" in fatal_lines(proc.stderr)[0] and "Traceback" not in proc.stderr
+
+    proc = run("grcnn_jax.recognize", "--exported", tmp_path / "missing", IMAGES[0])
+    (line,) = fatal_lines(proc.stderr)
+    assert proc.returncode != 0 and "FileNotFoundError" in line and "missing" in line
+    assert "Traceback" not in proc.stderr
+
+    proc = run("grcnn_jax.recognize", "--exported", tmp_path, "--workdir", tmp_path, IMAGES[0])
+    assert proc.returncode != 0 and "without --workdir" in proc.stderr
+
+
+def test_a_damaged_model_file_is_refused_by_name(model_dir, tmp_path):
+    (tmp_path / "meta.json").write_text((model_dir / "meta.json").read_text())
+    (tmp_path / "model.jax").write_bytes(b"\0garbage" * 16)
+    with pytest.raises(ValueError, match="not a serialized jax.export model"):
+        export.load_exported(str(tmp_path))
+    with pytest.raises(ValueError, match=r"platforms \['gpu'\]"):
+        export.export_model(None, str(tmp_path), platforms=["gpu"])
