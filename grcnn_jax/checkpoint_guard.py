@@ -4,6 +4,7 @@ and a failed save reported in one line (see ``checkpoints`` for the layout).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -94,6 +95,19 @@ def set_aside(manager: ocp.CheckpointManager, workdir: str, bad: list[tuple[int,
     manager.reload()
 
 
+# What the operating system says when a write fails: the reason a user can act on.
+_OS_REASONS = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+                                             errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO))
+
+
+def _with_os_reason(cause: str, texts: list[str]) -> str:
+    """``cause``, prefixed with the operating system's reason if any of the failure's reports
+    (orbax's threads report one failure several ways, some only as a later read error)
+    names one and ``cause`` does not."""
+    reason = next((r for t in texts for r in _OS_REASONS if r in t), None)
+    return cause if reason is None or reason in cause else f"{reason}; {cause}"
+
+
 class _SaveFailures(logging.Filter):
     """Keeps the first line of each error orbax logs (a failed background save is logged from
     its threads, three times with tracebacks, rather than raised) for ``Saver`` to report in
@@ -102,13 +116,15 @@ class _SaveFailures(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        self.errors: list[str] = []
+        self.errors: list[str] = []           # first lines, for the message
+        self.texts: list[str] = []            # whole messages, searched for the OS's reason
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname:
             return True
         exc = record.exc_info[1] if record.exc_info else None
         self.errors.append(first_line(exc) if exc else record.getMessage()[:240])
+        self.texts.append(f"{record.getMessage()} {exc!r}")
         from grcnn_jax.runtime import traceback_requested
 
         return traceback_requested()
@@ -153,8 +169,9 @@ class Saver:
             self.manager.check_for_errors()
         except Exception as e:  # noqa: BLE001
             error = first_line(e)
-        if self._failures.errors:
-            error = self._failures.errors[0]
+        causes = self._failures.errors + ([error] if error else [])
+        if causes:
+            error = _with_os_reason(causes[0], self._failures.texts + causes)
         step_dir = os.path.join(str(self.manager.directory), str(self._pending))
         if error is None and not os.path.exists(os.path.join(step_dir, "_CHECKPOINT_METADATA")):
             error = f"{step_dir} was not completed"

@@ -199,7 +199,8 @@ class Evaluator:
           batches: loader batches (``pipeline`` format: image, labels, label_paddings,
             mask, meta with text and optionally lexicon).
           predictions: if a list, one dict per image is appended: key, text (target),
-            prediction, lexicon_prediction (None without a lexicon).
+            prediction, lexicon_prediction (None without a lexicon), and confidence
+            (p(prediction | image)) if the Evaluator computes it.
 
         Returns:
           loss (mean CTC NLL, nats), word_accuracy, normalized_edit_distance, count,
@@ -227,7 +228,8 @@ class Evaluator:
             if predictions is not None:
                 keys = batch["meta"].get("key") or [None] * (max(rows, default=-1) + 1)
                 predictions.extend({"key": keys[r], "text": t, "prediction": p.text,
-                                    "lexicon_prediction": p.lexicon_text}
+                                    "lexicon_prediction": p.lexicon_text,
+                                    **({"confidence": p.confidence} if self.confidence else {})}
                                    for r, t, p in zip(rows, targets, preds))
             return len(rows)
 

@@ -201,7 +201,8 @@ def main(argv: list[str]) -> None:
           f"{meta['step']}, platforms {','.join(meta['platforms'])}) and {META_FILE}", flush=True)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``grcnn-export`` command (``python -m grcnn_jax.export``)."""
     from absl import app
 
     from grcnn_jax import runtime
@@ -209,3 +210,7 @@ if __name__ == "__main__":
     runtime.configure()
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -74,8 +74,13 @@ def parse_flags(argv: list[str]) -> list[str]:
                          f"overrides given: {' '.join(overrides)}") from None
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``grcnn-train`` command (``python -m grcnn_jax.main``)."""
     from grcnn_jax import runtime
 
     runtime.configure()
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

@@ -247,7 +247,8 @@ def main(argv: list[str]) -> None:
     sys.stdout.flush()
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``grcnn-recognize`` command (``python -m grcnn_jax.recognize``)."""
     from absl import app
 
     from grcnn_jax import runtime
@@ -255,3 +256,7 @@ if __name__ == "__main__":
     runtime.configure()
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

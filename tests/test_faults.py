@@ -4,6 +4,7 @@ configs, true case, missing LMDB records, metrics after a resume, shared memory 
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import signal
@@ -160,8 +161,11 @@ def test_a_failed_save_stops_training_in_one_line(lmdb_path, tmp_path):
         preexec_fn=limit_file_size)
     assert proc.returncode != 0
     line = assert_one_fatal_line(proc.stderr, "CheckpointSaveError")
-    assert "saving the checkpoint of step 4 failed" in line and "File too large" in line
-    assert "the last good checkpoint is none" in line
+    # The cause: the OS's "File too large" where orbax's reports carry it (under load its
+    # threads may first report a read of the cut file instead), always in parentheses.
+    assert re.search(r"saving the checkpoint of step 4 failed \((File too large; )?"
+                     r"\w+: .+\); training stopped at step \d+; the last good checkpoint is "
+                     r"none$", line), line
     stopped = int(line.split("training stopped at step ")[1].split(";")[0])
     assert 4 <= stopped <= 8, line
 

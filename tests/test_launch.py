@@ -102,3 +102,25 @@ def test_slurm_one_process_per_node_with_all_its_gpus(fakes, tmp_path):
     # Not from the checkout: says so.
     proc = run("slurm.sbatch", ARGS, {**env, "SLURM_SUBMIT_DIR": str(tmp_path)})
     assert proc.returncode == 2 and "not the grcnn_jax checkout" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["grcnn-train", "grcnn-evaluate", "grcnn-recognize",
+                                     "grcnn-export"])
+def test_installed_commands_run(command):
+    """pyproject's [project.scripts], as pip installs them next to this interpreter."""
+    path = os.path.join(os.path.dirname(sys.executable), command)
+    if not os.path.exists(path):
+        pytest.skip(f"{command} is not installed (pip install -e . installs it)")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    if command != "grcnn-recognize":
+        proc = subprocess.run([path, "--helpfull"], env=env, capture_output=True, text=True,
+                              timeout=120)
+        # absl prints the flags and exits 1 after --helpfull; what matters is that they are ours.
+        assert "--workdir: " in proc.stdout + proc.stderr, proc.stderr[-2000:]
+        return
+    image = str(REPO / "tests" / "fixtures" / "ic03_mini" / "word_1.png")
+    ours = subprocess.run([path, image], env=env, capture_output=True, text=True, timeout=120)
+    module = subprocess.run([sys.executable, "-m", "grcnn_jax.recognize", image], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert ours.returncode == 0, ours.stderr[-2000:]
+    assert ours.stdout == module.stdout and ours.stdout.split("\t")[1] == "hotel"

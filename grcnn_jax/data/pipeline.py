@@ -14,7 +14,8 @@ A batch is a dict::
     labels           int32   [B, L]        charset ids, 0 beyond the text
     label_paddings   float32 [B, L]        1.0 beyond the text (optax's CTC convention)
     mask             float32 [B]           0.0 for filler rows of a final partial batch
-    meta             dict of lists         "key", "text" (normalized), "lexicon"; host-only
+    meta             dict of lists         "key", "text" (normalized), "lexicon"; host-only;
+                                           "problem" too where ``CountEveryRecord`` made rows
     skipped          list                  (key, reason) of records dropped for this batch
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import unicodedata
 from typing import Any, Iterator, Sequence
 
 import grain
@@ -58,6 +60,42 @@ def check_policy(policy: dict[str, str]) -> dict[str, str]:
         if action not in POLICIES[case]:
             raise DataError(f"data policy {case}={action!r}: choose one of {POLICIES[case]}")
     return full
+
+
+def adapt_label(text: str, charset: Charset, keep_case: bool = False) -> str:
+    """``text`` with what a model of ``charset`` cannot write taken out, never rejected.
+
+    As PARSeq's ``CharsetAdapter`` (with its unicode normalization) does to benchmark
+    labels: lowercase first if the charset has no uppercase letters (uppercase if it has
+    no lowercase ones); a character still outside the charset is replaced by the
+    characters of its compatibility decomposition that are in it (NFKD: 'é' -> 'e',
+    'ﬁ' -> 'fi'), and removed if there are none (spaces, punctuation for the
+    alphanumeric charsets). ``'Café!'`` -> ``'cafe'`` for the default charset.
+
+    keep_case: keep the label's own case: a letter stays if the charset has it in either
+      case (``evaluate --benchmark --case_sensitive`` compares true case).
+    """
+    chars = charset.chars
+    if chars == chars.lower():
+        fold = str.lower
+    elif chars == chars.upper():
+        fold = str.upper
+    else:
+        def fold(c: str) -> str:
+            return c
+
+    def kept(c: str) -> str:
+        if fold(c) in charset or (keep_case and c in charset):
+            return c if keep_case else fold(c)
+        return ""
+
+    out = []
+    for c in text:
+        k = kept(c)
+        if not k and not c.isspace():
+            k = "".join(kept(d) for d in unicodedata.normalize("NFKD", c) if d != c)
+        out.append(k)
+    return "".join(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +175,9 @@ class Preprocess:
       policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
       keep_case: the example's ``text`` keeps the label's case even where the policy
         lowercases it to encode it (``evaluate --case_sensitive`` compares true case).
+      adapt_labels: labels go through ``adapt_label`` (characters outside the charset
+        are removed, never a reason to skip; the ``unknown_chars`` policy is not used): the
+        benchmark protocol, ``evaluate --benchmark``. A label left empty is 'empty_label'.
     """
 
     charset: Charset
@@ -149,6 +190,7 @@ class Preprocess:
     augment: bool = False
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
     keep_case: bool = False
+    adapt_labels: bool = False
 
     def __post_init__(self):
         if self.grayscale not in GRAY_MODES:
@@ -165,7 +207,14 @@ class Preprocess:
         text = original = text.strip()
         if not text:
             return self._reject("empty_label", key, "empty label")
-        if policy["unknown_chars"] == "lower":
+        if self.adapt_labels:
+            text = adapt_label(original, self.charset)
+            if not text:
+                return self._reject("empty_label", key, f"label {original!r} has no character "
+                                    "in the charset")
+            if self.keep_case:
+                original = adapt_label(original, self.charset, keep_case=True)
+        elif policy["unknown_chars"] == "lower":
             text = text.lower()
         unknown = self.charset.unknown_chars(text)
         if unknown:
@@ -199,6 +248,34 @@ class Preprocess:
                 "lexicon": record.get("lexicon")}
 
 
+@dataclasses.dataclass(frozen=True)
+class CountEveryRecord:
+    """A ``Preprocess`` that drops nothing: a record it would skip becomes a placeholder row.
+
+    The placeholder has a blank image, an empty label and the record's text; its
+    ``problem`` is the skip reason ('case: detail'), every other row's is None. Batches
+    then hold every record of the source, in order, and ``meta['problem']`` says which
+    rows must be scored as wrong (``evaluate --benchmark``). Lexicons are dropped (the
+    protocol is lexicon-free). Picklable, like the ``Preprocess`` it wraps.
+    """
+
+    preprocess: Preprocess
+
+    @property
+    def augment(self) -> bool:          # make_dataset asks; evaluation never augments
+        return False
+
+    def __call__(self, record: dict) -> dict:
+        out = self.preprocess(record)
+        if isinstance(out, Problem):
+            p = self.preprocess
+            return {"image": np.zeros((p.height, p.width), np.uint8),
+                    "labels": np.zeros(p.max_label_length, np.int32), "length": 0,
+                    "key": out.key, "text": str(record.get("text", "")).strip(),
+                    "lexicon": None, "problem": out.reason}
+        return {**out, "lexicon": None, "problem": None}
+
+
 def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, str]]) -> dict:
     """Stacks up to ``batch_size`` examples; filler rows (mask 0) pad a final partial batch."""
     n = len(examples)
@@ -210,13 +287,16 @@ def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, 
         labels = np.concatenate([labels, np.zeros((batch_size - n, labels.shape[1]), np.int32)])
         lengths = np.concatenate([lengths, np.zeros(batch_size - n, lengths.dtype)])
     positions = np.arange(labels.shape[1])[None, :]
+    meta = {"key": [e["key"] for e in examples], "text": [e["text"] for e in examples],
+            "lexicon": [e["lexicon"] for e in examples]}
+    if any("problem" in e for e in examples):          # rows made by CountEveryRecord
+        meta["problem"] = [e.get("problem") for e in examples]
     return {
         "image": image,
         "labels": labels,
         "label_paddings": (positions >= lengths[:, None]).astype(np.float32),
         "mask": (np.arange(batch_size) < n).astype(np.float32),
-        "meta": {"key": [e["key"] for e in examples], "text": [e["text"] for e in examples],
-                 "lexicon": [e["lexicon"] for e in examples]},
+        "meta": meta,
         "skipped": skipped,
     }
 
@@ -302,9 +382,21 @@ def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train:
         raise DataError(f"dataset {source!r} is empty")
     if batch_size <= 0:
         raise DataError(f"batch_size must be positive, got {batch_size}")
-    ds = grain.MapDataset.source(source)
+    from grcnn_jax.data.sources import WeightedSources
+
+    if isinstance(source, WeightedSources):
+        if not train:
+            raise DataError("weighted training sets are for training only")
+        # Each set shuffled (its own seed) and endless, then drawn from in proportion: a
+        # MapDataset still, so the position is a few integers in the checkpoint.
+        ds = grain.MapDataset.mix(
+            [grain.MapDataset.source(s).shuffle(seed=seed + i).repeat(None)
+             for i, s in enumerate(source.sources)], source.weights)
+    else:
+        ds = grain.MapDataset.source(source)
     if train:
-        ds = ds.shuffle(seed=seed).repeat(None)
+        if not isinstance(source, WeightedSources):
+            ds = ds.shuffle(seed=seed).repeat(None)
         if shard_count > 1:
             ds = _HostShare(ds, batch_size, shard_index, shard_count)
     elif shard_count > 1:
