@@ -242,11 +242,9 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     """
     import jax
 
-    from grcnn_jax import evaluation
+    from grcnn_jax.components import make_evaluator, make_mesh, make_preprocess
     from grcnn_jax.data import pipeline
     from grcnn_jax.data.sources import open_source
-    from grcnn_jax.models import create_model
-    from grcnn_jax.train import make_mesh, make_preprocess
 
     if jax.process_count() > 1:
         raise ValueError("--benchmark runs in a single process")
@@ -268,13 +266,10 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     if not opened:
         raise DataError(f"--benchmark {root!r}: no set there could be opened: "
                         + "; ".join(ignored))
-    model = create_model(config.model, charset.num_classes)
     mesh = make_mesh()
-    if batch_size % mesh.size:
-        raise ValueError(f"--batch_size={batch_size} is not divisible by the {mesh.size} devices")
-    evaluator = evaluation.Evaluator(model, charset, mesh, batch_size=batch_size,
-                                     case_sensitive=case_sensitive, beam_width=beam_width,
-                                     confidence=True)
+    evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
+                               case_sensitive=case_sensitive, beam_width=beam_width,
+                               confidence=True)
     preprocess = pipeline.CountEveryRecord(dataclasses.replace(
         make_preprocess(config, charset), policy=tuple(sorted(pipeline.DEFAULT_POLICY.items())),
         adapt_labels=True, keep_case=case_sensitive, augment=False))

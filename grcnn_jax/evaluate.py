@@ -76,7 +76,7 @@ def open_dataset(config: Any, spec: str | None) -> Any:
     """The source named by ``spec`` (None: the config's validation set), built like training's."""
     from grcnn_jax.data.errors import DataError
     from grcnn_jax.data.sources import open_source
-    from grcnn_jax.train import open_split
+    from grcnn_jax.components import open_split
 
     if spec is None:
         if not config.data.val:
@@ -113,23 +113,16 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     """
     import jax
 
-    from grcnn_jax import evaluation
+    from grcnn_jax.components import make_evaluator, make_mesh, make_preprocess
     from grcnn_jax.data import pipeline
-    from grcnn_jax.models import create_model
-    from grcnn_jax.train import make_mesh, make_preprocess
 
     config, charset = ckpt.config, ckpt.charset
     batch_size = batch_size or config.eval_batch_size
     if num_workers is None:
         num_workers = config.data.num_workers
-    model = create_model(config.model, charset.num_classes)
     mesh = make_mesh()
-    if batch_size % mesh.size:
-        raise ValueError(f"--batch_size={batch_size} is not divisible by the {mesh.size} devices")
-    evaluator = evaluation.Evaluator(
-        model, charset, mesh, batch_size=batch_size, case_sensitive=case_sensitive,
-        beam_width=beam_width,
-        lexicon_lowercase=dict(config.data.policy).get("unknown_chars", "lower") == "lower")
+    evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
+                               case_sensitive=case_sensitive, beam_width=beam_width)
     preprocess = make_preprocess(config, charset)
     if case_sensitive:               # the labels' own case, not the lowercased encoding's
         preprocess = dataclasses.replace(preprocess, keep_case=True)

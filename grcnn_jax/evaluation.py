@@ -25,10 +25,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from grcnn_jax import decode
 from grcnn_jax.charset import Charset
+from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.losses import ctc_loss
 from grcnn_jax.metrics import WordMetrics
 
-BATCH_KEYS = ("image", "labels", "label_paddings", "mask")
 
 
 def host_rows(array: jax.Array) -> np.ndarray:

@@ -58,7 +58,7 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
       The meta dict written (with ``bytes``: the size of model.jax).
     """
     from grcnn_jax.models import create_model
-    from grcnn_jax.train import gray_mode
+    from grcnn_jax.components import gray_mode, lexicon_lowercase
 
     platforms = tuple(dict.fromkeys(p.strip().lower() for p in platforms if p.strip()))
     bad = [p for p in platforms if p not in PLATFORMS]
@@ -93,7 +93,7 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
         "frames": int(frames), "image_height": int(config.image_height),
         "image_width": int(config.image_width), "keep_aspect": bool(config.data.keep_aspect),
         "grayscale": gray_mode(config),
-        "lowercase": dict(config.data.policy).get("unknown_chars", "lower") == "lower",
+        "lowercase": lexicon_lowercase(config),
         "step": int(ckpt.step), "source": ckpt.path, "jax_version": jax.__version__,
         "platforms": list(exported.platforms), "conv_impl": impl, "bytes": len(blob)}
     for name, data in ((MODEL_FILE, bytes(blob)), (META_FILE,

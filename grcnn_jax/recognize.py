@@ -108,20 +108,18 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      batch_size: int | None = None) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
     ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``)."""
-    from grcnn_jax import evaluation
-    from grcnn_jax.models import create_model, frames_for_width
-    from grcnn_jax.train import make_mesh
+    from grcnn_jax.components import lexicon_lowercase, make_evaluator, make_mesh
+    from grcnn_jax.models import frames_for_width
 
     config, charset = ckpt.config, ckpt.charset
     mesh = make_mesh()
     batch_size = batch_size or min(config.eval_batch_size, max(len(images), 1))
     batch_size = -(-batch_size // mesh.size) * mesh.size          # a multiple of the devices
-    lowercase = dict(config.data.policy).get("unknown_chars", "lower") == "lower"
     if lexicon is not None:
-        lexicon = fitting_words(lexicon, charset, frames_for_width(config.image_width), lowercase)
-    evaluator = evaluation.Evaluator(create_model(config.model, charset.num_classes), charset,
-                                     mesh, batch_size=batch_size, beam_width=beam_width,
-                                     lexicon_lowercase=lowercase, confidence=True)
+        lexicon = fitting_words(lexicon, charset, frames_for_width(config.image_width),
+                                lexicon_lowercase(config))
+    evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
+                               beam_width=beam_width, confidence=True)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons)
 
@@ -218,7 +216,7 @@ def main(argv: list[str]) -> None:
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
-            from grcnn_jax.train import gray_mode
+            from grcnn_jax.components import gray_mode
 
             ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
             c = ckpt.config

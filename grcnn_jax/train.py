@@ -25,20 +25,19 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from grcnn_jax import checkpoints, config_check, evaluation
+from grcnn_jax import checkpoints, config_check
+from grcnn_jax.components import (device_batch, host_batch_size, make_evaluator, make_mesh,
+                                  make_preprocess, open_split, open_val_sets)
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
-from grcnn_jax.data.sources import WeightedSources, open_source
 from grcnn_jax.losses import ctc_loss
-from grcnn_jax.models import create_model, frames_for_width
+from grcnn_jax.models import create_model
 from grcnn_jax.workdir_lock import WorkdirLock
 from grcnn_jax.writers import MetricWriter
 
 log = logging.getLogger(__name__)
-
-BATCH_KEYS = ("image", "labels", "label_paddings", "mask")
 
 
 PARAM_GROUPS = ("backbone", "blstm1", "blstm2")      # the model's top-level parameter groups
@@ -165,81 +164,6 @@ def eval_params(state: TrainState) -> Any:
 
 
 # ----------------------------------------------------------------------------- helpers
-def make_mesh() -> Mesh:
-    """All devices of all hosts on one 'data' axis.
-
-    Auto axis type: XLA propagates the shardings inside the model, so model code (which
-    contracts over the batch in BatchNorm and in the conv kernel gradients) needs no
-    sharding annotations; jax.make_mesh's default (Explicit) would require them.
-    """
-    return jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def device_batch(batch: dict, sharding: NamedSharding) -> dict:
-    """This host's numpy batch -> global arrays split along the 'data' axis."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
-            for k in BATCH_KEYS}
-
-
-def gray_mode(config: ml_collections.ConfigDict) -> str:
-    """``config.data.grayscale``; 'luma' for configs saved before the field existed (their
-    models were trained on luminance)."""
-    return config.data.get("grayscale", "luma")
-
-
-def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> pipeline.Preprocess:
-    frames = frames_for_width(config.image_width)
-    policy = pipeline.check_policy(dict(config.data.policy))
-    return pipeline.Preprocess(charset, height=config.image_height, width=config.image_width,
-                               max_label_length=min(config.data.max_label_length, frames),
-                               max_frames=frames, keep_aspect=config.data.keep_aspect,
-                               grayscale=gray_mode(config),
-                               augment=config.data.get("augment", False),
-                               policy=tuple(sorted(policy.items())))
-
-
-def open_split(config: ml_collections.ConfigDict, split: str, spec: str | None = None):
-    """The source of ``config.data.<split>`` (split: 'train' or 'val'), or of ``spec`` as
-    that split would open it."""
-    d = config.data
-    synth = dict(length=d.synth_train_size if split == "train" else d.synth_val_size,
-                 seed=d.synth_seed + (0 if split == "train" else 1), height=config.image_height)
-    spec = d[split] if spec is None else spec
-    weights = str(d.get("train_weights", "")).strip() if split == "train" else ""
-    if weights:                          # several training sets drawn from in proportion
-        return WeightedSources(
-            [open_source(p.strip(), what=f"config.data.{split}", synth=synth,
-                         tfds_data_dir=d.tfds_data_dir or None)
-             for p in spec.split(",") if p.strip()], [float(w) for w in weights.split(",")])
-    return open_source(spec, what=f"config.data.{split}", synth=synth,
-                       tfds_data_dir=d.tfds_data_dir or None)
-
-
-def open_val_sets(config: ml_collections.ConfigDict) -> list[tuple[str, object]]:
-    """``config.data.val`` as ``(metric prefix, source)`` pairs: ``val``, all of it (several
-    comma-separated specs concatenated, as ``evaluate`` and ``--step best`` see it); with
-    several, each also on its own as ``val/<name>`` (the folder or file name without
-    extension, or ``synth``), so that a real set's accuracy is not averaged away."""
-    parts = [p.strip() for p in config.data.val.split(",") if p.strip()]
-    if not parts:
-        return []
-    named = [("val", open_split(config, "val"))]
-    if len(parts) > 1:
-        for part in parts:
-            name = os.path.splitext(os.path.basename(part.rstrip("/")))[0] or part
-            named.append((f"val/{name.replace(':', '_').replace('/', '_')}",
-                          open_split(config, "val", part)))
-    return named
-
-
-def host_batch_size(global_batch: int, what: str) -> int:
-    if global_batch % jax.device_count():
-        raise ValueError(f"{what}={global_batch} is not divisible by the {jax.device_count()} "
-                         "devices")
-    return global_batch // jax.process_count()
-
-
 class _Preemption:
     """Turns SIGTERM into a flag the loop checks between steps."""
 
@@ -318,8 +242,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
 
     step_fn = jax.jit(make_train_step(config), in_shardings=(replicated, data_sharding, replicated),
                       out_shardings=(replicated, replicated), donate_argnums=(0,))
-    evaluator = evaluation.Evaluator(model, charset, mesh,
-                                     batch_size=config.eval_batch_size) if val_sets else None
+    evaluator = make_evaluator(config, charset, mesh) if val_sets else None
     saver = checkpoints.Saver(manager)
     # A resumed run replays the steps after its checkpoint: their old rows go.
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0, after_step=start_step)

@@ -27,8 +27,6 @@ def test_config_builds_its_model(name):
 
 
 def _backbone_size(config):
-    from flax import traverse_util
-
     model = create_model(config.model, 37)
     variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 100), jnp.uint8))
     return sum(int(jnp.size(x)) for x in jax.tree.leaves(variables["params"]["backbone"]))

@@ -284,7 +284,7 @@ def test_configs_saved_before_the_grayscale_field_read_luminance():
     import ml_collections
 
     from conftest import load_config
-    from grcnn_jax.train import gray_mode
+    from grcnn_jax.components import gray_mode
 
     assert gray_mode(ml_collections.ConfigDict({"data": {"keep_aspect": False}})) == "luma"
     assert gray_mode(load_config("quickstart")) == "principal"
@@ -292,7 +292,7 @@ def test_configs_saved_before_the_grayscale_field_read_luminance():
 
 def test_several_validation_sets_are_scored_each_under_its_name():
     from conftest import load_config
-    from grcnn_jax.train import open_val_sets
+    from grcnn_jax.components import open_val_sets
 
     config = load_config("quickstart")
     config.data.synth_val_size = 10

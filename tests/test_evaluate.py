@@ -93,7 +93,7 @@ def model_log_probs(ckpt, images: np.ndarray) -> np.ndarray:
 
 
 def preprocessed(ckpt, source):
-    from grcnn_jax.train import make_preprocess
+    from grcnn_jax.components import make_preprocess
 
     pre = make_preprocess(ckpt.config, ckpt.charset)
     examples = [pre(source[i]) for i in range(len(source))]
@@ -325,7 +325,7 @@ def evaluate_in_memory(workdir: str, data: str) -> dict:
     from grcnn_jax.data import pipeline
     from grcnn_jax.data.sources import open_source
     from grcnn_jax.models import create_model
-    from grcnn_jax.train import make_mesh, make_preprocess
+    from grcnn_jax.components import make_mesh, make_preprocess
 
     ckpt = load_for_inference(workdir)
     model = create_model(ckpt.config.model, ckpt.charset.num_classes)

@@ -14,7 +14,7 @@ from conftest import REPO
 from test_faults import tiny_config
 from test_train import make_lmdb
 
-from grcnn_jax import checkpoints, pretrained, train
+from grcnn_jax import checkpoints, components, pretrained, train
 from grcnn_jax.charset import Charset
 from grcnn_jax.config_check import ConfigError, validate
 from grcnn_jax.data import pipeline
@@ -32,7 +32,7 @@ def fixture_images(config):
 
     files, _ = expand_paths([str(REPO / "tests" / "fixtures" / "ic03_mini")])
     images, good, _ = load_images(files, config.image_height, config.image_width,
-                                  config.data.keep_aspect, train.gray_mode(config))
+                                  config.data.keep_aspect, components.gray_mode(config))
     assert len(good) == 6
     return images
 
@@ -198,7 +198,7 @@ def test_train_weights_open_weighted_sources_and_are_checked(lmdb_path):
     config.data.train = f"{lmdb_path},synth"
     config.data.train_weights = "0.5,0.5"
     validate(config)
-    opened = train.open_split(config, "train")
+    opened = components.open_split(config, "train")
     assert isinstance(opened, WeightedSources) and opened.weights == [0.5, 0.5]
     config.data.train_weights = "1"
     with pytest.raises(ConfigError, match="data.train_weights='1': must be 2 positive"):

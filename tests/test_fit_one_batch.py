@@ -1,7 +1,6 @@
 """A few optax steps on one fixed batch drive the CTC loss down (the model can learn)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 

@@ -1,6 +1,5 @@
 """Training on the CPU backend with tiny configs: data parallel, several hosts, exact resume."""
 
-import json
 import os
 import signal
 import socket

@@ -41,7 +41,7 @@ from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.synth import SynthWords
 from grcnn_jax.models import create_model
-from grcnn_jax.train import make_mesh, make_preprocess
+from grcnn_jax.components import make_mesh, make_preprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -149,11 +149,11 @@ def _matmul_ceiling(size: int = 2048, reps: int = 10) -> dict:
 
 def _loader(batch: int, batches: int, warmup: int) -> dict:
     """Runs in the subprocess: the training loader's images/s with the config's workers."""
-    from grcnn_jax import train
+    from grcnn_jax import components
     from grcnn_jax.benchmarks.data_loader import loader_images_per_s
 
     config = _model_config("grcl", "float32")
-    source = train.open_split(config, "train")
+    source = components.open_split(config, "train")
     rate = loader_images_per_s(source, batch, config.data.num_workers, batches, warmup)
     return {"images_per_s": rate, "workers": config.data.num_workers}
 

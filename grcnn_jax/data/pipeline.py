@@ -39,6 +39,8 @@ from grcnn_jax.losses import required_frames
 
 log = logging.getLogger(__name__)
 
+BATCH_KEYS = ("image", "labels", "label_paddings", "mask")   # what goes to the device
+
 POLICIES = {
     "bad_image": ("skip", "fail"),
     "empty_label": ("skip", "fail"),

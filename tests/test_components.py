@@ -1,0 +1,54 @@
+"""The parts every command builds from a config agree: one lexicon case policy everywhere."""
+
+import copy
+
+import pytest
+
+from conftest import REPO
+from test_faults import tiny_config
+from test_train import make_lmdb
+
+from grcnn_jax import checkpoints, components, evaluate, recognize, train
+
+FIXTURE = str(REPO / "tests" / "fixtures" / "ic03_mini")
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """The lexicon policy of every Evaluator made while the test runs."""
+    seen = []
+    real = components.make_evaluator
+
+    def spy(*args, **kwargs):
+        evaluator = real(*args, **kwargs)
+        seen.append(evaluator.lexicon_lowercase)
+        return evaluator
+
+    monkeypatch.setattr(components, "make_evaluator", spy)
+    monkeypatch.setattr(train, "make_evaluator", spy)
+    return seen
+
+
+@pytest.mark.parametrize("policy,lowercase", [("skip", False), ("lower", True)])
+def test_the_lexicon_case_policy_is_the_datas_everywhere(built, tmp_path, policy, lowercase):
+    shipped = checkpoints.load_for_inference()
+    ckpt = copy.copy(shipped)
+    ckpt.config = shipped.config.copy_and_resolve_references()
+    ckpt.config.data.policy.unknown_chars = policy
+    evaluate.evaluate_checkpoint(ckpt, [FIXTURE], num_workers=0, batch_size=8)
+    recognize.recognize_images(ckpt, recognize.load_images(
+        [f"{FIXTURE}/word_1.png"], 32, 100, False)[0], lexicon=["hotel", "Motel"])
+    config = tiny_config(make_lmdb(tmp_path / "d.lmdb", n=8), 1)
+    config.data.val, config.data.policy.unknown_chars = FIXTURE, policy
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert built == [lowercase] * 3
+
+
+def test_a_batch_that_does_not_split_over_the_devices_names_its_flag():
+    import jax
+
+    config = checkpoints.load_for_inference().config
+    with pytest.raises(ValueError, match=r"--batch_size=-4 is not a positive multiple"):
+        components.make_evaluator(config, checkpoints.load_for_inference().charset,
+                                  components.make_mesh(), -4, what="--batch_size")
+    assert components.host_batch_size(4 * jax.device_count(), "x") == 4 * jax.device_count()
