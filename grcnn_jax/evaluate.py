@@ -279,13 +279,9 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The ``grcnn-evaluate`` command (``python -m grcnn_jax.evaluate``)."""
-    from absl import app
-
     from grcnn_jax import runtime
 
-    runtime.configure()
-    _define_flags()
-    app.run(main)
+    runtime.run_command(main, _define_flags)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from grcnn_jax.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.losses import ctc_loss
 from grcnn_jax.metrics import WordMetrics
+from grcnn_jax.overlap import OneBehind
 
 
 
@@ -47,6 +48,34 @@ def host_rows(array: jax.Array) -> np.ndarray:
 def _spelling(lexicon: Sequence[str], word: str) -> str:
     """The first word of ``lexicon`` that lowercases to ``word`` (``word`` if none does)."""
     return next((w.strip() for w in lexicon if w.strip().lower() == word), word)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "sharding", "likelihood"))
+def eval_step(params: Any, batch_stats: Any, batch: dict, *, model: Any, sharding: NamedSharding,
+              likelihood: bool = False) -> dict:
+    """The model on one global batch, in inference mode; one compilation per model, batch
+    shape and sharding, shared by every ``Evaluator``.
+
+    Args:
+      params, batch_stats: the variables (replicated).
+      batch: ``image`` uint8 [B, H, W]; with ``labels`` / ``label_paddings`` the CTC loss too.
+      model: the flax module (static: its config is the compiled program's).
+      sharding: the batch's sharding (along the mesh's 'data' axis); outputs keep it.
+      likelihood: also log p(best path's text | image), summed over its alignments.
+
+    Returns:
+      ``logits`` float32 [B, T, C], ``best_path`` int32 [B, T] (argmax per frame), and
+      ``loss`` [B] (nats) and ``log_likelihood`` [B] where asked.
+    """
+    logits = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
+                         train=False)
+    best_path = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    out = {"logits": logits, "best_path": best_path}
+    if "labels" in batch:
+        out["loss"] = ctc_loss(logits, batch["labels"], batch["label_paddings"])
+    if likelihood:
+        out["log_likelihood"] = decode.greedy_log_likelihood(logits, best_path)
+    return jax.lax.with_sharding_constraint(out, sharding)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +127,8 @@ class Evaluator:
         self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
-        self._step = jax.jit(self._eval_step, in_shardings=(self._replicated, self._replicated,
-                                                            self._data),
-                             out_shardings=self._data)
+        self._step = functools.partial(eval_step, model=model, sharding=self._data,
+                                       likelihood=confidence and beam_width == 1)
         self._chunk = decode.default_chunk()
         self._lexicon_step = jax.jit(functools.partial(decode.lexicon_log_likelihoods,
                                                        chunk=self._chunk),
@@ -109,17 +137,6 @@ class Evaluator:
         self._local_batch = batch_size // jax.process_count()
 
     # ------------------------------------------------------------------------- device
-    def _eval_step(self, params, batch_stats, batch) -> dict:
-        logits = self.model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
-                                  train=False)
-        best_path = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        out = {"logits": logits, "best_path": best_path}
-        if "labels" in batch:
-            out["loss"] = ctc_loss(logits, batch["labels"], batch["label_paddings"])
-        if self.confidence and self.beam_width == 1:
-            out["log_likelihood"] = decode.greedy_log_likelihood(logits, best_path)
-        return out
-
     def _put(self, array: np.ndarray) -> jax.Array:
         return jax.make_array_from_process_local_data(self._data, np.asarray(array))
 
@@ -234,7 +251,8 @@ class Evaluator:
             return len(rows)
 
         it = iter(batches)
-        last = pending = None
+        last = None
+        unread: OneBehind[tuple] = OneBehind()
         start = time.perf_counter()
         steady_start, steady_images, batches_done = None, 0, 0
         while True:
@@ -248,19 +266,18 @@ class Evaluator:
             elif batch is None:
                 break
             last = batch
-            out, encoded = self._dispatch(params, batch_stats, batch)
-            if pending is not None:               # the device is busy with this batch meanwhile
-                n = consume(*pending)
+            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
+            if previous is not None:              # the device is busy with this batch meanwhile
+                n = consume(*previous)
                 if steady_start is not None:
                     steady_images += n
-            pending = (batch, out, encoded)
             if batches_done == 0:                 # the first batch compiles: not timed
-                consume(*pending)
-                pending = None
+                consume(*unread.flush())
                 steady_start = time.perf_counter()
             batches_done += 1
-        if pending is not None:
-            steady_images += consume(*pending)
+        final = unread.flush()
+        if final is not None:
+            steady_images += consume(*final)
         end = time.perf_counter()
 
         totals = np.array([metrics.correct, metrics.count, metrics.ned_sum, acc["loss"],
@@ -301,7 +318,7 @@ class Evaluator:
             raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
-        pending = None
+        unread: OneBehind[tuple] = OneBehind()
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             n = len(chunk)
@@ -311,10 +328,10 @@ class Evaluator:
                      "meta": {}}
             if lexicons is not None:
                 batch["meta"]["lexicon"] = list(lexicons[start:start + n])
-            out, encoded = self._dispatch(params, batch_stats, batch)
-            if pending is not None:
-                results.extend(self._read(*pending)[0])
-            pending = (batch, out, encoded)
-        if pending is not None:
-            results.extend(self._read(*pending)[0])
+            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
+            if previous is not None:              # read while the device runs this batch
+                results.extend(self._read(*previous)[0])
+        last = unread.flush()
+        if last is not None:
+            results.extend(self._read(*last)[0])
         return results

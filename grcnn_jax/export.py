@@ -203,13 +203,9 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The ``grcnn-export`` command (``python -m grcnn_jax.export``)."""
-    from absl import app
-
     from grcnn_jax import runtime
 
-    runtime.configure()
-    _define_flags()
-    app.run(main)
+    runtime.run_command(main, _define_flags)
 
 
 if __name__ == "__main__":

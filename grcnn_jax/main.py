@@ -78,8 +78,7 @@ def run() -> None:
     """The ``grcnn-train`` command (``python -m grcnn_jax.main``)."""
     from grcnn_jax import runtime
 
-    runtime.configure()
-    app.run(main, flags_parser=parse_flags)
+    runtime.run_command(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -158,3 +158,17 @@ class refusals_as_one_line:
             return False
         sys.stderr.flush()
         raise SystemExit(fatal_line(error)) from None
+
+
+def run_command(main, define_flags=None, flags_parser=None) -> None:
+    """An absl command's whole start: ``configure()``, its flags, ``app.run(main)``; what each
+    entry point (``python -m grcnn_jax.X`` and the installed ``grcnn-X``) calls."""
+    from absl import app
+
+    configure()
+    if define_flags is not None:
+        define_flags()
+    if flags_parser is None:
+        app.run(main)
+    else:
+        app.run(main, flags_parser=flags_parser)

@@ -33,6 +33,7 @@ from grcnn_jax.components import (device_batch, host_batch_size, make_evaluator,
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.losses import ctc_loss
+from grcnn_jax.overlap import OneBehind
 from grcnn_jax.models import create_model
 from grcnn_jax.workdir_lock import WorkdirLock
 from grcnn_jax.writers import MetricWriter
@@ -249,10 +250,15 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     writer.write_config(config)
     preemption = _Preemption()
     progress = writer.progress(total=config.num_train_steps, initial=start_step)
-    pending = None                            # (step, metrics) of the step before, fetched late
+    unread: OneBehind[tuple[int, dict]] = OneBehind()   # (step, metrics), read a step late
     window: list[dict] = []                   # per-step scalars since the last log line
     window_start, window_images = time.perf_counter(), 0
     step = start_step
+
+    def read(item: tuple[int, dict] | None) -> None:
+        if item is not None:
+            _check(*item, window, progress)
+
     last_val: dict[str, tuple[int, dict]] = {}   # prefix -> (step, result) of its latest eval
     try:
         while step < config.num_train_steps:
@@ -263,12 +269,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             window_images += config.batch_size
             saver.check(step)
             # Read the previous step's metrics now: the device is already busy with this one.
-            if pending is not None:
-                _check(*pending, window, progress)
-            pending = (step, metrics)
+            read(unread.push((step, metrics)))
             if step % config.log_every == 0 or step == config.num_train_steps:
-                _check(*pending, window, progress)
-                pending = None
+                read(unread.flush())
                 speed = window_images / max(time.perf_counter() - window_start, 1e-9)
                 means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 writer.scalars(step, {**means, "images_per_s": speed}, prefix="train")
@@ -290,15 +293,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                         for k, v in result.items()))
             if (step % config.checkpoint_every == 0 or step == config.num_train_steps
                     or preemption.requested):
-                if pending is not None:               # never save a state we have not checked
-                    _check(*pending, window, progress)
-                    pending = None
+                read(unread.flush())                  # never save a state we have not checked
                 saver.save(step, state, train_iter, config, charset)
             if preemption.requested:
                 log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
                 break
-        if pending is not None:
-            _check(*pending, window, progress)
+        read(unread.flush())
         saver.check(step, wait=True)
     finally:
         # Each closes even if one before it fails (a full disk fails writer.close() too), and
