@@ -1,0 +1,257 @@
+"""Record -> example: the label policy, label adaptation, resizing, augmentation, and the
+per-record ``Preprocess`` the loader (``data/pipeline.py``) maps over a source.
+
+An example is a dict ``image`` uint8 [H, W], ``labels`` int32 [L] (charset ids, 0 beyond the
+text), ``length``, ``key``, ``text``, ``lexicon``; a record the policy skips becomes a
+``Problem`` (its key and why), counted by the loader, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from grcnn_jax.charset import Charset
+from grcnn_jax.data.errors import DataError
+from grcnn_jax.data.images import GRAY_MODES, to_grayscale
+from grcnn_jax.losses import required_frames
+
+
+POLICIES = {
+    "bad_image": ("skip", "fail"),
+    "empty_label": ("skip", "fail"),
+    "unknown_chars": ("lower", "skip", "fail"),   # lower: lowercase, then skip what is still unknown
+    "too_long": ("skip", "fail"),
+    "missing_record": ("skip", "fail"),           # an index the source lists but cannot find
+}
+DEFAULT_POLICY = {"bad_image": "skip", "empty_label": "skip", "unknown_chars": "lower",
+                  "too_long": "skip", "missing_record": "skip"}
+
+
+def check_policy(policy: dict[str, str]) -> dict[str, str]:
+    """Validates a ``{case: action}`` policy, filling defaults; DataError names a bad entry."""
+    unknown = set(policy) - set(POLICIES)
+    if unknown:
+        raise DataError(f"unknown data policy case(s) {sorted(unknown)}; known: {sorted(POLICIES)}")
+    full = {**DEFAULT_POLICY, **policy}
+    for case, action in full.items():
+        if action not in POLICIES[case]:
+            raise DataError(f"data policy {case}={action!r}: choose one of {POLICIES[case]}")
+    return full
+
+
+def adapt_label(text: str, charset: Charset, keep_case: bool = False) -> str:
+    """``text`` with what a model of ``charset`` cannot write taken out, never rejected.
+
+    As PARSeq's ``CharsetAdapter`` (with its unicode normalization) does to benchmark
+    labels: lowercase first if the charset has no uppercase letters (uppercase if it has
+    no lowercase ones); a character still outside the charset is replaced by the
+    characters of its compatibility decomposition that are in it (NFKD: 'é' -> 'e',
+    'ﬁ' -> 'fi'), and removed if there are none (spaces, punctuation for the
+    alphanumeric charsets). ``'Café!'`` -> ``'cafe'`` for the default charset.
+
+    keep_case: keep the label's own case: a letter stays if the charset has it in either
+      case (``evaluate --benchmark --case_sensitive`` compares true case).
+    """
+    chars = charset.chars
+    if chars == chars.lower():
+        fold = str.lower
+    elif chars == chars.upper():
+        fold = str.upper
+    else:
+        def fold(c: str) -> str:
+            return c
+
+    def kept(c: str) -> str:
+        if fold(c) in charset or (keep_case and c in charset):
+            return c if keep_case else fold(c)
+        return ""
+
+    out = []
+    for c in text:
+        k = kept(c)
+        if not k and not c.isspace():
+            k = "".join(kept(d) for d in unicodedata.normalize("NFKD", c) if d != c)
+        out.append(k)
+    return "".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A record that the policy says to skip: its key and why."""
+
+    key: str
+    reason: str
+
+
+def resize(gray: np.ndarray, height: int, width: int, keep_aspect: bool) -> np.ndarray:
+    """uint8 [h, w] -> uint8 [height, width]: stretched, or scaled to ``height`` and right-padded.
+
+    Padding repeats the last column (no artificial edge for the network to read).
+    """
+    h, w = gray.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"empty image of shape {gray.shape}")
+    if not keep_aspect:
+        if (h, w) == (height, width):
+            return gray
+        return np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR))
+    new_w = max(1, min(width, round(w * height / h)))
+    scaled = np.asarray(Image.fromarray(gray).resize((new_w, height), Image.BILINEAR))
+    if new_w == width:
+        return scaled
+    return np.pad(scaled, ((0, 0), (0, width - new_w)), mode="edge")
+
+
+def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
+    """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
+    source: crop jitter (edges cut or padded by up to ~8% of the size), then with some
+    probability low resolution or blur, lower contrast, noise. Problems pass through."""
+    if isinstance(example, Problem):
+        return example
+    img = example["image"]
+    h, w = img.shape
+    out = Image.fromarray(img)
+    if rng.random() < 0.5:
+        dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
+        dy0, dy1 = (rng.uniform(-0.06, 0.08, 2) * h).round()
+        box = (dx0, dy0, w - dx1, h - dy1)
+        if box[2] - box[0] >= w // 2 and box[3] - box[1] >= h // 2:
+            padded = np.pad(img, ((h // 4, h // 4), (w // 8, w // 8)), mode="edge")
+            out = Image.fromarray(padded).transform(
+                (w, h), Image.Transform.EXTENT,
+                (box[0] + w // 8, box[1] + h // 4, box[2] + w // 8, box[3] + h // 4),
+                Image.Resampling.BILINEAR)
+    u = rng.random()
+    if u < 0.15:
+        f = rng.uniform(1.3, 2.5)
+        out = out.resize((max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX)
+        out = out.resize((w, h), Image.Resampling.BILINEAR)
+    elif u < 0.35:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    a = np.asarray(out, np.float32)
+    if rng.random() < 0.2:
+        a = a.mean() + (a - a.mean()) * rng.uniform(0.4, 0.9)
+    if rng.random() < 0.2:
+        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10)
+    return {**example, "image": np.clip(a + 0.5, 0, 255).astype(np.uint8)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Record -> example dict (see module doc, one row) or a ``Problem``; picklable.
+
+    Args:
+      charset: the label alphabet.
+      height, width: the model's input size in pixels.
+      max_label_length: L, the label padding length; longer texts are 'too_long'.
+      max_frames: the model's output frames; texts needing more CTC frames
+        (length + repeated neighbours) are 'too_long'.
+      keep_aspect: scale to the height and pad the width instead of stretching.
+      grayscale: colour to gray, ``images.GRAY_MODES`` ('principal' keeps hue contrast).
+      augment: training streams add ``augment`` after this (evaluation never does).
+      policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
+      keep_case: the example's ``text`` keeps the label's case even where the policy
+        lowercases it to encode it (``evaluate --case_sensitive`` compares true case).
+      adapt_labels: labels go through ``adapt_label`` (characters outside the charset
+        are removed, never a reason to skip; the ``unknown_chars`` policy is not used): the
+        benchmark protocol, ``evaluate --benchmark``. A label left empty is 'empty_label'.
+    """
+
+    charset: Charset
+    height: int = 32
+    width: int = 100
+    max_label_length: int = 25
+    max_frames: int = 26
+    keep_aspect: bool = False
+    grayscale: str = "principal"
+    augment: bool = False
+    policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
+    keep_case: bool = False
+    adapt_labels: bool = False
+
+    def __post_init__(self):
+        if self.grayscale not in GRAY_MODES:
+            raise DataError(f"config.data.grayscale={self.grayscale!r}: choose one of "
+                            f"{GRAY_MODES}")
+
+    def _reject(self, case: str, key: str, reason: str) -> Problem:
+        if dict(self.policy)[case] == "fail":
+            raise DataError(f"record {key!r}: {reason} (data policy {case}=fail)")
+        return Problem(key, f"{case}: {reason}")
+
+    def text_to_ids(self, key: str, text: str) -> tuple[str, list[int]] | Problem:
+        policy = dict(self.policy)
+        text = original = text.strip()
+        if not text:
+            return self._reject("empty_label", key, "empty label")
+        if self.adapt_labels:
+            text = adapt_label(original, self.charset)
+            if not text:
+                return self._reject("empty_label", key, f"label {original!r} has no character "
+                                    "in the charset")
+            if self.keep_case:
+                original = adapt_label(original, self.charset, keep_case=True)
+        elif policy["unknown_chars"] == "lower":
+            text = text.lower()
+        unknown = self.charset.unknown_chars(text)
+        if unknown:
+            return self._reject("unknown_chars", key,
+                                f"label {text!r} has characters {''.join(unknown)!r} "
+                                "outside the charset")
+        ids = self.charset.encode(text)
+        if len(ids) > self.max_label_length or required_frames(ids) > self.max_frames:
+            return self._reject("too_long", key,
+                                f"label {text!r} needs {required_frames(ids)} CTC frames and "
+                                f"{len(ids)} label slots; the model has {self.max_frames} frames, "
+                                f"labels are padded to {self.max_label_length}")
+        return (original if self.keep_case else text), ids
+
+    def __call__(self, record: dict) -> dict | Problem:
+        key = str(record.get("key", "?"))
+        if record.get("missing"):
+            return self._reject("missing_record", key, record["missing"])
+        encoded = self.text_to_ids(key, str(record.get("text", "")))
+        if isinstance(encoded, Problem):
+            return encoded
+        text, ids = encoded
+        try:
+            image = resize(to_grayscale(record["image"], self.grayscale), self.height, self.width,
+                           self.keep_aspect)
+        except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
+            return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
+        labels = np.zeros(self.max_label_length, np.int32)
+        labels[:len(ids)] = ids
+        return {"image": image, "labels": labels, "length": len(ids), "key": key, "text": text,
+                "lexicon": record.get("lexicon")}
+
+
+@dataclasses.dataclass(frozen=True)
+class CountEveryRecord:
+    """A ``Preprocess`` that drops nothing: a record it would skip becomes a placeholder row.
+
+    The placeholder has a blank image, an empty label and the record's text; its
+    ``problem`` is the skip reason ('case: detail'), every other row's is None. Batches
+    then hold every record of the source, in order, and ``meta['problem']`` says which
+    rows must be scored as wrong (``evaluate --benchmark``). Lexicons are dropped (the
+    protocol is lexicon-free). Picklable, like the ``Preprocess`` it wraps.
+    """
+
+    preprocess: Preprocess
+
+    @property
+    def augment(self) -> bool:          # make_dataset asks; evaluation never augments
+        return False
+
+    def __call__(self, record: dict) -> dict:
+        out = self.preprocess(record)
+        if isinstance(out, Problem):
+            p = self.preprocess
+            return {"image": np.zeros((p.height, p.width), np.uint8),
+                    "labels": np.zeros(p.max_label_length, np.int32), "length": 0,
+                    "key": out.key, "text": str(record.get("text", "")).strip(),
+                    "lexicon": None, "problem": out.reason}
+        return {**out, "lexicon": None, "problem": None}
