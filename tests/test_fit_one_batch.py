@@ -6,13 +6,13 @@ import optax
 
 from grcnn_jax.charset import Charset
 from grcnn_jax.losses import ctc_loss
-from grcnn_jax.models import GRCNN
+from grcnn_jax.models import GRCNN, GRCLOptions
 
 
 def test_ctc_loss_goes_down_on_a_fixed_batch():
     charset = Charset()
     model = GRCNN(charset.num_classes, conv0_features=8, grcl_features=(8, 16, 16),
-                  out_features=32, T=2, hidden=16)
+                  out_features=32, hidden=16, options=GRCLOptions(T=2))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 32, 100), dtype=np.uint8)
     labels, label_paddings = charset.encode_batch(["grcl", "ctc", "2017", "nips"], max_len=6)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grcnn_jax.models import GRCL, Backbone
+from grcnn_jax.models import GRCL, Backbone, GRCLOptions
 from grcnn_jax.models.convert import variables_from_flat
 
 GATE_NAMES = ("wgf", "wgr", "bn_gfu", "bn_grx", "bn_gx")
@@ -25,9 +25,12 @@ def apply(module, variables, x, train):
     return module.apply(variables, x, train=False)
 
 
+def golden_options(golden, **kw) -> GRCLOptions:
+    return GRCLOptions(T=int(golden["T"]), bn_epsilon=float(golden["bn_eps"]), **kw)
+
+
 def grcl_module(golden, **kw):
-    return GRCL(features=golden["grcl/wf"].shape[-1], T=int(golden["T"]),
-                bn_epsilon=float(golden["bn_eps"]), **kw)
+    return GRCL(features=golden["grcl/wf"].shape[-1], options=golden_options(golden, **kw))
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
@@ -72,8 +75,8 @@ def test_backbone(golden, train):
     widths = [golden["backbone/conv0/kernel"].shape[-1]] + [
         golden[f"backbone/grcl{i}/wf"].shape[-1] for i in (1, 2, 3)]
     model = Backbone(conv0_features=widths[0], grcl_features=tuple(widths[1:]),
-                     out_features=golden["backbone/conv4/kernel"].shape[-1], T=int(golden["T"]),
-                     bn_epsilon=float(golden["bn_eps"]))
+                     out_features=golden["backbone/conv4/kernel"].shape[-1],
+                     options=golden_options(golden))
     x = jnp.asarray(golden["backbone_input"], jnp.float32)
     init = jax.eval_shape(model.init, jax.random.key(0), x)
     assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(variables)

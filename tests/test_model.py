@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from grcnn_jax.models import GRCL, GRCNN, BidirectionalLSTM, create_model, frames_for_width
+from grcnn_jax.models import (GRCL, GRCNN, BidirectionalLSTM, GRCLOptions, create_model,
+                              frames_for_width)
 
 NUM_CLASSES = 37
 
@@ -63,8 +64,8 @@ def test_paper_config_shapes():
 
 @pytest.mark.parametrize("width,frames", [(100, 26), (64, 17), (160, 41)])
 def test_frames_follow_width(width, frames):
-    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8, T=1,
-                  hidden=4)
+    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8,
+                  hidden=4, options=GRCLOptions(T=1))
     variables = init_shapes(model, width=width)
     logits = jax.eval_shape(lambda v, x: model.apply(v, x), variables,
                             jnp.zeros((2, 32, width), jnp.uint8))
@@ -73,18 +74,16 @@ def test_frames_follow_width(width, frames):
 
 
 def test_wrong_height_is_a_clear_error():
-    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8, T=1,
-                  hidden=4)
+    model = GRCNN(NUM_CLASSES, conv0_features=4, grcl_features=(4, 4, 4), out_features=8,
+                  hidden=4, options=GRCLOptions(T=1))
     with pytest.raises(ValueError, match="input height 32"):
         jax.eval_shape(
             model.init, jax.random.key(0), jnp.zeros((1, 64, 100), jnp.uint8))
 
 
-def tiny(**kw):
-    base = dict(num_classes=NUM_CLASSES, conv0_features=8, grcl_features=(8, 8, 8),
-                out_features=16, T=2, hidden=8)
-    base.update(kw)
-    return GRCNN(**base)
+def tiny(**options):
+    return GRCNN(NUM_CLASSES, conv0_features=8, grcl_features=(8, 8, 8), out_features=16,
+                 hidden=8, options=GRCLOptions(T=2, **options))
 
 
 def test_uint8_and_float_inputs_agree():
@@ -120,7 +119,7 @@ def test_remat_unroll_conv_impl_and_untying_change_nothing(option):
     is ill-conditioned, ~1e-2 of its size off the float64 truth whichever way it is computed."""
     x = np.random.default_rng(0).normal(size=(2, 6, 10, 3))
     with jax.enable_x64(True):
-        base = GRCL(8, T=3, dtype=jnp.float64, conv_impl="winograd")
+        base = GRCL(8, GRCLOptions(T=3, dtype=jnp.float64, conv_impl="winograd"))
         variables = jax.tree.map(lambda v: v.astype(jnp.float64),
                                  jax.jit(base.init)(jax.random.key(0), x))
 
@@ -137,7 +136,7 @@ def test_remat_unroll_conv_impl_and_untying_change_nothing(option):
             params = dict(params)
             params["iterations"] = {**params["iterations"],
                                     **{k: jnp.stack([params.pop(k)] * 3) for k in ("wr", "wgr")}}
-        model = GRCL(8, T=3, dtype=jnp.float64, **{"conv_impl": "winograd", **option})
+        model = GRCL(8, GRCLOptions(T=3, dtype=jnp.float64, **{"conv_impl": "winograd", **option}))
         loss, grads = value_and_grad(model, params)
         if option.get("share") is False:
             grads = dict(grads)
@@ -160,7 +159,7 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train):
     with jax.enable_x64(True):
         rng = np.random.default_rng(0)
         x = jnp.asarray(rng.normal(size=(2, 32, 20, 1)))
-        model = Backbone(4, (4, 4, 8), 8, T=T, scan_unroll=unroll, dtype=jnp.float64)
+        model = Backbone(4, (4, 4, 8), 8, GRCLOptions(T=T, scan_unroll=unroll, dtype=jnp.float64))
         variables = jax.tree.map(lambda v: v.astype(jnp.float64),
                                  jax.jit(model.init)(jax.random.key(0), x))
 
@@ -178,7 +177,7 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train):
 
 
 def test_untied_iterations_get_distinct_kernels():
-    model = GRCL(4, T=3, share=False)
+    model = GRCL(4, GRCLOptions(T=3, share=False))
     variables = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
     wr = np.asarray(variables["params"]["iterations"]["wr"])
     assert wr.shape == (3, 3, 3, 4, 4) and "wr" not in variables["params"]
@@ -234,6 +233,31 @@ def test_unknown_model_field_is_reported():
     cfg.dtype = "float8"
     with pytest.raises(ValueError, match="float8"):
         create_model(cfg, NUM_CLASSES)
+
+
+def test_config_becomes_one_options_object():
+    """create_model builds the GRCL settings once (dtype from its name); the rest are
+    GRCNN fields; the options are frozen and hashable (Flax hashes module attributes)."""
+    cfg = load_config("grcl").model
+    cfg.T, cfg.share, cfg.dtype, cfg.remat, cfg.hidden = 3, False, "bfloat16", "full", 64
+    model = create_model(cfg, NUM_CLASSES)
+    assert model.options == GRCLOptions(T=3, share=False, dtype=jnp.bfloat16, remat="full")
+    assert model.hidden == 64 and model.grcl_features == (64, 128, 256)
+    assert model.backbone().options is model.options
+    assert hash(model.options) == hash(GRCLOptions(T=3, share=False, dtype=jnp.bfloat16,
+                                                   remat="full"))
+    with pytest.raises(AttributeError):
+        model.options.T = 4
+    assert create_model({}, NUM_CLASSES).options == GRCLOptions()
+
+
+@pytest.mark.parametrize("field,value", [("T", -1), ("T", 1.5), ("scan_unroll", -2),
+                                         ("remat", "some"), ("conv_impl", "fft")])
+def test_bad_options_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"GRCLOptions.{field}="):
+        GRCLOptions(**{field: value})
+    with pytest.raises(ValueError, match=f"GRCLOptions.{field}="):
+        create_model({field: value}, NUM_CLASSES)
 
 
 def test_analytic_flops_match_the_torch_peers_count():

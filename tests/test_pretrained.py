@@ -41,7 +41,8 @@ def test_the_shipped_model_reads_rendered_words(shipped):
     import matplotlib
     from PIL import Image, ImageDraw, ImageFont
 
-    from grcnn_jax.data.pipeline import resize, to_grayscale
+    from grcnn_jax.data.images import to_grayscale
+    from grcnn_jax.data.preprocess import resize
     from grcnn_jax.recognize import recognize_images
 
     ttf = pathlib.Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from grcnn_jax.models import GRCL
+from grcnn_jax.models import GRCL, GRCLOptions
 
 
 def compiled_grcl(T: int, train: bool, **kw) -> str:
-    model = GRCL(8, T=T, **kw)
+    model = GRCL(8, GRCLOptions(T=T, **kw))
     x = jnp.ones((2, 6, 10, 3))
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     fn = jax.jit(lambda v, x: model.apply(v, x, train=train, mutable=["batch_stats"]))

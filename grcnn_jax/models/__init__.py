@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import jax.numpy as jnp
 
-from grcnn_jax.models.grcl import GRCL, GRCLIteration
+from grcnn_jax.models.grcl import GRCL, GRCLIteration, GRCLOptions
 from grcnn_jax.models.grcnn import GRCNN, Backbone, frames_for_width, normalize_images
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
-__all__ = ["GRCL", "GRCLIteration", "GRCNN", "Backbone", "BidirectionalLSTM", "create_model", "frames_for_width",
-           "normalize_images"]
+__all__ = ["GRCL", "GRCLIteration", "GRCLOptions", "GRCNN", "Backbone", "BidirectionalLSTM",
+           "create_model", "grcl_options", "frames_for_width", "normalize_images"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
+OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(GRCLOptions))
+# GRCNN's own fields that a config may set (not num_classes, given apart; not options).
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GRCNN)
+                     if f.init and f.name not in ("num_classes", "options", "parent", "name"))
+
+
+def grcl_options(model_config: Mapping[str, Any]) -> GRCLOptions:
+    """The ``GRCLOptions`` from a config's ``model`` section: every field of it the section
+    has (``dtype`` as a name: float32, bfloat16 or float16); the others keep their defaults."""
+    cfg = {k: v for k, v in dict(model_config).items() if k in OPTION_FIELDS}
+    if "dtype" in cfg:
+        if cfg["dtype"] not in DTYPES:
+            raise ValueError(f"config.model.dtype={cfg['dtype']!r}: choose one of {sorted(DTYPES)}")
+        cfg["dtype"] = DTYPES[cfg["dtype"]]
+    return GRCLOptions(**cfg)
+
 
 def create_model(model_config: Mapping[str, Any], num_classes: int) -> GRCNN:
-    """Builds the GRCNN from a config's ``model`` section (see configs/grcl.py for the fields)."""
+    """Builds the GRCNN from a config's ``model`` section (see configs/grcl.py for the fields):
+    the GRCL settings become one ``GRCLOptions`` (see ``grcl_options``), the rest (widths,
+    hidden) are the GRCNN's own fields."""
     cfg = dict(model_config)
-    dtype = cfg.pop("dtype", "float32")
-    if dtype not in DTYPES:
-        raise ValueError(f"config.model.dtype={dtype!r}: choose one of {sorted(DTYPES)}")
-    try:
-        return GRCNN(num_classes=num_classes, dtype=DTYPES[dtype],
-                     grcl_features=tuple(cfg.pop("grcl_features", (64, 128, 256))), **cfg)
-    except TypeError as e:
-        raise ValueError(f"config.model has a field the model does not know: {e}") from None
+    unknown = sorted(k for k in cfg if k not in OPTION_FIELDS and k not in MODEL_FIELDS)
+    if unknown:
+        raise ValueError(f"config.model has a field the model does not know: {', '.join(unknown)}")
+    fields = {k: v for k, v in cfg.items() if k in MODEL_FIELDS}
+    if "grcl_features" in fields:
+        fields["grcl_features"] = tuple(fields["grcl_features"])
+    return GRCNN(num_classes=num_classes, options=grcl_options(cfg), **fields)

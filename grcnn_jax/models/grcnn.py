@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from grcnn_jax.models.grcl import GRCL, batch_norm, default_kernel_init
+from grcnn_jax.models.grcl import GRCL, GRCLOptions, batch_norm, default_kernel_init
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
 Dtype = Any
@@ -77,40 +77,30 @@ class Backbone(nn.Module):
 
     Attributes:
       conv0_features, grcl_features, out_features: the widths (paper: 64, (64,128,256), 512).
-      T, gated, share, scan_unroll, remat, conv_impl: passed to every GRCL (see ``GRCL``).
-      dtype: compute dtype (params stay float32).
+      options: handed to every GRCL as it is (see ``GRCLOptions``); its dtype and BatchNorm
+        settings also apply to conv0, conv4 and bn4.
     """
 
     conv0_features: int = 64
     grcl_features: Sequence[int] = (64, 128, 256)
     out_features: int = 512
-    T: int = 5
-    gated: bool = True
-    share: bool = True
-    dtype: Dtype = jnp.float32
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    scan_unroll: int = 0
-    remat: str = "convs"
-    conv_impl: str = "auto"
+    options: GRCLOptions = GRCLOptions()
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if len(self.grcl_features) != len(POOL_WIDTH_STRIDES) - 1:
             raise ValueError(f"grcl_features needs {len(POOL_WIDTH_STRIDES) - 1} widths, got {self.grcl_features}")
-        x = nn.Conv(self.conv0_features, (3, 3), padding=1, dtype=self.dtype,
+        o = self.options
+        x = nn.Conv(self.conv0_features, (3, 3), padding=1, dtype=o.dtype,
                     kernel_init=default_kernel_init, name="conv0")(x)
         x = nn.relu(x)
         x = max_pool_2x2(x, POOL_WIDTH_STRIDES[0])
         for i, (features, stride) in enumerate(zip(self.grcl_features, POOL_WIDTH_STRIDES[1:])):
-            x = GRCL(features, T=self.T, gated=self.gated, share=self.share, dtype=self.dtype,
-                     bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-                     scan_unroll=self.scan_unroll, remat=self.remat, conv_impl=self.conv_impl,
-                     name=f"grcl{i + 1}")(x, train)
+            x = GRCL(features, o, name=f"grcl{i + 1}")(x, train)
             x = max_pool_2x2(x, stride)
-        x = nn.Conv(self.out_features, (2, 2), padding="VALID", use_bias=False, dtype=self.dtype,
+        x = nn.Conv(self.out_features, (2, 2), padding="VALID", use_bias=False, dtype=o.dtype,
                     kernel_init=default_kernel_init, name="conv4")(x)
-        x = batch_norm(train, self.bn_momentum, self.bn_epsilon, self.dtype, "bn4")(x)
+        x = batch_norm(train, o.bn_momentum, o.bn_epsilon, o.dtype, "bn4")(x)
         return nn.relu(x)
 
 
@@ -120,40 +110,37 @@ class GRCNN(nn.Module):
     Call as ``model.apply({'params': p, 'batch_stats': s}, images, train=False)``;
     in training pass ``train=True, mutable=['batch_stats']``. Images are uint8
     (normalized here, on the device) or floats already in [-1, 1].
+
+    Attributes:
+      num_classes: output classes (CTC blank included).
+      conv0_features, grcl_features, out_features: the backbone's widths (see ``Backbone``).
+      hidden: the BLSTMs' hidden size per direction.
+      options: the GRCL settings, handed to the backbone as they are (see ``GRCLOptions``);
+        their dtype is the whole model's compute dtype.
     """
 
     num_classes: int
     conv0_features: int = 64
     grcl_features: Sequence[int] = (64, 128, 256)
     out_features: int = 512
-    T: int = 5
-    gated: bool = True
-    share: bool = True
     hidden: int = 256
-    dtype: Dtype = jnp.float32
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    scan_unroll: int = 0
-    remat: str = "convs"
-    conv_impl: str = "auto"
+    options: GRCLOptions = GRCLOptions()
 
     def backbone(self, name: str | None = None) -> Backbone:
         """The ``Backbone`` this model runs (its variables are ``params['backbone']`` and
         ``batch_stats['backbone']``); unbound when called outside the model."""
         # Unnamed: a module of its own (no parent), not a submodule of this unbound one.
         where = {"name": name} if name else {"parent": None}
-        return Backbone(
-            self.conv0_features, tuple(self.grcl_features), self.out_features, T=self.T,
-            gated=self.gated, share=self.share, dtype=self.dtype, bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon, scan_unroll=self.scan_unroll, remat=self.remat,
-            conv_impl=self.conv_impl, **where)
+        return Backbone(self.conv0_features, tuple(self.grcl_features), self.out_features,
+                        self.options, **where)
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False,
                  backbone_train: bool | None = None) -> jax.Array:
         """``backbone_train=False`` runs the backbone as in inference (BatchNorm on its running
         statistics, which stay as they are) while the rest trains: a frozen backbone."""
-        x = normalize_images(images, self.dtype)
+        dtype = self.options.dtype
+        x = normalize_images(images, dtype)
         features = self.backbone(name="backbone")(
             x, train if backbone_train is None else train and backbone_train)
         if features.shape[1] != 1:
@@ -161,6 +148,6 @@ class GRCNN(nn.Module):
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
                 f"height {images.shape[1]}; the network needs input height 32")
         seq = features[:, 0]                                                 # [B, frames, C]
-        seq = BidirectionalLSTM(self.hidden, self.out_features, self.dtype, name="blstm1")(seq)
-        logits = BidirectionalLSTM(self.hidden, self.num_classes, self.dtype, name="blstm2")(seq)
+        seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name="blstm1")(seq)
+        logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name="blstm2")(seq)
         return logits.astype(jnp.float32)
