@@ -12,9 +12,6 @@ from typing import Any
 import ml_collections
 
 MODEL_HEIGHT = 32                      # the backbone's five height halvings end at height 1
-DTYPES = ("float32", "bfloat16", "float16")
-REMAT = ("none", "convs", "full")
-CONV_IMPLS = ("auto", "winograd", "xla")
 OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 
@@ -77,19 +74,19 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
              weights, f"{len(specs)} positive numbers, one per config.data.train set")
 
     m = config.model
-    need(isinstance(m.T, int) and m.T >= 0, "model.T", m.T, "an integer >= 0 (0: plain CNN)")
     for field in ("conv0_features", "out_features", "hidden"):
         positive_int(f"model.{field}", m[field])
     need(len(m.grcl_features) == 3 and all(isinstance(f, int) and f >= 1
                                            for f in m.grcl_features),
          "model.grcl_features", tuple(m.grcl_features), "three integers >= 1")
-    need(m.dtype in DTYPES, "model.dtype", m.dtype, f"one of {DTYPES}")
-    need(m.remat in REMAT, "model.remat", m.remat, f"one of {REMAT}")
-    need(m.conv_impl in CONV_IMPLS, "model.conv_impl", m.conv_impl, f"one of {CONV_IMPLS}")
     need(0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)")
     need(m.bn_epsilon > 0, "model.bn_epsilon", m.bn_epsilon, "> 0")
-    need(isinstance(m.scan_unroll, int) and m.scan_unroll >= 0, "model.scan_unroll",
-         m.scan_unroll, "an integer >= 0")
+    from grcnn_jax.models import grcl_options
+
+    try:                  # T, dtype, remat, conv_impl, ...: the model's own checks
+        grcl_options(m)
+    except (ValueError, TypeError) as e:
+        bad.append(str(e).replace("GRCLOptions.", "config.model."))
 
     o = config.optimizer
     need(o.name in OPTIMIZERS, "optimizer.name", o.name, f"one of {OPTIMIZERS}")
