@@ -1,4 +1,5 @@
-"""Test settings: the CPU backend, and shared helpers."""
+"""Test settings: the CPU backend, a compilation cache, shared fixtures (helpers.py has the
+shared functions)."""
 
 import os
 import pathlib
@@ -27,6 +28,16 @@ GOLDEN = pathlib.Path(__file__).resolve().parent / "golden" / "grcnn_reference.n
 @pytest.fixture(scope="session")
 def golden() -> dict:
     return dict(np.load(GOLDEN))
+
+
+@pytest.fixture(scope="session")
+def lmdb_path(tmp_path_factory) -> str:
+    """24 word images (helpers.make_lmdb) in an LMDB, for tiny training runs; read only."""
+    from helpers import make_lmdb, once_per_session
+
+    folder = once_per_session(tmp_path_factory, "words24",
+                              lambda d: make_lmdb(d / "train.lmdb", n=24))
+    return str(folder / "train.lmdb")
 
 
 def load_config(name: str):

@@ -5,11 +5,8 @@ computed here without the loader or the Evaluator."""
 
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import types
 
 import lmdb
@@ -17,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import REPO
+from helpers import IC03_MINI as IC03
+from helpers import run_module
 from grcnn_jax import decode
 from grcnn_jax.benchmark_protocol import (GROUPS, STANDARD_SETS, combine, evaluate_benchmark,
                                           find_sets, format_table)
@@ -26,7 +24,6 @@ from grcnn_jax.data.crnn_lmdb import NUM_SAMPLES_KEY, write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.pipeline import Preprocess, adapt_label
 
-IC03 = REPO / "tests" / "fixtures" / "ic03_mini"
 CORRUPT = b"\x89PNG\r\n\x1a\n not an image"
 
 
@@ -307,9 +304,7 @@ def test_table_lists_sets_in_order_and_the_unusable_records(scored):
 
 
 def run_evaluate(*args, timeout=240):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "grcnn_jax.evaluate", *map(str, args)],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return run_module("grcnn_jax.evaluate", *args, check=False, timeout=timeout)
 
 
 def test_cli_prints_the_table_and_writes_json(bench, scored, tmp_path):

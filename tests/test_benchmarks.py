@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from helpers import IC03_MINI
 from grcnn_jax.benchmarks import peer
 
 FAKE_PEER = """
@@ -69,11 +70,10 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
 
 def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys):
     import os
-    import pathlib
 
     from grcnn_jax.benchmarks import peer_accuracy as pa
 
-    fixture = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
+    fixture = IC03_MINI
     fake = tmp_path / "fake_python"
     fake.write_text(f"#!{sys.executable}\n"
                     "import json, sys\n"

@@ -4,13 +4,11 @@ import copy
 
 import pytest
 
-from conftest import REPO
-from test_faults import tiny_config
-from test_train import make_lmdb
+from helpers import IC03_MINI, make_lmdb, tiny_config
 
 from grcnn_jax import checkpoints, components, evaluate, recognize, train
 
-FIXTURE = str(REPO / "tests" / "fixtures" / "ic03_mini")
+FIXTURE = str(IC03_MINI)
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 import io
 import os
-import pathlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import IC03_MINI as IC03
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import crnn_lmdb
 from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
@@ -15,8 +15,6 @@ from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.folders import Icdar03Folder
 from grcnn_jax.data.images import to_grayscale
 from grcnn_jax.data.pipeline import BatchIterator, Preprocess, check_policy, make_dataset, resize
-
-IC03 = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
 
 
 def png(array: np.ndarray) -> bytes:

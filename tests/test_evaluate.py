@@ -1,7 +1,6 @@
 """Evaluate and recognize with a tiny trained checkpoint: the numbers equal training's validation,
 lexicon picks equal brute force on the model's own outputs, bad input is reported, not fatal."""
 
-import io
 import json
 import os
 import shutil
@@ -11,65 +10,32 @@ import types
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from conftest import REPO
+from helpers import IC03_MINI, WORDS as ALL_WORDS
+from helpers import free_port, make_lmdb, run_module, subprocess_env, tiny_config, trained_once
 from grcnn_jax import checkpoints, decode
 from grcnn_jax.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
-from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
+from grcnn_jax.data.crnn_lmdb import LmdbSource
 from grcnn_jax.writers import read_metrics
 
-WORDS = ["grcnn", "ctc", "lstm", "gate", "jax", "flax", "scan", "text", "word", "2017"]
+WORDS = ALL_WORDS[:10]                 # grcnn ... 2017
 STEPS = 4
-
-
-def word_png(text: str, i: int) -> bytes:
-    rng = np.random.default_rng(i)
-    im = Image.new("L", (16 + 9 * len(text), 20), int(rng.integers(150, 255)))
-    ImageDraw.Draw(im).text((3, 4), text, fill=int(rng.integers(0, 80)))
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def make_lmdb(path, n, lexicons: bool) -> str:
-    def record(i):
-        text = WORDS[i % len(WORDS)]
-        r = {"image": word_png(text, i), "text": text}
-        if lexicons:     # the word, three others, one in capitals, one that cannot encode
-            r["lexicon"] = [WORDS[(i + k) % len(WORDS)] for k in (2, 0, 5)] + ["SCAN", "it's"]
-        return r
-    write_lmdb(path, (record(i) for i in range(n)))
-    return str(path)
-
-
-def run(module, *args, check=True, timeout=300):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{module} {args} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny GRCNN trained 4 steps; validation (synthetic words + a lexicon LMDB of 13, so
-    the last batch of 8 is padded) logged at the final step; checkpoints at steps 2 and 4."""
-    root = tmp_path_factory.mktemp("evaluate")
-    train = make_lmdb(root / "train.lmdb", 24, lexicons=False)
-    lex = make_lmdb(root / "lex.lmdb", 13, lexicons=True)
-    workdir = root / "workdir"
-    overrides = {
-        "model.T": 2, "model.conv0_features": 8, "model.grcl_features": "(8,8,16)",
-        "model.out_features": 16, "model.hidden": 8, "optimizer.name": "adam",
-        "optimizer.learning_rate": 3e-3, "batch_size": 8, "eval_batch_size": 8,
-        "num_train_steps": STEPS, "log_every": 1, "eval_every": STEPS, "checkpoint_every": 2,
-        "data.train": train, "data.val": f"synth,{lex}", "data.synth_val_size": 20,
-        "data.num_workers": 0, "async_checkpoints": False,
-    }
-    run("grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}", f"--workdir={workdir}",
-        *[f"--config.{k}={v}" for k, v in overrides.items()])
+    the last batch of 8 is padded) logged at the final step; checkpoints at steps 2 and 4.
+    Once a session (the xdist workers share it); tests change copies."""
+    def config(root):
+        data = make_lmdb(root / "train.lmdb", 24, WORDS)
+        lex = make_lmdb(root / "lex.lmdb", 13, WORDS, lexicons=True)
+        return tiny_config(data, STEPS, eval_every=STEPS, checkpoint_every=2, **{
+            "data.val": f"synth,{lex}", "data.synth_val_size": 20})
+
+    workdir = trained_once(tmp_path_factory, "evaluate", config)
+    root, lex = workdir.parent, str(workdir.parent / "lex.lmdb")
     val = [r for r in read_metrics(workdir) if "val/count" in r]
     assert [r["step"] for r in val] == [STEPS]
     return types.SimpleNamespace(root=root, workdir=workdir, lex=lex, val=val[-1])
@@ -103,7 +69,7 @@ def preprocessed(ckpt, source):
 # ----------------------------------------------------------------------------- evaluate
 def test_evaluate_cli_equals_training_validation(trained):
     """No --data: the config's validation set (here synthetic words + the lexicon LMDB)."""
-    proc = run("grcnn_jax.evaluate", f"--workdir={trained.workdir}")
+    proc = run_module("grcnn_jax.evaluate", f"--workdir={trained.workdir}")
     report = json.loads((trained.workdir / f"eval_{STEPS}.json").read_text())
     assert report["step"] == STEPS and report["checkpoint"].endswith(f"checkpoints/{STEPS}")
     [row] = report["datasets"]
@@ -124,7 +90,7 @@ def test_evaluate_cli_equals_training_validation(trained):
 def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_path):
     from grcnn_jax.evaluate import evaluate_checkpoint, format_table
 
-    ic03 = str(REPO / "tests" / "fixtures" / "ic03_mini")
+    ic03 = str(IC03_MINI)
     predictions = {}
     report = evaluate_checkpoint(ckpt, [trained.lex, ic03], batch_size=8,
                                  predictions=predictions)
@@ -208,8 +174,8 @@ def test_best_without_validation_is_reported(trained, tmp_path):
 
 
 def test_evaluate_cli_bad_dataset_fails_clearly(trained):
-    proc = run("grcnn_jax.evaluate", f"--workdir={trained.workdir}",
-               f"--data={trained.lex},/no/such/set", check=False, timeout=120)
+    proc = run_module("grcnn_jax.evaluate", f"--workdir={trained.workdir}",
+                      f"--data={trained.lex},/no/such/set", check=False, timeout=120)
     assert proc.returncode != 0
     assert "FATAL" in proc.stderr and "/no/such/set" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -230,9 +196,9 @@ def test_inference_restores_only_params_and_batch_stats(trained):
 
 # ----------------------------------------------------------------------------- recognize
 @pytest.fixture(scope="module")
-def image_dir(trained):
+def image_dir(trained, tmp_path_factory):
     """The lexicon LMDB's images as files (one in a subfolder), a corrupt .png, a text file."""
-    folder = trained.root / "images"
+    folder = tmp_path_factory.mktemp("images")
     (folder / "sub").mkdir(parents=True)
     source = LmdbSource(trained.lex)
     paths = []
@@ -247,7 +213,7 @@ def image_dir(trained):
 
 def test_recognize_reads_a_folder_and_skips_a_corrupt_file(trained, ckpt, image_dir):
     folder, paths = image_dir
-    proc = run("grcnn_jax.recognize", f"--workdir={trained.workdir}", folder)
+    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}", folder)
     lines = [ln.split("\t") for ln in proc.stdout.splitlines()]
     assert [ln[0] for ln in lines] == sorted(paths[:4]) + [paths[4]]
     assert "corrupt.png" in proc.stderr and "skipped" in proc.stderr
@@ -267,8 +233,8 @@ def test_recognize_reads_a_folder_and_skips_a_corrupt_file(trained, ckpt, image_
 
 def test_recognize_with_nothing_readable_fails(trained, image_dir):
     folder, _ = image_dir
-    proc = run("grcnn_jax.recognize", f"--workdir={trained.workdir}", folder / "corrupt.png",
-               folder / "missing.png", check=False, timeout=120)
+    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}",
+                      folder / "corrupt.png", folder / "missing.png", check=False, timeout=120)
     assert proc.returncode != 0
     assert "corrupt.png" in proc.stderr and "missing.png" in proc.stderr
     assert "no image could be read" in proc.stderr
@@ -298,8 +264,8 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
         assert p.text == beam_text
         assert p.confidence == pytest.approx(
             np.exp(decode.ctc_log_likelihood(lp, ckpt.charset.encode(p.text))), rel=1e-6)
-    proc = run("grcnn_jax.recognize", f"--workdir={trained.workdir}",
-               f"--lexicon={lexicon_file}", paths[0])
+    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}",
+                      f"--lexicon={lexicon_file}", paths[0])
     assert proc.stdout.split("\t")[1] == preds[0].lexicon_text
     assert "it's" in proc.stderr                             # the skipped word is named
 
@@ -339,17 +305,13 @@ def evaluate_in_memory(workdir: str, data: str) -> dict:
 
 def test_two_hosts_evaluate_lexicons_like_one(trained, tmp_path):
     """Hosts whose batches do and do not carry lexicons still run the lexicon step together."""
-    import socket
-
     script = tmp_path / "evaluate_script.py"
     script.write_text(EVAL_SCRIPT)
     data = f"{trained.lex},{trained.root / 'train.lmdb'}"       # 13 with lexicons, 24 without
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     procs = [subprocess.Popen([sys.executable, str(script), str(trained.workdir), data,
-                               f"127.0.0.1:{port}", str(i), str(REPO / "tests")], env=env,
+                               f"127.0.0.1:{port}", str(i), str(REPO / "tests")],
+                              env=subprocess_env(),
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     a = evaluate_in_memory(str(trained.workdir), data)          # one host, meanwhile

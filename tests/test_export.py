@@ -5,29 +5,17 @@ without flax and the model code; bad paths end in one FATAL line."""
 import json
 import math
 import os
-import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import IC03_MINI, fatal_lines, run_command, run_module
 from grcnn_jax import export, recognize
 from grcnn_jax.checkpoints import load_for_inference
 
-FIXTURES = REPO / "tests" / "fixtures" / "ic03_mini"
-IMAGES = [str(FIXTURES / f"word_{i}.png") for i in (1, 3, 5)]
-
-
-def run(module, *args):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-
-
-def fatal_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("FATAL")]
+IMAGES = [str(IC03_MINI / f"word_{i}.png") for i in (1, 3, 5)]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +51,7 @@ def test_logits_equal_in_process_at_any_batch_size(ckpt, model_dir):
 
 def test_recognize_exported_prints_what_the_checkpoint_prints(model_dir):
     def rows(*args):
-        proc = run("grcnn_jax.recognize", *args, *IMAGES)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = run_module("grcnn_jax.recognize", *args, *IMAGES)
         return [line.split("\t") for line in proc.stdout.splitlines()]
 
     in_process, exported = rows(), rows("--exported", model_dir)
@@ -103,10 +90,7 @@ reader = load_exported({str(model_dir)!r})
 print(",".join(reader.read(np.load({str(tmp_path / "images.npy")!r}))))
 print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sys.modules[m])))
 """
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_command([sys.executable, "-c", script])
     texts, modules = proc.stdout.split()
     assert texts == "hotel,park,coffee"
     assert modules == "grcnn_jax,grcnn_jax.charset,grcnn_jax.export"
@@ -115,16 +99,18 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
 def test_bad_paths_end_in_one_fatal_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    proc = run("grcnn_jax.export", "--out", blocker / "model")
+    proc = run_module("grcnn_jax.export", "--out", blocker / "model", check=False)
     assert proc.returncode != 0 and len(fatal_lines(proc.stderr)) == 1, proc.stderr[-3000:]
     assert "a_file" in fatal_lines(proc.stderr)[0] and "Traceback" not in proc.stderr
 
-    proc = run("grcnn_jax.recognize", "--exported", tmp_path / "missing", IMAGES[0])
+    proc = run_module("grcnn_jax.recognize", "--exported", tmp_path / "missing", IMAGES[0],
+                      check=False)
     (line,) = fatal_lines(proc.stderr)
     assert proc.returncode != 0 and "FileNotFoundError" in line and "missing" in line
     assert "Traceback" not in proc.stderr
 
-    proc = run("grcnn_jax.recognize", "--exported", tmp_path, "--workdir", tmp_path, IMAGES[0])
+    proc = run_module("grcnn_jax.recognize", "--exported", tmp_path, "--workdir", tmp_path,
+                      IMAGES[0], check=False)
     assert proc.returncode != 0 and "without --workdir" in proc.stderr
 
 

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from conftest import REPO, load_config
-from test_train import make_lmdb, tiny_overrides
+from conftest import load_config
+from helpers import (IC03_MINI, assert_one_fatal_line, make_lmdb, run_command, run_main,
+                     tiny_config, tiny_overrides, trained_once)
 
 from grcnn_jax import checkpoints, train
 from grcnn_jax.checkpoints import CheckpointError, load_for_inference
@@ -22,50 +23,13 @@ from grcnn_jax.config_check import ConfigError, validate
 from grcnn_jax.workdir_lock import WorkdirLock, WorkdirLockedError
 
 
-def tiny_config(data, steps, **extra):
-    """configs/grcl.py with the tests' tiny model (test_train.tiny_overrides), as an object."""
-    config = load_config("grcl")
-    for arg in tiny_overrides(data, steps, **extra):
-        key, value = arg[len("--config."):].split("=", 1)
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        current = node[leaf]
-        node[leaf] = (tuple(int(v) for v in value.strip("()").split(",")) if isinstance(
-            current, tuple) else type(current)(value) if not isinstance(current, bool)
-            else value == "True")
-    return config
-
-
-@pytest.fixture(scope="module")
-def lmdb_path(tmp_path_factory):
-    return make_lmdb(tmp_path_factory.mktemp("faults") / "train.lmdb", n=24)
-
-
 @pytest.fixture(scope="module")
 def trained(lmdb_path, tmp_path_factory):
-    """A tiny run with checkpoints at steps 2 and 4."""
-    workdir = tmp_path_factory.mktemp("trained")
-    train.train_and_evaluate(tiny_config(lmdb_path, 4, checkpoint_every=2, eval_every=2),
-                             str(workdir))
+    """A tiny run with checkpoints at steps 2 and 4 (once a session; tests change copies)."""
+    workdir = trained_once(tmp_path_factory, "faults",
+                           tiny_config(lmdb_path, 4, checkpoint_every=2, eval_every=2))
     assert checkpoints.saved_steps(str(workdir)) == [2, 4]
     return workdir
-
-
-def cli(workdir, overrides, env_extra=None, **kwargs):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", **(env_extra or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}",
-         f"--workdir={workdir}", *overrides], env=env, cwd=REPO, capture_output=True, text=True,
-        timeout=300, **kwargs)
-
-
-def assert_one_fatal_line(stderr, kind):
-    assert "Traceback" not in stderr, stderr[-3000:]
-    fatal = [line for line in stderr.splitlines() if line.startswith("FATAL")]
-    assert len(fatal) == 1 and fatal[0].startswith(f"FATAL {kind}: "), stderr[-3000:]
-    return fatal[0]
 
 
 # ----------------------------------------------------------------------------- 1. the lock
@@ -73,7 +37,7 @@ def test_a_second_run_on_a_workdir_is_refused_naming_the_holder(lmdb_path, tmp_p
     with WorkdirLock(str(tmp_path)):
         with pytest.raises(WorkdirLockedError, match=f"pid {os.getpid()} on host"):
             train.train_and_evaluate(tiny_config(lmdb_path, 2), str(tmp_path))
-        proc = cli(tmp_path, tiny_overrides(lmdb_path, 2))
+        proc = run_main(tmp_path, tiny_overrides(lmdb_path, 2), check=False)
     assert proc.returncode != 0
     line = assert_one_fatal_line(proc.stderr, "WorkdirLockedError")
     assert f"pid {os.getpid()}" in line and str(tmp_path) in line
@@ -153,12 +117,9 @@ def test_a_failed_save_stops_training_in_one_line(lmdb_path, tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env.update(GRCNN_COMPILATION_CACHE="0", JAX_PLATFORMS="cpu")
-    proc = subprocess.run(
-        [sys.executable, "-m", "grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}",
-         f"--workdir={tmp_path}", *tiny_overrides(lmdb_path, 40, checkpoint_every=4,
-                                                  async_checkpoints=True)],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
-        preexec_fn=limit_file_size)
+    proc = run_main(tmp_path, tiny_overrides(lmdb_path, 40, checkpoint_every=4,
+                                             async_checkpoints=True),
+                    env=env, check=False, preexec_fn=limit_file_size)
     assert proc.returncode != 0
     line = assert_one_fatal_line(proc.stderr, "CheckpointSaveError")
     # The cause: the OS's "File too large" where orbax's reports carry it (under load its
@@ -190,7 +151,7 @@ def test_every_bad_field_is_named_at_once():
 
 
 def test_the_shipped_configs_are_valid():
-    for name in ("grcl", "grcl_small", "rcl", "cnn", "quickstart", "reader"):
+    for name in ("grcl", "grcl_small", "rcl", "cnn", "quickstart", "reader", "tiny"):
         validate(load_config(name))
 
 
@@ -199,7 +160,7 @@ def test_case_sensitive_evaluation_compares_the_labels_true_case():
     from grcnn_jax import evaluate
 
     ckpt = load_for_inference(checkpoint="pretrained")
-    fixture = str(REPO / "tests" / "fixtures" / "ic03_mini")   # Hotel EXIT park 2017 Coffee Stop
+    fixture = str(IC03_MINI)   # Hotel EXIT park 2017 Coffee Stop
     reports = {}
     for case_sensitive in (False, True):
         predictions = {}
@@ -251,7 +212,7 @@ def test_the_skip_summary_lists_distinct_keys_over_epochs(tmp_path):
     from grcnn_jax.data import pipeline
     from grcnn_jax.data.folders import Icdar03Folder
 
-    folder = Icdar03Folder(str(REPO / "tests" / "fixtures" / "ic03_mini"))
+    folder = Icdar03Folder(str(IC03_MINI))
     narrow = pipeline.Preprocess(Charset("abcdefghijklmnopqrstuvwxyz"))   # no digits: 2017
     it = pipeline.BatchIterator(pipeline.make_dataset(folder, narrow, 2, train=True, seed=0),
                                 name="train")
@@ -277,8 +238,7 @@ if __name__ == "__main__":
     it.close()
     print(len(batches))
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    proc = run_command([sys.executable, "-c", script], check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "6"
     assert "leaked shared_memory" not in proc.stderr, proc.stderr[-2000:]

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from conftest import REPO
-from test_faults import tiny_config
-from test_train import make_lmdb
+from helpers import IC03_MINI, tiny_config
 
 from grcnn_jax import checkpoints, components, pretrained, train
 from grcnn_jax.charset import Charset
@@ -22,15 +20,10 @@ from grcnn_jax.data.sources import WeightedSources
 from grcnn_jax.models import create_model
 
 
-@pytest.fixture(scope="module")
-def lmdb_path(tmp_path_factory):
-    return make_lmdb(tmp_path_factory.mktemp("finetune") / "train.lmdb", n=24)
-
-
 def fixture_images(config):
     from grcnn_jax.recognize import expand_paths, load_images
 
-    files, _ = expand_paths([str(REPO / "tests" / "fixtures" / "ic03_mini")])
+    files, _ = expand_paths([str(IC03_MINI)])
     images, good, _ = load_images(files, config.image_height, config.image_width,
                                   config.data.keep_aspect, components.gray_mode(config))
     assert len(good) == 6

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from helpers import IC03_MINI
 
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 if [[ $1 == -c ]]; then echo "${FAKE_GPUS:-2}"; exit 0; fi     # the launcher's GPU count
@@ -118,7 +119,7 @@ def test_installed_commands_run(command):
         # absl prints the flags and exits 1 after --helpfull; what matters is that they are ours.
         assert "--workdir: " in proc.stdout + proc.stderr, proc.stderr[-2000:]
         return
-    image = str(REPO / "tests" / "fixtures" / "ic03_mini" / "word_1.png")
+    image = str(IC03_MINI / "word_1.png")
     ours = subprocess.run([path, image], env=env, capture_output=True, text=True, timeout=120)
     module = subprocess.run([sys.executable, "-m", "grcnn_jax.recognize", image], env=env,
                             capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -38,9 +38,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if path.stem == "evaluate_benchmarks":
         # A checkpoint to evaluate (the notebook would otherwise train one with the command
         # the quickstart notebook runs: seconds saved here).
-        from test_visualize import save_checkpoint, tiny
+        from helpers import save_checkpoint, tiny_untrained
 
-        save_checkpoint(tmp_path / "run", tiny("grcl", 2), step=3)
+        save_checkpoint(tmp_path / "run", tiny_untrained("grcl", 2), step=3)
         monkeypatch.setenv("GRCNN_EVAL_WORKDIR", str(tmp_path / "run"))
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

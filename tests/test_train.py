@@ -1,55 +1,28 @@
-"""Training on the CPU backend with tiny configs: data parallel, several hosts, exact resume."""
+"""Training on the CPU backend with tiny configs: data parallel, several hosts, exact resume.
+
+Runs train in this process (``train.train_and_evaluate``); a subprocess only where the process
+is under test: SIGKILL, SIGTERM, 4 devices (a process-start flag), 2 processes, the command
+line's flag parsing."""
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
-from conftest import REPO, load_config
+from helpers import (free_port, make_lmdb, once_per_session, run_main, start_main,
+                     subprocess_env, tiny_config, tiny_overrides, trained_once)
+from grcnn_jax import runtime, train
 from grcnn_jax.checkpoints import load_state_arrays
-from grcnn_jax.data.crnn_lmdb import write_lmdb
 from grcnn_jax.writers import read_metrics
-
-WORDS = ["grcnn", "ctc", "lstm", "gate", "jax", "flax", "scan", "text", "word", "2017", "nips",
-         "recur", "conv", "read"]
-
-
-def make_lmdb(path, n=48):
-    def record(i):
-        text = WORDS[i % len(WORDS)]
-        rng = np.random.default_rng(i)
-        im = Image.new("L", (16 + 9 * len(text), 20), int(rng.integers(150, 255)))
-        ImageDraw.Draw(im).text((3, 4), text, fill=int(rng.integers(0, 80)))
-        import io
-        buf = io.BytesIO()
-        im.save(buf, "PNG")
-        return {"image": buf.getvalue(), "text": text}
-    write_lmdb(path, (record(i) for i in range(n)))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def train_lmdb(tmp_path_factory):
-    return make_lmdb(tmp_path_factory.mktemp("data") / "train.lmdb")
-
-
-def tiny_overrides(data, steps, **extra):
-    flags = {
-        "model.T": 2, "model.conv0_features": 8, "model.grcl_features": "(8,8,16)",
-        "model.out_features": 16, "model.hidden": 8,
-        "optimizer.name": "adam", "optimizer.learning_rate": 3e-3,
-        "batch_size": 8, "eval_batch_size": 8, "num_train_steps": steps, "log_every": 1,
-        "eval_every": 1000, "checkpoint_every": 1000, "data.train": data, "data.val": data,
-        "data.num_workers": 0, "async_checkpoints": False,
-    }
-    flags.update(extra)
-    return [f"--config.{k}={v}" for k, v in flags.items()]
+    """48 word images (helpers.make_lmdb), one LMDB for all the runs of a session."""
+    folder = once_per_session(tmp_path_factory, "words48", lambda d: make_lmdb(d / "train.lmdb"))
+    return str(folder / "train.lmdb")
 
 
 # `python -m grcnn_jax.main` whose process SIGKILLs itself once the checkpoint of step
@@ -67,20 +40,6 @@ checkpoints.Saver.save = save_then_die
 sys.argv[0] = "grcnn_jax.main"
 runpy.run_module("grcnn_jax.main", run_name="__main__")
 """
-
-
-def run_main(workdir, overrides, env_extra=None, extra_args=(), check=True, timeout=300,
-             kill_after_checkpoint=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", **(env_extra or {}))
-    main = ["-m", "grcnn_jax.main"] if kill_after_checkpoint is None else [
-        "-c", KILL_AFTER_CHECKPOINT, str(kill_after_checkpoint)]
-    cmd = [sys.executable, *main, f"--config={REPO / 'configs' / 'grcl.py'}",
-           f"--workdir={workdir}", *overrides, *extra_args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def final_params(workdir):
@@ -102,10 +61,8 @@ def losses(workdir):
 
 @pytest.fixture(scope="module")
 def reference_run(train_lmdb, tmp_path_factory):
-    """6 steps straight on one device."""
-    workdir = tmp_path_factory.mktemp("straight")
-    run_main(workdir, tiny_overrides(train_lmdb, 6))
-    return workdir
+    """6 steps straight on one device (in a test process, once a session)."""
+    return trained_once(tmp_path_factory, "straight", tiny_config(train_lmdb, 6))
 
 
 # SGD for the topology comparisons: Adam and ADADELTA divide by the gradient's running RMS,
@@ -116,35 +73,19 @@ SGD = {"optimizer.name": "sgd", "optimizer.learning_rate": 0.05}
 
 @pytest.fixture(scope="module")
 def reference_sgd_run(train_lmdb, tmp_path_factory):
-    """6 SGD steps on one device, one process."""
-    workdir = tmp_path_factory.mktemp("straight_sgd")
-    run_main(workdir, tiny_overrides(train_lmdb, 6, **SGD))
-    return workdir
+    """6 SGD steps on one device, one process (a test process, once a session)."""
+    return trained_once(tmp_path_factory, "straight_sgd", tiny_config(train_lmdb, 6, **SGD))
 
 
-def initial_state(overrides):
-    """The train state main.py starts from for these --config overrides (same seed)."""
-    import ast
-
+def initial_state(config):
+    """The train state training starts from for ``config`` (same seed)."""
     import jax
 
     from grcnn_jax.charset import Charset
     from grcnn_jax.models import create_model
-    from grcnn_jax.train import create_train_state
 
-    config = load_config("grcl")
-    for flag in overrides:
-        key, value = flag.removeprefix("--config.").split("=", 1)
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        if isinstance(node[leaf], str):
-            node[leaf] = value
-        else:
-            node[leaf] = type(node[leaf])(ast.literal_eval(value))
     model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
-    return jax.device_get(create_train_state(config, model, jax.random.key(config.seed)))
+    return jax.device_get(train.create_train_state(config, model, jax.random.key(config.seed)))
 
 
 def relative_difference(a, b, start):
@@ -159,7 +100,7 @@ def relative_difference(a, b, start):
     return (diff / moved) ** 0.5
 
 
-def assert_same_training(reference, other, overrides):
+def assert_same_training(reference, other, config):
     """Equal up to float32 reduction order: splitting the batch over devices or hosts changes
     the order of the sums (BatchNorm statistics, kernel gradients). Measured: the first
     step's gradients on 4 devices and on 1 differ by 2.4e-6 of their norm; after 6 SGD steps
@@ -169,7 +110,7 @@ def assert_same_training(reference, other, overrides):
     wrong share of the batch) is of the order of 1."""
     (step_1, state_1), (step_n, state_n) = final_params(reference), final_params(other)
     assert step_1 == step_n == 6
-    start = initial_state(overrides)
+    start = initial_state(config)
     for part in ("params", "batch_stats"):
         assert relative_difference(state_n[part], state_1[part], getattr(start, part)) < 1e-2
     np.testing.assert_allclose(list(losses(reference).values()), list(losses(other).values()),
@@ -177,43 +118,34 @@ def assert_same_training(reference, other, overrides):
 
 
 def test_data_parallel_on_four_devices_matches_one(reference_sgd_run, train_lmdb, tmp_path):
-    overrides = tiny_overrides(train_lmdb, 6, **SGD)
-    run_main(tmp_path, overrides,
-             env_extra={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
-                        + " --xla_force_host_platform_device_count=4"})
-    assert_same_training(reference_sgd_run, tmp_path, overrides)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    run_main(tmp_path, tiny_overrides(train_lmdb, 6, **SGD),
+             env=subprocess_env(XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+                                + " --xla_force_host_platform_device_count=4"))
+    assert_same_training(reference_sgd_run, tmp_path, tiny_config(train_lmdb, 6, **SGD))
 
 
 def test_two_processes_match_one(reference_sgd_run, train_lmdb, tmp_path):
     port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}",
-         f"--workdir={tmp_path}", *tiny_overrides(train_lmdb, 6, **SGD),
-         f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+    procs = [start_main(tmp_path, tiny_overrides(train_lmdb, 6, **SGD),
+                        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                        f"--process_id={i}") for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-4000:]
-    assert_same_training(reference_sgd_run, tmp_path, tiny_overrides(train_lmdb, 6, **SGD))
+    assert_same_training(reference_sgd_run, tmp_path, tiny_config(train_lmdb, 6, **SGD))
     # Each host saved its own data-iterator position.
     data_dir = os.path.join(tmp_path, "checkpoints", "6", "data")
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(data_dir))
 
 
 def test_resume_after_sigkill_is_exact(reference_run, train_lmdb, tmp_path):
-    overrides = tiny_overrides(train_lmdb, 6, checkpoint_every=3)
-    killed = run_main(tmp_path, overrides, check=False, kill_after_checkpoint=3)
+    """Killed by SIGKILL in a subprocess after the checkpoint of step 3, resumed here: the
+    same bits as the straight run."""
+    killed = run_main(tmp_path, tiny_overrides(train_lmdb, 6, checkpoint_every=3), check=False,
+                      launcher=("-c", KILL_AFTER_CHECKPOINT, "3"))
     assert killed.returncode == -signal.SIGKILL
     assert final_params(tmp_path)[0] == 3
-    run_main(tmp_path, overrides)
+    train.train_and_evaluate(tiny_config(train_lmdb, 6, checkpoint_every=3), str(tmp_path))
     step, state = final_params(tmp_path)
     assert step == 6
     assert_trees_close(final_params(reference_run)[1], state, rtol=0, atol=0)
@@ -222,14 +154,11 @@ def test_resume_after_sigkill_is_exact(reference_run, train_lmdb, tmp_path):
 
 
 def test_sigterm_saves_and_exits_cleanly(train_lmdb, tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "grcnn_jax.main", f"--config={REPO / 'configs' / 'grcl.py'}",
-         f"--workdir={tmp_path}", *tiny_overrides(train_lmdb, 100_000)],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_main(tmp_path, tiny_overrides(train_lmdb, 100_000))
     metrics = tmp_path / "metrics.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    while time.time() < deadline and not (metrics.exists()
+                                          and metrics.read_text().count("\n") >= 3):
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -240,11 +169,15 @@ def test_sigterm_saves_and_exits_cleanly(train_lmdb, tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_step(train_lmdb, tmp_path):
-    proc = run_main(tmp_path, tiny_overrides(train_lmdb, 50, checkpoint_every=1, **{
-        "optimizer.learning_rate": 1e30, "grad_clip_norm": 0.0}), check=False)
-    assert proc.returncode != 0
-    assert "NonFiniteLossError: step" in proc.stderr
-    failed_at = int(proc.stderr.split("NonFiniteLossError: step ")[1].split(":")[0])
+    config = tiny_config(train_lmdb, 50, checkpoint_every=1,
+                         **{"optimizer.learning_rate": 1e30, "grad_clip_norm": 0.0})
+    with pytest.raises(train.NonFiniteLossError, match=r"^step \d+: ") as e:
+        train.train_and_evaluate(config, str(tmp_path))
+    # The command refuses it with one line: 'FATAL NonFiniteLossError: step N: ...'.
+    assert isinstance(e.value, runtime.REFUSALS)
+    line = runtime.fatal_line(e.value)
+    assert line.startswith("FATAL NonFiniteLossError: step ")
+    failed_at = int(line.split("NonFiniteLossError: step ")[1].split(":")[0])
     step, state = final_params(tmp_path)
     assert step < failed_at
     import jax
@@ -261,7 +194,8 @@ def test_model_mismatch_on_resume_is_reported(reference_run, train_lmdb, tmp_pat
     import shutil
 
     shutil.copytree(reference_run, tmp_path, dirs_exist_ok=True)
-    proc = run_main(tmp_path, tiny_overrides(train_lmdb, 8) + ["--config.model.hidden=12"],
-                    check=False)
-    assert proc.returncode != 0
-    assert "model.hidden=8 there, 12 now" in proc.stderr
+    with pytest.raises(ValueError) as e:
+        train.train_and_evaluate(tiny_config(train_lmdb, 8, **{"model.hidden": 12}),
+                                 str(tmp_path))
+    assert isinstance(e.value, runtime.REFUSALS)          # the command: one FATAL line
+    assert "model.hidden=8 there, 12 now" in str(e.value)

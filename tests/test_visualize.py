@@ -1,23 +1,14 @@
 """Effective receptive fields: confined to the theoretical field, exact gradients, the command."""
 
-import functools
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, load_config
+from conftest import load_config
+from helpers import IC03_MINI, save_checkpoint, tiny_widths
+from helpers import tiny_untrained as tiny
 from grcnn_jax import visualize
-from grcnn_jax.models import Backbone
-
-UNTRAINED = visualize.untrained           # the real one (a test below replaces it)
-TINY = dict(conv0_features=8, grcl_features=(8, 8, 16), out_features=16, hidden=8)
-
-
-@functools.lru_cache(maxsize=None)
-def tiny(name, T, seed=0):
-    """A tiny untrained model (cached: each costs seconds to initialize)."""
-    return UNTRAINED(name, seed=seed, T=T, **TINY)
+from grcnn_jax.models import Backbone, GRCLOptions
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,9 @@ def test_fields_are_the_gradients_of_the_frame_outputs(noise):
     import jax.numpy as jnp
 
     model = tiny("grcl", 2)
-    backbone = Backbone(8, (8, 8, 16), 16, T=2)
+    w = tiny_widths()
+    backbone = Backbone(w["conv0_features"], w["grcl_features"], w["out_features"],
+                        GRCLOptions(T=2))
     variables = {"params": model.params["backbone"], "batch_stats": model.batch_stats["backbone"]}
     x = jnp.asarray(noise, jnp.float32)[None, ..., None] * (2 / 255) - 1
 
@@ -171,29 +164,9 @@ def test_command_draws_three_different_panels(tmp_path, monkeypatch, capsys):
     assert "CNN (untrained)  frame 13: theoretical columns 33..70, non-zero 33..70" in printed
 
 
-def save_checkpoint(workdir, model, step):
-    """A checkpoint as training writes it, as far as inference reads it (state with params and
-    batch stats, meta with config and charset), without the cost of a training step."""
-    import json
-
-    import orbax.checkpoint as ocp
-
-    from grcnn_jax import checkpoints
-
-    config = load_config("grcl")
-    config.model = model.model_config
-    config.async_checkpoints = False
-    state = {"params": model.params, "batch_stats": model.batch_stats, "step": step}
-    meta = {"config": json.loads(config.to_json_best_effort()), "charset": config.charset,
-            "step": step}
-    with checkpoints.make_manager(str(workdir), config) as manager:
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   meta=ocp.args.JsonSave(meta)))
-
-
 def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path):
     save_checkpoint(tmp_path / "run", tiny("grcl", 2), step=7)
-    image = REPO / "tests" / "fixtures" / "ic03_mini" / "word_1.png"
+    image = IC03_MINI / "word_1.png"
     out, profiles = tmp_path / "grid.png", tmp_path / "profiles.png"
     fig = visualize.main(["--workdir", str(tmp_path / "run"), "--image", str(image),
                           "--frame", "2,20", "--target", "energy", "--out", str(out),

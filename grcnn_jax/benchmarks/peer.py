@@ -34,8 +34,8 @@ synthetic generator) at each batch size, next to which the train step's must sta
 Ours: ``train.train_step`` (train-mode BatchNorm, CTC, global-norm clipping at 5,
 ADADELTA as the seed and the peer) on a fixed batch, and inference = eval-mode logits +
 argmax per frame, as the peer's ``infer``. Configs: ``grcl`` (the paper: T = 5, BLSTM
-256), ``small`` (the seed's: T = 3, BLSTM 512) and ``tiny`` (narrow, for tests: ours
-only, the peer has the paper's widths). The peer
+256), ``small`` (the seed's: T = 3, BLSTM 512) and ``tiny`` (configs/tiny.py's model, the
+tests': ours only, the peer has the paper's widths). The peer
 (shared/bench/torch_grcnn.py) needs torch in its own environment (``python3 -m venv
 .venv-peer && .venv-peer/bin/pip install torch numpy``); without it only our rows are
 printed.
@@ -53,19 +53,26 @@ import subprocess
 import sys
 import time
 
+# Model fields over config_base's; "tiny" is configs/tiny.py's model section (the tests').
 CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
-           "tiny": {"T": 1, "hidden": 8, "conv0_features": 8, "grcl_features": (8, 8, 16),
-                    "out_features": 16}}
-DEFAULT_PEER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "bench",
-                            "torch_grcnn.py")
+           "tiny": {"model_of": "configs/tiny.py"}}
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+DEFAULT_PEER = os.path.join(REPO, "..", "shared", "bench", "torch_grcnn.py")
 
 
 # ----------------------------------------------------------------------------- our side
 def _model_config(name: str, dtype: str):
+    """config_base's config (ADADELTA, as the peer) with the model of ``CONFIGS[name]``."""
+    import runpy
+
     from grcnn_jax.config_base import get_base_config
 
     config = get_base_config()
-    config.model.update(CONFIGS[name])
+    fields = dict(CONFIGS[name])
+    if "model_of" in fields:
+        config_file = os.path.join(REPO, fields.pop("model_of"))
+        config.model.update(runpy.run_path(config_file)["get_config"]().model.to_dict())
+    config.model.update(fields)
     config.model.dtype = dtype
     return config
 
