@@ -106,3 +106,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep_checkpoints = 3
     config.async_checkpoints = True
     return config
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+    """A config file's ``get_config()``, loaded by path as ``--config`` loads it."""
+    import importlib.util
+    import os
+
+    name = "grcnn_config_" + os.path.splitext(os.path.basename(str(path)))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()

@@ -176,16 +176,12 @@ def effective_columns(field: np.ndarray, mass: float = 1.0) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- models, images
 def _config_file(name: str) -> ml_collections.ConfigDict | None:
     """configs/<name>.py's get_config() when running from a checkout (None otherwise)."""
-    import importlib.util
     import pathlib
 
+    from grcnn_jax.config_base import load_config_file
+
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(str(path)) if path.is_file() else None
 
 
 def untrained_config(name: str) -> ml_collections.ConfigDict:

@@ -42,10 +42,6 @@ def lmdb_path(tmp_path_factory) -> str:
 
 def load_config(name: str):
     """Loads configs/<name>.py's get_config() the way config_flags does: by file path."""
-    import importlib.util
+    from grcnn_jax.config_base import load_config_file
 
-    path = REPO / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+    return load_config_file(str(REPO / "configs" / f"{name}.py"))

@@ -26,7 +26,6 @@ except beam search's, which grows with flatter outputs: use a trained checkpoint
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -44,14 +43,6 @@ from grcnn_jax.models import create_model
 from grcnn_jax.components import make_mesh, make_preprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_config_file(path: str):
-    """A configs/*.py file's ``get_config()`` (loaded by path, like ``--config``)."""
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
@@ -111,6 +102,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         what = f"checkpoint {ckpt.path}"
     else:
+        from grcnn_jax.config_base import load_config_file
+
         config = load_config_file(args.config)
         charset = Charset.from_spec(config.charset)
         model = create_model(config.model, charset.num_classes)
