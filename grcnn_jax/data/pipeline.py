@@ -188,7 +188,7 @@ def _own_arrays(batch: dict) -> dict:
     Grain hands a worker's arrays over as shared-memory blocks, unlinked when their array
     object is deleted -- by a daemon thread, which the interpreter does not wait for: the
     blocks of the last batches a command reads are left behind (Python's "leaked
-    shared_memory objects" warning at exit). A copy costs ~0.1 ms for 192 images; the block
+    shared_memory objects" warning at exit). A copy costs ~10 µs for 192 images; the block
     is then unlinked here, at once, and the array's own deleter only closes its mapping.
     """
     out = {}
