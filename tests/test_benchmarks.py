@@ -93,3 +93,30 @@ def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys)
     assert peer_row["images_per_s"] == pytest.approx(len(labels) / 0.5)
     assert 0 <= ours["word_accuracy"] <= 1 and ours["images_per_s"] > 0
     assert "EasyOCR fake" in capsys.readouterr().out
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
+    """The GPU check with tiny settings: the side-by-side rows (a fake peer), a short training
+    run stopped by SIGTERM, the loader, one JSON and the table."""
+    from grcnn_jax.benchmarks import gpu_check
+
+    fake = tmp_path / "fake_peer.py"
+    fake.write_text(FAKE_PEER)
+    monkeypatch.setitem(peer.CONFIGS, "tiny", {"T": 1, "hidden": 8})   # lets the peer run
+    out = tmp_path / "check"
+    assert gpu_check.main(["--out", str(out), "--config", "tiny", "--batch", "4",
+                           "--dtypes", "float32", "--rounds", "1", "--train_seconds", "6",
+                           "--loader_batches", "2", "--peer", str(fake),
+                           "--peer_python", sys.executable]) == 0
+    result = json.loads((out / "gpu_check.json").read_text())
+    whos = {(r["who"], r["mode"]) for r in result["benchmark"]["rows"]}
+    assert whos == {("ours", "train"), ("ours", "infer"), ("peer", "train"), ("peer", "infer")}
+    ours = [r for r in result["benchmark"]["rows"] if r["who"] == "ours"]
+    assert all(r["mfu"] > 0 and r["vs_peer"] > 0 for r in ours)
+    training = result["training"]
+    assert training["stopped_by_sigterm"] and training["steps"] >= 10
+    assert training["loss_last"] < training["loss_first"]
+    assert result["loader"]["images_per_s"] > 0 and result["loader"]["workers"] >= 1
+    table = capsys.readouterr().out
+    assert "x the peer" in table and "loader alone" in table and "training" in table
+    assert gpu_check.peak_for("NVIDIA H200") == 989_000.0 and gpu_check.peak_for("cpu") is None
