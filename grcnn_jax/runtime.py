@@ -125,15 +125,29 @@ def configure() -> None:
 REFUSALS = (ValueError, OSError, KeyError, FloatingPointError)
 
 
-def traceback_requested() -> bool:
+def traceback_requested(argv: list[str] | None = None) -> bool:
     """True when the command line asked for tracebacks: absl's ``-v 1`` (``--verbosity``) or
-    more, or ``GRCNN_TRACEBACK=1`` in the environment."""
+    more, or ``GRCNN_TRACEBACK=1`` in the environment.
+
+    Read from the command line itself: the commands lower absl's verbosity to WARNING after
+    parsing (jax and orbax are chatty at INFO), so the flag's current value is not the user's.
+    """
     if os.environ.get("GRCNN_TRACEBACK", "0") not in ("", "0"):
         return True
-    from absl import flags
-
-    return any(a in ("-v", "--v", "--verbosity") or a.startswith(("-v=", "--v=", "--verbosity="))
-               for a in sys.argv[1:]) and flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(args):
+        for name in ("-v", "--v", "-verbosity", "--verbosity"):
+            if arg == name and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+            else:
+                continue
+            try:
+                return int(value) >= 1
+            except ValueError:
+                return False
+    return False
 
 
 def fatal_line(error: BaseException) -> str:

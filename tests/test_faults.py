@@ -140,6 +140,19 @@ def test_geometry_that_cannot_fit_the_labels_is_refused_before_the_workdir(tmp_p
     assert not (tmp_path / "new").exists()
 
 
+def test_the_refusal_is_one_line_and_its_traceback_is_there_with_v1(tmp_path):
+    from grcnn_jax.runtime import traceback_requested
+
+    plain = run_main(tmp_path / "a", ["--config.image_width=7"], check=False)
+    assert_one_fatal_line(plain.stderr, "ConfigError")
+    verbose = run_main(tmp_path / "b", ["--config.image_width=7"], "-v", "1", check=False)
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    assert "ConfigError: config.image_width=7" in verbose.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert traceback_requested(["--verbosity=2"]) and not traceback_requested(["-v", "0"])
+    assert not traceback_requested(["--config.x=1"])
+
+
 def test_every_bad_field_is_named_at_once():
     config = load_config("grcl")
     config.batch_size, config.model.dtype, config.optimizer.learning_rate = 0, "fp8", -1.0
