@@ -72,6 +72,43 @@ def test_lmdb_round_trip_through_the_tool(tmp_path, label_file):
         source[12]
 
 
+@pytest.mark.parametrize("argv, culprit", [
+    (["--labels", "x.txt", "--icdar03", "IC03", "out"], "--labels and --icdar03"),
+    (["out"], "--labels FILE or --icdar03 FOLDER, got neither"),
+    (["--labels", "x.txt"], "OUTPUT path"),
+    (["--labels", "x.txt", "a", "b"], "OUTPUT path"),
+    (["--labels", "x.txt", "--lmdb", "out"], "flag 'lmdb'"),
+])
+def test_lmdb_tool_refuses_a_wrong_command_line_in_one_line(tmp_path, monkeypatch, argv,
+                                                             culprit):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        crnn_lmdb.main(argv)
+    message = str(e.value.code)
+    assert message.startswith("FATAL") and "\n" not in message and culprit in message
+    assert os.listdir(tmp_path) == []                            # nothing written
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_lmdb_write_leaves_nothing_so_it_can_run_again(tmp_path, label_file, existing,
+                                                                capsys):
+    """A bad line half-way (its image is missing): exit 2 naming file and line, and the output
+    is gone (or left empty, when it was an empty folder), so the fixed command runs."""
+    out = tmp_path / "lmdb"
+    if existing:
+        out.mkdir()
+    lines = label_file.read_text(encoding="utf-8").splitlines()
+    broken = tmp_path / "broken.txt"
+    broken.write_text("\n".join(lines[:5] + ["imgs/gone.png\tgone"] + lines[5:]) + "\n",
+                      encoding="utf-8")
+    assert crnn_lmdb.main(["--labels", str(broken), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]              # after the progress bar
+    assert err.startswith("FATAL DataError") and f"{broken}:6" in err
+    assert (os.listdir(out) == []) if existing else not out.exists()
+    assert crnn_lmdb.main(["--labels", str(label_file), str(out)]) == 0
+    assert len(LmdbSource(out)) == 12
+
+
 def test_lmdb_through_the_loader_with_two_workers(tmp_path, label_file):
     out = tmp_path / "lmdb"
     crnn_lmdb.main(["--labels", str(label_file), str(out)])

@@ -18,13 +18,15 @@ file (a tab separates first if present, so texts may hold spaces then).
 
 from __future__ import annotations
 
-import argparse
 import os
+import shutil
 import sys
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import lmdb
+from absl import flags
 
+from grcnn_jax import runtime
 from grcnn_jax.data.errors import DataError
 
 NUM_SAMPLES_KEY = b"num-samples"
@@ -123,11 +125,13 @@ def write_lmdb(path: str | os.PathLike, records: Iterable[dict], map_size: int =
     """Writes records (dicts with ``image`` bytes, ``text`` and optional ``lexicon``) to a new LMDB.
 
     Returns the number written. ``map_size`` is the address space reserved
-    (sparse on Linux, so 1 TiB costs nothing).
+    (sparse on Linux, so 1 TiB costs nothing). If writing fails (a bad record, Ctrl-C), what
+    this call created is removed, so the same command can be run again.
     """
     path = os.fspath(path)
     if os.path.isfile(path) or (os.path.isdir(path) and os.listdir(path)):
         raise DataError(f"refusing to write into existing non-empty {path!r}")
+    created = not os.path.isdir(path)
     os.makedirs(path, exist_ok=True)
     env = lmdb.open(path, map_size=map_size)
     n = 0
@@ -150,9 +154,14 @@ def write_lmdb(path: str | os.PathLike, records: Iterable[dict], map_size: int =
         txn.commit()
     except BaseException:
         txn.abort()
-        raise
-    finally:
         env.close()
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            for name in os.listdir(path):           # data.mdb, lock.mdb: the folder was empty
+                os.remove(os.path.join(path, name))
+        raise
+    env.close()
     return n
 
 
@@ -185,37 +194,56 @@ def read_label_file(path: str | os.PathLike) -> Iterator[dict]:
             yield {"key": f"{path}:{lineno}", "image": data, "text": text}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Create a CRNN-format LMDB dataset.")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--labels", help="label file: 'path<TAB or space>text' per line")
-    src.add_argument("--icdar03", help="ICDAR-03-style folder (test.txt, test_label.txt, "
-                                       "optional lexicon_50.txt)")
-    ap.add_argument("output", help="the LMDB directory to create (must not exist or be empty)")
-    args = ap.parse_args(argv)
+def define_flags(flag_values) -> None:
+    """The flags of ``python -m grcnn_jax.data.crnn_lmdb`` (on ``flag_values``); the LMDB to
+    create is the one positional argument."""
+    flags.DEFINE_string("labels", None, "label file: 'path<TAB or space>text' per line",
+                        flag_values=flag_values)
+    flags.DEFINE_string("icdar03", None, "ICDAR-03-style folder (test.txt, test_label.txt, "
+                        "optional lexicon_50.txt)", flag_values=flag_values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Creates a CRNN-format LMDB; returns the exit status (2: the input is bad)."""
+    FLAGS, rest = runtime.parse_command_line(define_flags, argv, __doc__, positional=True)
+    given = [f"--{name}" for name in ("labels", "icdar03") if FLAGS[name].value is not None]
+    if len(given) != 1:
+        raise runtime.usage_error("give one of --labels FILE or --icdar03 FOLDER, got "
+                                  f"{' and '.join(given) if given else 'neither'}")
+    if len(rest) != 1:
+        got = f"{len(rest)}: {' '.join(rest)!r}" if rest else "none"
+        raise runtime.usage_error(f"give one OUTPUT path, the LMDB directory to create (got {got})")
+    output, = rest
 
     from tqdm import tqdm
 
     try:
-        if args.labels:
-            with open(args.labels, encoding="utf-8", errors="replace") as f:
+        if FLAGS.labels is not None:
+            with open(FLAGS.labels, encoding="utf-8", errors="replace") as f:
                 total = sum(1 for line in f if line.strip())
-            records = read_label_file(args.labels)
+            records = read_label_file(FLAGS.labels)
         else:
             from grcnn_jax.data.folders import Icdar03Folder
 
-            folder = Icdar03Folder(args.icdar03)
+            folder = Icdar03Folder(FLAGS.icdar03)
             total = len(folder)
             records = (folder[i] for i in range(total))
-        n = write_lmdb(args.output, tqdm(records, total=total, unit="img", desc="writing"))
+        n = write_lmdb(output, tqdm(records, total=total, unit="img", desc="writing"))
     except DataError as e:
-        from grcnn_jax.runtime import fatal_line
-
-        print(fatal_line(e), file=sys.stderr)
+        if FLAGS.verbosity >= 1 or runtime.traceback_requested(argv):
+            raise
+        print(runtime.fatal_line(e), file=sys.stderr)
         return 2
-    print(f"wrote {n} records to {args.output}")
+    print(f"wrote {n} records to {output}")
     return 0
 
 
+def run() -> None:
+    """The ``grcnn-make-lmdb`` command (``python -m grcnn_jax.data.crnn_lmdb``): refusals exit
+    with one FATAL line."""
+    with runtime.refusals_as_one_line():
+        raise SystemExit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
