@@ -223,7 +223,6 @@ def _define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     from absl import app, flags
-    from absl import logging as absl_logging
 
     from grcnn_jax import checkpoints, runtime
 
@@ -235,9 +234,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.benchmark and FLAGS.data:
         raise app.UsageError("give --benchmark DIR or --data, not both: --benchmark scores the "
                              "sets it finds in DIR")
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
-    try:
+    runtime.log_our_progress()
+    with runtime.refusals_as_one_line():
         ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
         predictions: dict | None = {} if FLAGS.predictions else None
         if FLAGS.benchmark:
@@ -252,10 +250,6 @@ def main(argv: list[str]) -> None:
                 ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
                 num_workers=FLAGS.num_workers, predictions=predictions)
-    except runtime.REFUSALS as e:
-        if runtime.traceback_requested():
-            raise
-        raise SystemExit(runtime.fatal_line(e)) from None
     if FLAGS.benchmark:
         print(benchmark_protocol.format_table(report), flush=True)
     else:

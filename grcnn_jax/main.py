@@ -15,7 +15,6 @@ import logging
 import os
 
 from absl import app, flags
-from absl import logging as absl_logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -45,13 +44,13 @@ def initialize_distributed() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    # Our progress and warnings at INFO; orbax and jax are chatty at INFO, so only their warnings.
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
+    from grcnn_jax import runtime
+
+    runtime.log_our_progress()
     initialize_distributed()
     import jax
 
-    from grcnn_jax import runtime, train
+    from grcnn_jax import train
 
     logging.info("JAX process %d of %d, %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),

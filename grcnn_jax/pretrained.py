@@ -15,6 +15,7 @@ Write it from a training checkpoint with
 
     python -m grcnn_jax.pretrained --workdir runs/reader [--step latest] \
         [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
+    python -m grcnn_jax.pretrained --checkpoint runs/reader/checkpoints/12000 [...]
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ import hashlib
 import json
 import logging
 import os
-import sys
 from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
+from absl import flags
 from flax import traverse_util
 
+from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.checkpoints import InferenceCheckpoint
 
@@ -183,34 +185,41 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
     return state.replace(params=out["params"], batch_stats=out["batch_stats"])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
+def define_flags(flag_values) -> None:
+    """The flags of ``python -m grcnn_jax.pretrained`` (on ``flag_values``)."""
+    flags.DEFINE_string("workdir", None, "training workdir", flag_values=flag_values)
+    flags.DEFINE_string("checkpoint", None, "a checkpoint step directory (instead of --workdir)",
+                        flag_values=flag_values)
+    flags.DEFINE_string("step", "latest", "checkpoint of --workdir: 'latest', 'best' or a step "
+                        "number", flag_values=flag_values)
+    flags.DEFINE_string("out", ASSET_DIR, "the folder to write", flag_values=flag_values)
+    flags.DEFINE_string("note", "", "a line stored in meta.json (what it measured)",
+                        flag_values=flag_values)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Writes a checkpoint as the shipped model's folder; returns the exit status."""
     from grcnn_jax import checkpoints
 
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.pretrained",
-                                description="Write a checkpoint as the shipped model's folder.")
-    p.add_argument("--workdir", help="training workdir")
-    p.add_argument("--checkpoint", help="a checkpoint step directory (instead of --workdir)")
-    p.add_argument("--step", default="latest")
-    p.add_argument("--out", default=ASSET_DIR)
-    p.add_argument("--note", default="", help="a line stored in meta.json (what it measured)")
-    args = p.parse_args(argv)
-    if not args.workdir and not args.checkpoint:
-        p.error("give --workdir or --checkpoint: the checkpoint to ship")
-    try:
-        ckpt = checkpoints.load_for_inference(args.workdir, args.checkpoint, args.step)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
-    meta = export(ckpt, args.out, args.note)
-    size = os.path.getsize(os.path.join(args.out, VARIABLES_FILE))
-    print(f"wrote {args.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    if not FLAGS.workdir and not FLAGS.checkpoint:
+        raise runtime.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
+    with runtime.refusals_as_one_line(argv):
+        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        meta = export(ckpt, FLAGS.out, FLAGS.note)
+    size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
+    print(f"wrote {FLAGS.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
           f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
     return 0
 
 
-if __name__ == "__main__":
-    from grcnn_jax.runtime import refusals_as_one_line
+def run() -> None:
+    """The ``python -m grcnn_jax.pretrained`` command: refusals exit with one FATAL line."""
+    # A failed checkpoint read leaves orbax's pending I/O callbacks: one error, not hundreds.
+    runtime.quiet_closed_loop_callbacks()
+    with runtime.refusals_as_one_line():
+        raise SystemExit(main())
 
-    with refusals_as_one_line():
-        sys.exit(main())
+
+if __name__ == "__main__":
+    run()

@@ -192,7 +192,6 @@ def _define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     from absl import app, flags
-    from absl import logging as absl_logging
 
     from grcnn_jax import checkpoints, runtime
 
@@ -205,9 +204,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.exported and (FLAGS.workdir or FLAGS.checkpoint or FLAGS["step"].present):
         raise app.UsageError("--exported runs an exported model folder: give it without "
                              "--workdir, --checkpoint and --step")
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
-    try:
+    runtime.log_our_progress()
+    with runtime.refusals_as_one_line():
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
         if FLAGS.exported:
             from grcnn_jax.export import load_exported
@@ -233,10 +231,6 @@ def main(argv: list[str]) -> None:
         else:
             predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width,
                                            FLAGS.batch_size)
-    except runtime.REFUSALS as e:
-        if runtime.traceback_requested():
-            raise
-        raise SystemExit(runtime.fatal_line(e)) from None
     for path, p in zip(good, predictions):
         if lexicon is not None:
             print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")

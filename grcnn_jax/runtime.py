@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,15 @@ def quiet_closed_loop_callbacks() -> None:
     sys.unraisablehook = hook
 
 
+def log_our_progress() -> None:
+    """Our progress and warnings at INFO; orbax and jax are chatty at INFO, so only their
+    warnings (absl's verbosity: call it after the flags are parsed)."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("grcnn_jax").setLevel(logging.INFO)
+
+
 def configure() -> None:
     """All of the above: call it first in a command's ``__main__`` block."""
     use_huge_pages()
@@ -158,7 +168,10 @@ def fatal_line(error: BaseException) -> str:
 
 class refusals_as_one_line:
     """``with refusals_as_one_line(): ...`` -- a REFUSALS error (and WorkdirLockedError) exits
-    with ``fatal_line`` instead of a traceback, unless ``traceback_requested()``."""
+    with ``fatal_line`` instead of a traceback, unless ``traceback_requested(argv)``."""
+
+    def __init__(self, argv: Sequence[str] | None = None):
+        self.argv = None if argv is None else list(argv)
 
     def __enter__(self):
         return self
@@ -168,7 +181,7 @@ class refusals_as_one_line:
 
         if error is None or not isinstance(error, (*REFUSALS, WorkdirLockedError)):
             return False
-        if traceback_requested():
+        if traceback_requested(self.argv):
             return False
         sys.stderr.flush()
         raise SystemExit(fatal_line(error)) from None
@@ -186,3 +199,72 @@ def run_command(main, define_flags=None, flags_parser=None) -> None:
         app.run(main)
     else:
         app.run(main, flags_parser=flags_parser)
+
+
+# ----------------------------------------------------------------------------- absl flags
+# The small commands (benchmarks, data tools) parse their flags into a FlagValues of their
+# own rather than absl's global FLAGS: their flag names overlap (--workdir, --out, --json),
+# and the tests call several of them in one process as ``main([...])``.
+def _int_list_parser():
+    """absl's comma-separated list parser, giving integers (absl has lists of strings only)."""
+    from absl import flags
+
+    class IntListParser(flags.ListParser):
+        def parse(self, argument):
+            items = super().parse(argument)
+            try:
+                return [int(item) for item in items]
+            except ValueError:
+                raise ValueError(f"expected comma-separated integers, got {argument!r}") \
+                    from None
+
+    return IntListParser()
+
+
+def define_int_list(name: str, default: list[int], help: str, flag_values: Any) -> None:
+    """A comma-separated integer list flag (``--batches=32,64`` -> [32, 64]) on ``flag_values``."""
+    from absl import flags
+
+    caller = sys._getframe(1).f_globals.get("__name__")       # --help lists it with its command
+    flags.DEFINE(_int_list_parser(), name, ",".join(map(str, default)), help, flag_values,
+                 serializer=flags.CsvListSerializer(","), module_name=caller)
+
+
+HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")
+
+
+def usage_error(message: str) -> SystemExit:
+    """A wrong command line, as one line: ``raise runtime.usage_error("--frame is empty")``."""
+    message = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    return SystemExit(f"FATAL Flags parsing error: {message}; pass --help to see the flags")
+
+
+def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] | None = None,
+                       usage: str = "", positional: bool = False) -> tuple[Any, list[str]]:
+    """Parses ``argv`` (default ``sys.argv[1:]``) with absl into a fresh ``FlagValues`` on which
+    ``define_flags(flag_values)`` defined the command's flags; returns ``(flag_values,
+    positional arguments)`` (refused unless ``positional``). Every command also takes ``-v N``
+    (``--verbosity``; >= 1: full tracebacks, see ``traceback_requested``) and ``--flagfile``.
+    ``--help`` prints ``usage`` and the flags and exits 0; a bad command line exits with one
+    ``usage_error`` line."""
+    from absl import flags
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "command"
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    flags.DEFINE_integer("verbosity", 0, "1 or more: refusals keep their traceback.",
+                         short_name="v", flag_values=flag_values)
+    if any(a in HELP_ARGS for a in args):
+        print(usage.strip() + "\n\nflags:\n" + flag_values.get_help(include_special_flags=False))
+        raise SystemExit(0)
+    try:
+        rest = flag_values([prog, *args])[1:]
+    except flags.Error as e:
+        raise usage_error(str(e)) from None
+    if rest and not positional:
+        lists = [f.name for m in flag_values.flags_by_module_dict().values() for f in m
+                 if isinstance(f.parser, flags.ListParser)]
+        hint = f" (lists are comma-separated: --{lists[0]}=a,b)" if lists else ""
+        raise usage_error(f"unexpected arguments {' '.join(rest)}{hint}")
+    return flag_values, rest

@@ -45,7 +45,9 @@ import os
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 
+from grcnn_jax import runtime
 from grcnn_jax.models import frames_for_width
 from grcnn_jax.receptive_fields import (  # noqa: F401 -- visualize.X is the documented API
     ABLATIONS, MAX_GRID_FRAMES, TARGETS, FieldModel, effective_columns, effective_fields,
@@ -152,92 +154,91 @@ def plot_profiles(models: Sequence[FieldModel], fields: Sequence[np.ndarray],
 
 
 # ----------------------------------------------------------------------------- the command
-def _parse_frames(value: str) -> list[int]:
-    try:
-        frames = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        frames = []
+def define_flags(flag_values) -> None:
+    """The flags of ``python -m grcnn_jax.visualize`` (on ``flag_values``)."""
+    flags.DEFINE_multi_string(
+        "workdir", [], "a training workdir, repeatable (e.g. the CNN's, the RCL's, the GRCL's); "
+        "none: the untrained models of configs/cnn.py, rcl.py, grcl.py", flag_values=flag_values)
+    flags.DEFINE_string("step", "latest", "checkpoint of each workdir: 'latest', 'best' or a "
+                        "step number", flag_values=flag_values)
+    flags.DEFINE_string("image", None, "a word image file (default: --text rendered)",
+                        flag_values=flag_values)
+    flags.DEFINE_string("text", "gates", "the word to render when no --image is given",
+                        flag_values=flag_values)
+    runtime.define_int_list("frame", [13], "frame(s): one (13) or several (5,13,21: a grid, "
+                            f"at most {MAX_GRID_FRAMES})", flag_values)
+    flags.DEFINE_enum("target", "sum", TARGETS, "the frame output differentiated (see the "
+                      "module doc)", flag_values=flag_values)
+    flags.DEFINE_float("gamma", 1.0, "draw (|gradient| / max) ** gamma; below 1 shows faint "
+                       "tails", flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "the untrained models' init seed", flag_values=flag_values)
+    flags.DEFINE_string("out", "receptive_fields.png", "the PNG to write",
+                        flag_values=flag_values)
+    flags.DEFINE_string("profiles", None, "also draw every frame's column profile per model "
+                        "to this PNG file", flag_values=flag_values)
+
+
+def _check_frames(frames: list[int]) -> list[int]:
+    shown = ",".join(map(str, frames))
     if not frames:
-        raise SystemExit(f"--frame={value!r}: give frame numbers, e.g. 13 or 5,13,21")
+        raise runtime.usage_error("--frame is empty: give frame numbers, e.g. 13 or 5,13,21")
     if len(frames) > MAX_GRID_FRAMES:
-        raise SystemExit(f"--frame={value!r}: at most {MAX_GRID_FRAMES} frames in one figure "
-                         "(--profiles draws every frame)")
+        raise runtime.usage_error(f"--frame={shown}: at most {MAX_GRID_FRAMES} frames in one "
+                                  "figure (--profiles draws every frame)")
     return frames
 
 
 def main(argv: Sequence[str] | None = None):
     """The command; returns the saved Figure (for tests)."""
-    import argparse
-
-    p = argparse.ArgumentParser(
-        prog="python -m grcnn_jax.visualize",
-        description="Draw the effective receptive fields of CNN / RCL / GRCL models for one "
-                    "or more output frames of a word image.")
-    p.add_argument("--workdir", action="append", default=[],
-                   help="a training workdir, repeatable (e.g. the CNN's, the RCL's, the GRCL's); "
-                        "none: the untrained models of configs/cnn.py, rcl.py, grcl.py")
-    p.add_argument("--step", default="latest",
-                   help="checkpoint of each workdir: 'latest', 'best' or a step number")
-    p.add_argument("--image", help="a word image file (default: --text rendered)")
-    p.add_argument("--text", default="gates", help="the word to render when no --image is given")
-    p.add_argument("--frame", default="13",
-                   help="frame(s): one (13) or several (5,13,21: a grid, at most 8)")
-    p.add_argument("--target", default="sum", choices=TARGETS,
-                   help="the frame output differentiated (see the module doc)")
-    p.add_argument("--gamma", type=float, default=1.0,
-                   help="draw (|gradient| / max) ** gamma; below 1 shows faint tails")
-    p.add_argument("--seed", type=int, default=0, help="the untrained models' init seed")
-    p.add_argument("--out", default="receptive_fields.png", help="the PNG to write")
-    p.add_argument("--profiles", metavar="OUT.png",
-                   help="also draw every frame's column profile per model to this file")
-    args = p.parse_args(argv)
-    frames = _parse_frames(args.frame)
-
-    try:
-        models = ([from_checkpoint(w, args.step) for w in args.workdir] if args.workdir
-                  else [untrained(n, seed=args.seed) for n in ("cnn", "rcl", "grcl")])
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"FATAL {type(e).__name__}: {e}") from None
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    frames = _check_frames(FLAGS.frame)
+    with runtime.refusals_as_one_line(argv):
+        models = ([from_checkpoint(w, FLAGS.step) for w in FLAGS.workdir] if FLAGS.workdir
+                  else [untrained(n, seed=FLAGS.seed) for n in ("cnn", "rcl", "grcl")])
     sizes = {m.image_size for m in models}
     if len(sizes) > 1:
-        raise SystemExit(f"the models read different image sizes {sorted(sizes)}: "
+        raise SystemExit(f"FATAL the models read different image sizes {sorted(sizes)}: "
                          "give models of one input size")
     (height, width), = sizes
-    if args.image:
-        try:
-            image = read_image(args.image, height, width, models[0].keep_aspect)
-        except OSError as e:
-            raise SystemExit(f"FATAL cannot read --image {args.image!r}: {e}") from None
+    if FLAGS.image:
+        with runtime.refusals_as_one_line(argv):
+            image = read_image(FLAGS.image, height, width, models[0].keep_aspect)
     else:
-        image = render_word(args.text, height, width)
+        image = render_word(FLAGS.text, height, width)
     n = frames_for_width(width)
     if any(not 0 <= f < n for f in frames):
-        raise SystemExit(f"--frame={args.frame}: the models have frames 0..{n - 1}")
+        raise SystemExit(f"FATAL --frame={','.join(map(str, frames))}: the models have frames "
+                         f"0..{n - 1}")
 
-    everything = bool(args.profiles)
-    fields = [effective_fields(m, image, None if everything else frames, args.target)
+    everything = bool(FLAGS.profiles)
+    fields = [effective_fields(m, image, None if everything else frames, FLAGS.target)
               for m in models]
     chosen = [f[frames] if everything else f for f in fields]
     for m, f in zip(models, chosen, strict=True):
         for k, frame in enumerate(frames):
-            lo, hi = (0, width - 1) if args.target == "logit" else theoretical_columns(
+            lo, hi = (0, width - 1) if FLAGS.target == "logit" else theoretical_columns(
                 m.model_config, frame, width)
             elo, ehi = effective_columns(f[k])
             mlo, mhi = effective_columns(f[k], 0.9)
             print(f"{m.title:>26}  frame {frame:2d}: theoretical columns {lo}..{hi}, "
                   f"non-zero {elo}..{ehi}, 90% of |gradient| in {mlo}..{mhi}")
-    fig = plot_fields(models, image, frames, chosen, args.target, args.gamma)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=fig.dpi)
-    print(f"wrote {args.out}")
-    if args.profiles:
-        plot_profiles(models, fields, args.target).savefig(args.profiles)
-        print(f"wrote {args.profiles}")
+    fig = plot_fields(models, image, frames, chosen, FLAGS.target, FLAGS.gamma)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+    fig.savefig(FLAGS.out, dpi=fig.dpi)
+    print(f"wrote {FLAGS.out}")
+    if FLAGS.profiles:
+        plot_profiles(models, fields, FLAGS.target).savefig(FLAGS.profiles)
+        print(f"wrote {FLAGS.profiles}")
     return fig
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``grcnn-visualize`` command (``python -m grcnn_jax.visualize``); exit status 0 once
+    the figure is written."""
     runtime.configure()
-    main()
+    with runtime.refusals_as_one_line():
+        main()
+
+
+if __name__ == "__main__":
+    run()

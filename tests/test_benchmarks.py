@@ -38,9 +38,9 @@ def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypa
     # "tiny" runs ours only (the peer has the paper's widths). Patched here, in the parent,
     # it lets the fake peer run too; our workers, subprocesses, still build the narrow model.
     monkeypatch.setitem(peer.CONFIGS, "tiny", {"T": 1, "hidden": 8})
-    peer.main(["--configs", "tiny", "--batches", "2", "--rounds", "1", "--reps", "1",
-               "--warmup", "0", "--peer", str(fake), "--peer_python", sys.executable,
-               "--loader_batches", "1", "--json", str(out)])
+    peer.main(["--configs=tiny", "--batches=2", "--rounds=1", "--reps=1", "--warmup=0",
+               f"--peer={fake}", f"--peer_python={sys.executable}", "--loader_batches=1",
+               f"--json={out}"])
     table = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert {(r["who"], r["mode"]) for r in result["rows"]} == {
@@ -50,6 +50,21 @@ def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypa
     assert ours["compile_s"] > 0 and ours["peak_mb"] > 0 and ours["mfu"] > 0
     assert result["environment"]["matmul_gflops"] > 0 and result["loader"][0]["images_per_s"] > 0
     assert "vs_peer" in table and "loader batch 2:" in table
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--batches=x"], "--batches"),                       # not an integer list
+    (["--configs=grcl,nope"], "--configs"),               # not a config
+    (["--no-such-flag"], "no-such-flag"),
+    (["--batches", "16", "32"], "unexpected arguments 32"),   # argparse's list syntax
+])
+def test_bad_flags_exit_with_one_fatal_line(argv, flag):
+    """Refused while parsing, before any subprocess starts."""
+    with pytest.raises(SystemExit) as e:
+        peer.main(argv)
+    message = str(e.value.code)
+    assert message.startswith("FATAL Flags parsing error") and flag in message
+    assert "\n" not in message
 
 
 # --- accuracy side by side ----------------------------------------------------------------
@@ -82,8 +97,7 @@ def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys)
                     "                  'version': 'fake', 'model': 'english_g2'}))\n")
     os.chmod(fake, 0o755)
     out = tmp_path / "acc.json"
-    assert pa.main(["--data", str(fixture), "--peer_python", str(fake),
-                    "--json", str(out)]) == 0
+    assert pa.main([f"--data={fixture}", f"--peer_python={fake}", f"--json={out}"]) == 0
     result = json.loads(out.read_text())
     ours, peer_row = result["results"]
     labels = (fixture / "test_label.txt").read_text().split()
@@ -104,10 +118,9 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
     fake.write_text(FAKE_PEER)
     monkeypatch.setitem(peer.CONFIGS, "tiny", {"T": 1, "hidden": 8})   # lets the peer run
     out = tmp_path / "check"
-    assert gpu_check.main(["--out", str(out), "--config", "tiny", "--batch", "4",
-                           "--dtypes", "float32", "--rounds", "1", "--train_seconds", "6",
-                           "--loader_batches", "2", "--peer", str(fake),
-                           "--peer_python", sys.executable]) == 0
+    assert gpu_check.main([f"--out={out}", "--config=tiny", "--batch=4", "--dtypes=float32",
+                           "--rounds=1", "--train_seconds=6", "--loader_batches=2",
+                           f"--peer={fake}", f"--peer_python={sys.executable}"]) == 0
     result = json.loads((out / "gpu_check.json").read_text())
     whos = {(r["who"], r["mode"]) for r in result["benchmark"]["rows"]}
     assert whos == {("ours", "train"), ("ours", "infer"), ("peer", "train"), ("peer", "infer")}

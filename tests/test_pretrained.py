@@ -105,3 +105,13 @@ def test_export_round_trip(shipped, tmp_path):
     assert meta["step"] == again.step and again.config.data.val == "synth"
     for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(shipped.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_export_command_refuses_in_one_line(tmp_path):
+    for argv, culprit in (([], "give --workdir or --checkpoint"),
+                          (["--workdir", str(tmp_path / "none")], "none")):
+        with pytest.raises(SystemExit) as e:
+            pretrained.main([*argv, "--out", str(tmp_path / "out")])
+        message = str(e.value.code)
+        assert message.startswith("FATAL") and "\n" not in message and culprit in message
+    assert not os.path.exists(tmp_path / "out")

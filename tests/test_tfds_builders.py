@@ -370,3 +370,24 @@ def test_command_builds_synth(tmp_path, monkeypatch, capsys):
     rc = tb.main(["build", "ic13", "--manual_dir", str(tmp_path / "none"), "--data_dir",
                   str(tmp_path)])
     assert rc == 2 and "Challenge2_Test_Task3_Images.zip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    ([], "give a command"),
+    (["make", "iiit5k"], "'make'"),
+    (["build"], "build takes one dataset NAME"),
+    (["instructions", "grcnn_synth"], "instructions 'grcnn_synth'"),
+    (["instructions", "svt", "--data_dir", "x"], "--data_dir: for 'build' only"),
+    (["build", "svt", "--size", "3"], "--size: for grcnn_synth only"),
+    (["build", "svt", "--size", "three"], "--size"),
+])
+def test_command_refuses_a_wrong_command_line_in_one_line(argv, culprit):
+    with pytest.raises(SystemExit) as e:
+        tb.main(argv)
+    message = str(e.value.code)
+    assert message.startswith("FATAL") and "\n" not in message and culprit in message
+
+
+def test_command_prints_instructions(capsys):
+    assert tb.main(["instructions", "svt"]) == 0
+    assert capsys.readouterr().out.strip() == tb.Svt.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()

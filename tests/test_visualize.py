@@ -180,3 +180,13 @@ def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path):
         visualize.main(["--workdir", str(tmp_path / "run"), "--frame", "26"])
     with pytest.raises(SystemExit, match="does not exist"):
         visualize.main(["--workdir", str(tmp_path / "nothing-here")])
+
+
+@pytest.mark.parametrize("frame, culprit", [
+    ("x", "--frame=x"), ("", "--frame is empty"),
+    (",".join(map(str, range(visualize.MAX_GRID_FRAMES + 1))), "frames in one figure")])
+def test_command_refuses_bad_frames_in_one_line(frame, culprit):
+    with pytest.raises(SystemExit) as e:                 # before any model is built
+        visualize.main(["--frame", frame])
+    message = str(e.value.code)
+    assert message.startswith("FATAL") and "\n" not in message and culprit in message

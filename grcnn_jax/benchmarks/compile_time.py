@@ -1,26 +1,29 @@
 """Compile time and forward time of the GRCNN versus T: scanned (one while loop) vs unrolled.
 
     python -m grcnn_jax.benchmarks.compile_time                 # paper config, T = 1, 3, 5
-    python -m grcnn_jax.benchmarks.compile_time --batch 8 --T 1 3 5 8 --json out.json
+    python -m grcnn_jax.benchmarks.compile_time --batch 8 --T 1,3,5,8 --json out.json
+    python -m grcnn_jax.benchmarks.compile_time --T 5 --nounrolled     # the scanned model only
 
 For every T it builds the paper model (configs/grcl.py's model section), then
 times ``jax.jit(...).lower(...).compile()`` of the eval forward and of the
 training gradient (CTC loss, train-mode BatchNorm), and the median wall time of
 the compiled eval forward. ``unrolled`` sets ``scan_unroll = T``: the same
-computation written out T times, for comparison.
+computation written out T times, for comparison (``--nounrolled``: scanned only).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
+from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.config_base import get_base_config
 from grcnn_jax.losses import ctc_loss
@@ -68,35 +71,46 @@ def measure(T: int, unrolled: bool, batch: int, reps: int) -> dict:
                 hlo_chars=len(fwd_c.as_text()))
 
 
-def main(argv=None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--T", type=int, nargs="+", default=[1, 3, 5])
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--no-unrolled", action="store_true", help="measure the scanned model only")
-    ap.add_argument("--json", help="also write the rows to this file")
-    args = ap.parse_args(argv)
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    runtime.define_int_list("T", [1, 3, 5], "GRCL iterations to measure, comma-separated",
+                            flag_values)
+    flags.register_validator("T", lambda v: bool(v) and min(v) >= 0,
+                             "--T takes one or more integers >= 0", flag_values=flag_values)
+    flags.DEFINE_integer("batch", 32, "images per batch", flag_values=flag_values)
+    flags.DEFINE_integer("reps", 5, "timed forward passes per row (median)",
+                         flag_values=flag_values)
+    flags.DEFINE_bool("unrolled", True, "also measure the unrolled model (--nounrolled: the "
+                      "scanned model only)", flag_values=flag_values)
+    flags.DEFINE_string("json", None, "also write the rows to this file", flag_values=flag_values)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
     print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s): {jax.devices()[0].device_kind}")
     header = (f"{'T':>3} {'mode':>9} {'batch':>5} {'fwd compile s':>13} {'grad compile s':>14} "
               f"{'fwd ms':>8} {'images/s':>9} {'HLO chars':>10}")
     print(header)
     rows = []
-    for T in args.T:
-        for unrolled in ([False] if args.no_unrolled else [False, True]):
-            r = measure(T, unrolled, args.batch, args.reps)
+    for T in FLAGS.T:
+        for unrolled in ([False, True] if FLAGS.unrolled else [False]):
+            r = measure(T, unrolled, FLAGS.batch, FLAGS.reps)
             rows.append(r)
             print(f"{r['T']:>3} {r['mode']:>9} {r['batch']:>5} {r['forward_compile_s']:>13} "
                   f"{r['grad_compile_s']:>14} {r['forward_ms']:>8} {r['images_per_s']:>9} "
                   f"{r['hlo_chars']:>10}", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
             json.dump(rows, f, indent=1)
     return rows
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.compile_time`` command."""
     runtime.use_huge_pages()     # not the persistent compilation cache: it measures compiles
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,7 +1,7 @@
 """Data throughput: the synthetic generator on one core, and the loader with 0, 1, 2 workers.
 
     python -m grcnn_jax.benchmarks.data_loader
-    python -m grcnn_jax.benchmarks.data_loader --source /data/train.lmdb --workers 0 2 4
+    python -m grcnn_jax.benchmarks.data_loader --source /data/train.lmdb --workers 0,2,4
 
 Rows:
   generator   ``SynthWords`` rendering in this process (one core): images/s per core.
@@ -16,10 +16,13 @@ The loader is what the train step waits on: compare its images/s with the train 
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from typing import Sequence
 
+from absl import flags
+
+from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import open_source
@@ -41,40 +44,51 @@ def loader_images_per_s(source, batch_size: int, num_workers: int, batches: int,
         return batches * batch_size / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.data_loader",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default="synth",
-                   help="a dataset spec as in config.data.train (default: the generator)")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--batches", type=int, default=30, help="timed batches per worker count")
-    p.add_argument("--warmup", type=int, default=3, help="untimed batches first")
-    p.add_argument("--generator_images", type=int, default=2000)
-    p.add_argument("--json", help="also write the rows to this file")
-    args = p.parse_args(argv)
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    flags.DEFINE_string("source", "synth", "a dataset spec as in config.data.train (default: "
+                        "the generator)", flag_values=flag_values)
+    runtime.define_int_list("workers", [0, 1, 2], "loader worker counts to time, "
+                            "comma-separated", flag_values)
+    flags.register_validator("workers", lambda v: bool(v) and min(v) >= 0,
+                             "--workers takes one or more integers >= 0",
+                             flag_values=flag_values)
+    flags.DEFINE_integer("batch", 64, "images per batch", flag_values=flag_values)
+    flags.DEFINE_integer("batches", 30, "timed batches per worker count",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("warmup", 3, "untimed batches first", flag_values=flag_values)
+    flags.DEFINE_integer("generator_images", 2000, "images the generator row renders",
+                         flag_values=flag_values)
+    flags.DEFINE_string("json", None, "also write the rows to this file", flag_values=flag_values)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
 
     rows = []
-    if args.source == "synth":
-        rate = synth_benchmark(SynthWords(args.generator_images, seed=0), args.generator_images)
+    if FLAGS.source == "synth":
+        rate = synth_benchmark(SynthWords(FLAGS.generator_images, seed=0), FLAGS.generator_images)
         rows.append({"what": "generator", "workers": "-", "images_per_s": rate,
                      "note": "images/s on one core"})
-    source = open_source(args.source, what="--source", synth={"length": 10_000_000, "seed": 0})
-    for workers in args.workers:
-        rate = loader_images_per_s(source, args.batch, workers, args.batches, args.warmup)
+    source = open_source(FLAGS.source, what="--source", synth={"length": 10_000_000, "seed": 0})
+    for workers in FLAGS.workers:
+        rate = loader_images_per_s(source, FLAGS.batch, workers, FLAGS.batches, FLAGS.warmup)
         rows.append({"what": "loader", "workers": workers, "images_per_s": rate,
-                     "note": f"batch {args.batch}, {args.source}"})
+                     "note": f"batch {FLAGS.batch}, {FLAGS.source}"})
 
     print(f"{'what':<10} {'workers':>7} {'images/s':>9}  note")
     for r in rows:
         print(f"{r['what']:<10} {r['workers']!s:>7} {r['images_per_s']:>9.0f}  {r['note']}")
-    if args.json:
-        with open(args.json, "w") as f:
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
             json.dump(rows, f, indent=1)
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.data_loader`` command."""
     runtime.configure()
     main()
+
+
+if __name__ == "__main__":
+    run()

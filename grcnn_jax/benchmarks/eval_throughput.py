@@ -25,17 +25,18 @@ except beam search's, which grows with flatter outputs: use a trained checkpoint
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
 import time
+from typing import Sequence
 
 import jax
 import numpy as np
+from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from grcnn_jax import evaluation
+from grcnn_jax import evaluation, runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.synth import SynthWords
@@ -79,24 +80,28 @@ def time_pass(fn, repeats: int) -> float:
     return best
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.eval_throughput",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=str(REPO / "configs" / "quickstart.py"))
-    p.add_argument("--workdir", help="evaluate this training workdir's latest checkpoint "
-                   "(its config) instead of random parameters")
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--lexicon", type=int, default=50, help="words per image's lexicon")
-    p.add_argument("--beam", type=int, default=0, help="also time beam search of this width")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", help="also write the rows to this file")
-    args = p.parse_args(argv)
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    flags.DEFINE_string("config", str(REPO / "configs" / "quickstart.py"), "a config file "
+                        "(random parameters)", flag_values=flag_values)
+    flags.DEFINE_string("workdir", None, "evaluate this training workdir's latest checkpoint "
+                        "(its config) instead of random parameters", flag_values=flag_values)
+    flags.DEFINE_integer("batch", 100, "images per batch", flag_values=flag_values)
+    flags.DEFINE_integer("images", 1000, "synthetic validation images", flag_values=flag_values)
+    flags.DEFINE_integer("lexicon", 50, "words per image's lexicon", flag_values=flag_values)
+    flags.DEFINE_integer("beam", 0, "also time beam search of this width",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("repeats", 3, "timed passes per row (best)", flag_values=flag_values)
+    flags.DEFINE_string("json", None, "also write the rows to this file", flag_values=flag_values)
 
-    if args.workdir:
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+
+    if FLAGS.workdir:
         from grcnn_jax.checkpoints import load_for_inference
 
-        ckpt = load_for_inference(args.workdir)
+        ckpt = load_for_inference(FLAGS.workdir)
         config, charset = ckpt.config, ckpt.charset
         model = create_model(config.model, charset.num_classes)
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
@@ -104,21 +109,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:
         from grcnn_jax.config_base import load_config_file
 
-        config = load_config_file(args.config)
+        config = load_config_file(FLAGS.config)
         charset = Charset.from_spec(config.charset)
         model = create_model(config.model, charset.num_classes)
         images = np.zeros((1, config.image_height, config.image_width), np.uint8)
         variables = jax.jit(model.init)(jax.random.key(0), images)
-        what = f"{os.path.relpath(args.config, REPO)} (random parameters)"
+        what = f"{os.path.relpath(FLAGS.config, REPO)} (random parameters)"
     mesh = make_mesh()
     data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     variables = jax.device_put(variables, replicated)
 
     start = time.perf_counter()
-    batches = make_batches(config, charset, args.images, args.batch, args.lexicon, seed=0)
+    batches = make_batches(config, charset, FLAGS.images, FLAGS.batch, FLAGS.lexicon, seed=0)
     n = int(sum(b["mask"].sum() for b in batches))
-    print(f"# {what}; {n} synthetic images in {len(batches)} batches of {args.batch}, "
-          f"{args.lexicon}-word lexicons, generated in {time.perf_counter() - start:.1f} s")
+    print(f"# {what}; {n} synthetic images in {len(batches)} batches of {FLAGS.batch}, "
+          f"{FLAGS.lexicon}-word lexicons, generated in {time.perf_counter() - start:.1f} s")
     print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}")
     plain = [{**b, "meta": {**b["meta"], "lexicon": [None] * len(b["meta"]["lexicon"])}}
              for b in batches]
@@ -133,23 +138,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
         out.block_until_ready()
 
     rows = [("bare inference", bare)]
-    greedy = evaluation.Evaluator(model, charset, mesh, args.batch)
+    greedy = evaluation.Evaluator(model, charset, mesh, FLAGS.batch)
     results = {}
 
-    def run(evaluator, bs, name):
+    def evaluate_pass(evaluator, bs, name):
         def fn():
             results[name] = evaluator.evaluate(variables["params"], variables["batch_stats"], bs)
         return fn
 
-    rows.append(("eval greedy", run(greedy, plain, "eval greedy")))
-    rows.append((f"eval lexicon {args.lexicon}", run(greedy, batches, "lexicon")))
-    if args.beam > 1:
-        beam = evaluation.Evaluator(model, charset, mesh, args.batch, beam_width=args.beam)
-        rows.append((f"eval beam {args.beam}", run(beam, plain, "beam")))
+    rows.append(("eval greedy", evaluate_pass(greedy, plain, "eval greedy")))
+    rows.append((f"eval lexicon {FLAGS.lexicon}", evaluate_pass(greedy, batches, "lexicon")))
+    if FLAGS.beam > 1:
+        beam = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, beam_width=FLAGS.beam)
+        rows.append((f"eval beam {FLAGS.beam}", evaluate_pass(beam, plain, "beam")))
 
     out = []
     for name, fn in rows:
-        seconds = time_pass(fn, args.repeats)
+        seconds = time_pass(fn, FLAGS.repeats)
         out.append({"what": name, "images_per_s": n / seconds,
                     "ms_per_batch": 1e3 * seconds / len(batches)})
     base = out[0]["images_per_s"]
@@ -161,16 +166,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     accuracy = [f"greedy {results['eval greedy']['word_accuracy']:.3f}",
                 f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
     if "beam" in results:
-        accuracy.append(f"beam {args.beam} {results['beam']['word_accuracy']:.3f}")
+        accuracy.append(f"beam {FLAGS.beam} {results['beam']['word_accuracy']:.3f}")
     print(f"# word accuracy on these images: {', '.join(accuracy)}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+    if FLAGS.json:
+        with open(FLAGS.json, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=2)
     return out
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.eval_throughput`` command."""
     runtime.configure()
     main()
+
+
+if __name__ == "__main__":
+    run()

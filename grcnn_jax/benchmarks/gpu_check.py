@@ -25,13 +25,18 @@ same on the CPU (MFU then against the measured matmul rate).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Sequence
+
+from absl import flags
+
+from grcnn_jax import runtime
+from grcnn_jax.benchmarks import peer
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # Dense bfloat16 tensor-core peaks, GFLOP/s (vendor data sheets, without sparsity).
@@ -105,64 +110,78 @@ def summarize_training(run: dict) -> dict:
             "loss_first": rows[0]["loss"], "loss_last": rows[-1]["loss"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.gpu_check",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="folder for gpu_check.json and the run")
-    p.add_argument("--config", default="grcl", help="configs/<name>.py (peer.py's name too)")
-    p.add_argument("--batch", type=int, default=192)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
-                   choices=["float32", "bfloat16"])
-    p.add_argument("--train_seconds", type=float, default=180.0)
-    p.add_argument("--loader_batches", type=int, default=20)
-    p.add_argument("--peak_gflops", type=float, help="default: PEAK_GFLOPS by device name")
-    p.add_argument("--peer", default=None, help="peer.py's --peer (its default otherwise)")
-    p.add_argument("--peer_python", default=None, help="peer.py's --peer_python")
-    args = p.parse_args(argv)
-    from grcnn_jax.benchmarks import peer
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    flags.DEFINE_string("out", None, "folder for gpu_check.json and the run",
+                        flag_values=flag_values)
+    flags.mark_flag_as_required("out", flag_values=flag_values)
+    flags.DEFINE_string("config", "grcl", "configs/<name>.py (peer.py's name too)",
+                        flag_values=flag_values)
+    flags.DEFINE_integer("batch", 192, "images per batch, everywhere", flag_values=flag_values)
+    flags.DEFINE_integer("rounds", 3, "peer.py's --rounds", flag_values=flag_values)
+    flags.DEFINE_list("dtypes", list(peer.DTYPES), "our compute dtypes, comma-separated: "
+                      f"{', '.join(peer.DTYPES)}", flag_values=flag_values)
+    flags.register_validator("dtypes", lambda v: bool(v) and set(v) <= set(peer.DTYPES),
+                             f"--dtypes takes a comma-separated list of "
+                             f"{', '.join(peer.DTYPES)}", flag_values=flag_values)
+    flags.DEFINE_float("train_seconds", 180.0, "seconds of training after its first logged "
+                       "steps", flag_values=flag_values)
+    flags.DEFINE_integer("loader_batches", 20, "timed batches of the loader alone",
+                         flag_values=flag_values)
+    flags.DEFINE_float("peak_gflops", None, "default: PEAK_GFLOPS by device name",
+                       flag_values=flag_values)
+    flags.DEFINE_string("peer", None, "peer.py's --peer (its default otherwise)",
+                        flag_values=flag_values)
+    flags.DEFINE_string("peer_python", None, "peer.py's --peer_python",
+                        flag_values=flag_values)
 
-    os.makedirs(args.out, exist_ok=True)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    os.makedirs(FLAGS.out, exist_ok=True)
     kind = device_kind()
-    peak = args.peak_gflops or peak_for(kind)
-    bench_json = os.path.join(args.out, "peer.json")
-    bench_args = ["--configs", args.config, "--batches", str(args.batch), "--dtypes",
-                  *args.dtypes, "--rounds", str(args.rounds), "--loader_batches", "0",
-                  "--json", bench_json]
-    bench_args += ["--peak_gflops", str(peak)] if peak else []
-    bench_args += ["--peer", args.peer] if args.peer else []
-    bench_args += ["--peer_python", args.peer_python] if args.peer_python else []
+    peak = FLAGS.peak_gflops or peak_for(kind)
+    bench_json = os.path.join(FLAGS.out, "peer.json")
+    bench_args = [f"--configs={FLAGS.config}", f"--batches={FLAGS.batch}",
+                  f"--dtypes={','.join(FLAGS.dtypes)}", f"--rounds={FLAGS.rounds}",
+                  "--loader_batches=0", f"--json={bench_json}"]
+    bench_args += [f"--peak_gflops={peak}"] if peak else []
+    bench_args += [f"--peer={FLAGS.peer}"] if FLAGS.peer else []
+    bench_args += [f"--peer_python={FLAGS.peer_python}"] if FLAGS.peer_python else []
     peer.main(bench_args)
     with open(bench_json, encoding="utf-8") as f:
         bench = json.load(f)
     workers = os.cpu_count() or 1
-    run = train_for(args.config, args.batch, args.train_seconds,
-                    os.path.join(args.out, "train"), workers)
-    training = summarize_training(run)
-    loader = loader_rate(args.batch, workers, args.loader_batches)
-    result = {"device": kind, "peak_gflops": peak, "batch": args.batch, "config": args.config,
-              "benchmark": bench, "training": {**training, **run},
+    training_run = train_for(FLAGS.config, FLAGS.batch, FLAGS.train_seconds,
+                             os.path.join(FLAGS.out, "train"), workers)
+    training = summarize_training(training_run)
+    loader = loader_rate(FLAGS.batch, workers, FLAGS.loader_batches)
+    result = {"device": kind, "peak_gflops": peak, "batch": FLAGS.batch, "config": FLAGS.config,
+              "benchmark": bench, "training": {**training, **training_run},
               "loader": {"workers": workers, "images_per_s": loader,
                          "keeps_up": loader >= training["images_per_s"]}}
-    with open(os.path.join(args.out, "gpu_check.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(FLAGS.out, "gpu_check.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
-    print(f"\n{kind}: config {args.config}, batch {args.batch}")
+    print(f"\n{kind}: config {FLAGS.config}, batch {FLAGS.batch}")
     for r in bench["rows"]:
         mfu = f", MFU {100 * r['mfu']:.1f}%" if r.get("mfu") is not None else ""
         vs = f", {r['vs_peer']:.2f}x the peer" if r.get("vs_peer") else ""
         print(f"  {r['who']:4} {r['mode']:5} {r['dtype']:8} {r['images_per_s']:9.1f} images/s"
               f"{vs}{mfu}")
-    print(f"  training {run['wall_s']:.0f} s: {training['steps']} steps, "
+    print(f"  training {training_run['wall_s']:.0f} s: {training['steps']} steps, "
           f"{training['images_per_s']:.0f} images/s, loss {training['loss_first']:.2f} -> "
           f"{training['loss_last']:.2f}")
     print(f"  loader alone, {workers} workers: {loader:.0f} images/s "
           f"({'keeps up' if result['loader']['keeps_up'] else 'the bottleneck'})")
-    print(f"wrote {os.path.join(args.out, 'gpu_check.json')}")
+    print(f"wrote {os.path.join(FLAGS.out, 'gpu_check.json')}")
     return 0
 
 
-if __name__ == "__main__":
-    from grcnn_jax.runtime import refusals_as_one_line
-
-    with refusals_as_one_line():
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.gpu_check`` command."""
+    with runtime.refusals_as_one_line():
         sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

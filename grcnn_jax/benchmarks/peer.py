@@ -1,10 +1,10 @@
 """Side by side with the PyTorch peer: train step and inference images/s, one table.
 
     python -m grcnn_jax.benchmarks.peer                                    # paper + small, batch 32
-    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 32 192 --rounds 3 --json out.json
+    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 32,192 --rounds 3 --json out.json
     python -m grcnn_jax.benchmarks.peer --peer_python .venv-peer/bin/python \\
         --peer ../shared/bench/torch_grcnn.py
-    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 192 --dtypes float32 bfloat16 \\
+    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 192 --dtypes float32,bfloat16 \\
         --peak_gflops 989000                                               # a GPU: MFU column
 
 Every measurement runs in a fresh subprocess (so peak memory is its own), and ours and
@@ -43,7 +43,6 @@ printed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -52,10 +51,17 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Sequence
+
+from absl import flags
+
+from grcnn_jax import runtime
 
 # Model fields over config_base's; "tiny" is configs/tiny.py's model section (the tests').
 CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
            "tiny": {"model_of": "configs/tiny.py"}}
+MODES = ("train", "infer")
+DTYPES = ("float32", "bfloat16")         # ours; the peer computes in float32
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
 DEFAULT_PEER = os.path.join(REPO, "..", "shared", "bench", "torch_grcnn.py")
 
@@ -173,8 +179,9 @@ def run_ours(job: str, *args) -> dict:
     # The persistent compilation cache off: compile_s is the real compile time.
     env = dict(os.environ, GRCNN_COMPILATION_CACHE="0")
     out = subprocess.run(
-        [sys.executable, "-m", "grcnn_jax.benchmarks.peer", "--_worker",
-         json.dumps([job, *args])], capture_output=True, text=True, check=False, env=env)
+        [sys.executable, "-m", "grcnn_jax.benchmarks.peer",
+         f"--worker={json.dumps([job, *args])}"],
+        capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"our {job} benchmark {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -258,54 +265,78 @@ def environment() -> dict:
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.peer",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", nargs="+", default=["grcl", "small"], choices=sorted(CONFIGS))
-    p.add_argument("--batches", type=int, nargs="+", default=[32])
-    p.add_argument("--modes", nargs="+", default=["train", "infer"], choices=["train", "infer"])
-    p.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                   help="our compute dtypes (the peer: float32)")
-    p.add_argument("--rounds", type=int, default=2, help="alternations of ours and the peer's")
-    p.add_argument("--reps", type=int, default=5, help="timed steps per subprocess")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--peer", default=os.path.normpath(DEFAULT_PEER))
-    p.add_argument("--peer_python", default=".venv-peer/bin/python")
-    p.add_argument("--peak_gflops", type=float,
-                   help="the machine's peak for MFU (default on a CPU: the measured float32 "
-                        "matrix-product rate)")
-    p.add_argument("--loader_batches", type=int, default=20,
-                   help="timed loader batches per batch size (0: skip the loader)")
-    p.add_argument("--json", help="write the environment, all records and the rows here")
-    p.add_argument("--_worker", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args._worker:
-        print(json.dumps(_worker(*json.loads(args._worker))))
+def _choices(name: str, choices, flag_values) -> None:
+    """Every item of list flag ``name`` one of ``choices()``, and at least one."""
+    flags.register_validator(
+        name, lambda items: bool(items) and all(i in choices() for i in items),
+        f"--{name} takes a comma-separated list of {', '.join(choices())}",
+        flag_values=flag_values)
+
+
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    flags.DEFINE_list("configs", ["grcl", "small"], "model configs, comma-separated: "
+                      f"{', '.join(sorted(CONFIGS))}", flag_values=flag_values)
+    _choices("configs", lambda: sorted(CONFIGS), flag_values)
+    runtime.define_int_list("batches", [32], "batch sizes, comma-separated", flag_values)
+    flags.register_validator("batches", lambda v: bool(v) and min(v) >= 1,
+                             "--batches takes one or more integers >= 1",
+                             flag_values=flag_values)
+    flags.DEFINE_list("modes", list(MODES), "train, infer or both, comma-separated",
+                      flag_values=flag_values)
+    _choices("modes", lambda: MODES, flag_values)
+    flags.DEFINE_list("dtypes", ["float32"], "our compute dtypes, comma-separated: float32, "
+                      "bfloat16 (the peer: float32)", flag_values=flag_values)
+    _choices("dtypes", lambda: DTYPES, flag_values)
+    flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer's",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("reps", 5, "timed steps per subprocess", flag_values=flag_values)
+    flags.DEFINE_integer("warmup", 2, "untimed steps per subprocess first",
+                         flag_values=flag_values)
+    flags.DEFINE_string("peer", os.path.normpath(DEFAULT_PEER), "the peer's script",
+                        flag_values=flag_values)
+    flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peer's Python (with torch)",
+                        flag_values=flag_values)
+    flags.DEFINE_float("peak_gflops", None, "the machine's peak for MFU (default on a CPU: the "
+                       "measured float32 matrix-product rate)", flag_values=flag_values)
+    flags.DEFINE_integer("loader_batches", 20, "timed loader batches per batch size (0: skip "
+                         "the loader)", flag_values=flag_values)
+    flags.DEFINE_string("json", None, "write the environment, all records and the rows here",
+                        flag_values=flag_values)
+    flags.DEFINE_string("worker", None, "internal: run one measurement (a JSON list: job and "
+                        "arguments) and print its record; how this command runs its "
+                        "subprocesses", flag_values=flag_values)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    if FLAGS.worker:
+        print(json.dumps(_worker(*json.loads(FLAGS.worker))))
         return
 
-    why_not = peer_available(args.peer_python, args.peer)
+    why_not = peer_available(FLAGS.peer_python, FLAGS.peer)
     if why_not:
         print(f"# the peer is skipped: {why_not}", file=sys.stderr)
     env = environment()
     ceiling = run_ours("ceiling")
     env.update(device=ceiling["device"], matmul_gflops=ceiling["gflops"])
-    peak = args.peak_gflops or (ceiling["gflops"] if ceiling["device"].lower() == "cpu"
-                                else None)
+    peak = FLAGS.peak_gflops or (ceiling["gflops"] if ceiling["device"].lower() == "cpu"
+                                 else None)
     print(f"# {env['device']}, {env['cpus']} CPUs; float32 matmul {ceiling['gflops']:.0f} "
           f"GFLOP/s; GLIBC_TUNABLES={env['GLIBC_TUNABLES'] or '(none)'}"
           f"{'; XLA_FLAGS=' + env['XLA_FLAGS'] if env['XLA_FLAGS'] else ''}", file=sys.stderr)
     records = []
-    for round_ in range(args.rounds):
-        for name in args.configs:
-            for batch in args.batches:
-                for mode in args.modes:
+    for round_ in range(FLAGS.rounds):
+        for name in FLAGS.configs:
+            for batch in FLAGS.batches:
+                for mode in FLAGS.modes:
                     runs = [("ours", dtype, lambda dtype=dtype: run_ours(
-                        "ours", mode, name, batch, args.reps, args.warmup, dtype))
-                        for dtype in args.dtypes]
+                        "ours", mode, name, batch, FLAGS.reps, FLAGS.warmup, dtype))
+                        for dtype in FLAGS.dtypes]
                     if not why_not and set(CONFIGS[name]) <= {"T", "hidden"}:
                         runs.append(("peer", "float32", lambda: run_peer(
-                            args.peer_python, args.peer, mode, name, batch, args.reps,
-                            args.warmup)))
+                            FLAGS.peer_python, FLAGS.peer, mode, name, batch, FLAGS.reps,
+                            FLAGS.warmup)))
                     if round_ % 2:
                         runs.reverse()        # alternate who goes first
                     for who, dtype, fn in runs:
@@ -318,9 +349,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = summarize(records, peak)
     print_table(rows)
     loader = []
-    if args.loader_batches:
-        for batch in args.batches:
-            res = run_ours("loader", batch, args.loader_batches, 3)
+    if FLAGS.loader_batches:
+        for batch in FLAGS.batches:
+            res = run_ours("loader", batch, FLAGS.loader_batches, 3)
             loader.append({"batch": batch, **res})
             train_rows = [r for r in rows if r["who"] == "ours" and r["mode"] == "train"
                           and r["batch"] == batch]
@@ -329,14 +360,17 @@ def main(argv: list[str] | None = None) -> None:
                   f"{res['workers']} workers (synthetic words)"
                   + (f"; our fastest train step at this batch: {fastest:.0f} images/s"
                      if fastest else ""))
-    if args.json:
-        with open(args.json, "w") as f:
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
             json.dump({"environment": env, "peak_gflops": peak, "records": records,
                        "rows": rows, "loader": loader}, f, indent=1)
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.peer`` command."""
     runtime.configure()
     main()
+
+
+if __name__ == "__main__":
+    run()

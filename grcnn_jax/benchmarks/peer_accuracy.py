@@ -23,7 +23,6 @@ run through ``benchmarks/easyocr_peer.py`` with --peer_python (default
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -31,6 +30,10 @@ import subprocess
 import sys
 import tempfile
 from typing import Sequence
+
+from absl import flags
+
+from grcnn_jax import runtime
 
 PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "easyocr_peer.py")
 
@@ -136,32 +139,43 @@ def format_table(results: Sequence[dict], data: str) -> str:
     return "\n".join(lines)
 
 
+def define_flags(flag_values) -> None:
+    """The command's flags, on ``flag_values``."""
+    flags.DEFINE_string("data", None, "an ICDAR-03 folder or an LMDB", flag_values=flag_values)
+    flags.mark_flag_as_required("data", flag_values=flag_values)
+    flags.DEFINE_string("workdir", None, "our training workdir (default: the shipped model)",
+                        flag_values=flag_values)
+    flags.DEFINE_string("checkpoint", None, "our checkpoint step directory",
+                        flag_values=flag_values)
+    flags.DEFINE_string("step", "latest", "the workdir's checkpoint step",
+                        flag_values=flag_values)
+    flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peer's Python (with "
+                        "easyocr)", flag_values=flag_values)
+    flags.DEFINE_string("json", None, "write the figures and every reading here",
+                        flag_values=flag_values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.benchmarks.peer_accuracy",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--data", required=True, help="an ICDAR-03 folder or an LMDB")
-    p.add_argument("--workdir", help="our training workdir (default: the shipped model)")
-    p.add_argument("--checkpoint", help="our checkpoint step directory")
-    p.add_argument("--step", default="latest")
-    p.add_argument("--peer_python", default=".venv-peer/bin/python")
-    p.add_argument("--json", help="write the figures and every reading here")
-    args = p.parse_args(argv)
-    results = [run_ours(args.data, args.workdir, args.checkpoint, args.step)]
-    if os.path.exists(args.peer_python):
-        results.append(run_peer(read_records(args.data), args.peer_python))
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    results = [run_ours(FLAGS.data, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)]
+    if os.path.exists(FLAGS.peer_python):
+        results.append(run_peer(read_records(FLAGS.data), FLAGS.peer_python))
     else:
-        print(f"(no peer: {args.peer_python} does not exist; see this module's doc)",
+        print(f"(no peer: {FLAGS.peer_python} does not exist; see this module's doc)",
               file=sys.stderr)
-    print(format_table(results, args.data))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"data": args.data, "results": results}, f, indent=1)
-        print(f"wrote {args.json}", file=sys.stderr)
+    print(format_table(results, FLAGS.data))
+    if FLAGS.json:
+        with open(FLAGS.json, "w", encoding="utf-8") as f:
+            json.dump({"data": FLAGS.data, "results": results}, f, indent=1)
+        print(f"wrote {FLAGS.json}", file=sys.stderr)
     return 0
 
 
-if __name__ == "__main__":
-    from grcnn_jax import runtime
-
+def run() -> None:
+    """The ``python -m grcnn_jax.benchmarks.peer_accuracy`` command."""
     runtime.configure()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -37,25 +37,25 @@ backgrounds, effects, light, degradation); ``render`` here runs them in order.
 
 Commands::
 
-    python -m grcnn_jax.data.synth --contact-sheet OUT.png [--n 64] [--seed 0] [--real DIR]
+    python -m grcnn_jax.data.synth --contact_sheet OUT.png [--n 64] [--seed 0] [--real DIR]
     python -m grcnn_jax.data.synth --benchmark [--n 2000]
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import math
 import operator
 import os
-import sys
 import time
 from typing import Sequence
 
 import numpy as np
+from absl import flags
 from PIL import Image, ImageDraw
 
+from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import fonts as fonts_lib
 from grcnn_jax.data import images
@@ -311,41 +311,51 @@ def benchmark(src: SynthWords, n: int = 2000) -> float:
             os.sched_setaffinity(0, cores)
 
 
+def define_flags(flag_values) -> None:
+    """The flags of ``python -m grcnn_jax.data.synth`` (on ``flag_values``)."""
+    flags.DEFINE_string("contact_sheet", None, "write a grid of samples to this PNG file",
+                        flag_values=flag_values)
+    flags.DEFINE_string("real", None, "with --contact_sheet: rows of real crops from this "
+                        "dataset (ICDAR-03 folder, LMDB) above the generated rows",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("benchmark", False, "print images/s on one core", flag_values=flag_values)
+    flags.DEFINE_integer("n", None, "samples (sheet: 64, benchmark: 2000)", lower_bound=1,
+                         flag_values=flag_values)
+    flags.DEFINE_integer("seed", 0, "selects the samples", flag_values=flag_values)
+    flags.DEFINE_integer("height", 32, "image height, px", flag_values=flag_values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m grcnn_jax.data.synth",
-                                description=__doc__.split("\n")[0])
-    p.add_argument("--contact-sheet", metavar="OUT.png", help="write a grid of samples")
-    p.add_argument("--real", metavar="DATA", help="with --contact-sheet: rows of real crops from "
-                   "this dataset (ICDAR-03 folder, LMDB) above the generated rows")
-    p.add_argument("--benchmark", action="store_true", help="print images/s on one core")
-    p.add_argument("--n", type=int, default=None, help="samples (sheet: 64, benchmark: 2000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--height", type=int, default=32)
-    args = p.parse_args(argv)
-    if not args.contact_sheet and not args.benchmark:
-        p.error("give --contact-sheet OUT.png and/or --benchmark")
-    if args.contact_sheet:
-        n = args.n or 64
-        src = SynthWords(n, seed=args.seed, height=args.height)
+    """The command; returns the exit status."""
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    if not FLAGS.contact_sheet and not FLAGS.benchmark:
+        raise runtime.usage_error("give --contact_sheet OUT.png and/or --benchmark")
+    if FLAGS.contact_sheet:
+        n = FLAGS.n or 64
+        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height)
         real = ()
-        if args.real:
+        if FLAGS.real:
             from grcnn_jax.data.sources import open_source
 
-            data = open_source(args.real, what="--real")
-            picks = np.random.default_rng(args.seed).permutation(len(data))[:n]
+            data = open_source(FLAGS.real, what="--real")
+            picks = np.random.default_rng(FLAGS.seed).permutation(len(data))[:n]
             real = [data[int(j)] for j in picks]
-        contact_sheet(src, n, real=real).save(args.contact_sheet)
-        print(f"wrote {n} samples to {args.contact_sheet}")
-    if args.benchmark:
-        n = args.n or 2000
-        src = SynthWords(n, seed=args.seed, height=args.height)
-        print(f"{benchmark(src, n):.0f} images/s on one core ({n} images, height {args.height}, "
+        contact_sheet(src, n, real=real).save(FLAGS.contact_sheet)
+        print(f"wrote {n} samples to {FLAGS.contact_sheet}")
+    if FLAGS.benchmark:
+        n = FLAGS.n or 2000
+        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height)
+        print(f"{benchmark(src, n):.0f} images/s on one core ({n} images, height {FLAGS.height}, "
               f"{len(src.fonts)} fonts)")
     return 0
 
 
-if __name__ == "__main__":
-    from grcnn_jax.runtime import refusals_as_one_line
+def run() -> None:
+    """The ``grcnn-synth`` command (``python -m grcnn_jax.data.synth``): refusals exit with one
+    FATAL line."""
+    with runtime.refusals_as_one_line():
+        raise SystemExit(main())
 
-    with refusals_as_one_line():
-        sys.exit(main())
+
+if __name__ == "__main__":
+    run()
