@@ -63,9 +63,10 @@ def tiny_overrides(data=None, steps=None, **overrides) -> list[str]:
 
 
 def tiny_widths() -> dict:
-    """configs/tiny.py's model widths (``visualize.untrained``'s overrides)."""
+    """configs/tiny.py's model widths and convolutions (``visualize.untrained``'s overrides)."""
     model = load_config("tiny").model
-    return {k: model[k] for k in ("conv0_features", "grcl_features", "out_features", "hidden")}
+    return {k: model[k] for k in ("conv0_features", "grcl_features", "out_features", "hidden",
+                                  "conv_impl")}
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,6 +31,22 @@ def test_summarize_ratios_and_mfu():
     assert rows["ours"]["achieved_gflops"] == 10.0 and rows["ours"]["mfu"] == 0.1
 
 
+def test_the_ratio_is_the_median_of_the_rounds_ratios(capsys):
+    """Per round, peer / ours step time; the median of those, not the ratio of the medians
+    (a slow round of the machine hits both sides of its ratio)."""
+    times = {"ours": [1.0, 2.0, 1.1, 0.9], "peer": [1.5, 2.0, 1.2, 1.8]}  # ratios 1.5 1 1.09 2
+    records = [{"config": "grcl", "batch": 4, "mode": "train", "dtype": "float32", "who": who,
+                "round": r, "median_s": s, "compile_s": 1.0, "peak_rss_mb": 10.0,
+                "gflop_per_image": 5.0} for who, ts in times.items() for r, s in enumerate(ts)]
+    ours = next(r for r in peer.summarize(records) if r["who"] == "ours")
+    assert ours["vs_peer_rounds"] == pytest.approx([1.5, 1.0, 1.2 / 1.1, 2.0])
+    assert ours["vs_peer"] == pytest.approx((1.5 + 1.2 / 1.1) / 2)
+    assert (ours["vs_peer_min"], ours["vs_peer_max"]) == (1.0, 2.0)
+    # ratio of the medians would be 1.65 / 1.05 = 1.57
+    peer.print_table(peer.summarize(records))
+    assert "1.30x (1.00-2.00)" in capsys.readouterr().out
+
+
 def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypatch):
     fake = tmp_path / "fake_peer.py"
     fake.write_text(FAKE_PEER)
@@ -110,22 +126,36 @@ def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys)
 
 
 def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
-    """The GPU check with tiny settings: the side-by-side rows (a fake peer), a short training
-    run stopped by SIGTERM, the loader, one JSON and the table."""
+    """The GPU check with tiny settings: the side-by-side rows, a short training run stopped
+    by SIGTERM, the loader, one JSON and the table. The side-by-side benchmark is peer.main,
+    run end to end by the test above; here a stand-in parses the command line gpu_check gives
+    it with peer's own flags and writes peer's JSON from summarize (seconds saved)."""
+    from grcnn_jax import runtime
     from grcnn_jax.benchmarks import gpu_check
 
-    fake = tmp_path / "fake_peer.py"
-    fake.write_text(FAKE_PEER)
-    monkeypatch.setitem(peer.CONFIGS, "tiny", {"T": 1, "hidden": 8})   # lets the peer run
+    def peer_main(argv):
+        flags, _ = runtime.parse_command_line(peer.define_flags, argv)
+        records = [{"config": c, "batch": b, "mode": m, "dtype": d, "who": who, "round": r,
+                    "median_s": b / (10.0 if who == "peer" else 15.0), "compile_s": 1.0,
+                    "peak_rss_mb": 100.0, "gflop_per_image": 1.5}
+                   for r in range(flags.rounds) for c in flags.configs for b in flags.batches
+                   for m in flags.modes for who, dtypes in (("ours", flags.dtypes),
+                                                              ("peer", ["float32"]))
+                   for d in dtypes]
+        with open(flags.json, "w", encoding="utf-8") as f:
+            json.dump({"rows": peer.summarize(records, flags.peak_gflops)}, f)
+
+    monkeypatch.setattr(peer, "main", peer_main)
     out = tmp_path / "check"
     assert gpu_check.main([f"--out={out}", "--config=tiny", "--batch=4", "--dtypes=float32",
-                           "--rounds=1", "--train_seconds=6", "--loader_batches=2",
-                           f"--peer={fake}", f"--peer_python={sys.executable}"]) == 0
+                           "--rounds=1", "--train_seconds=4", "--loader_batches=2",
+                           "--peak_gflops=100", "--peer=fake.py",
+                           f"--peer_python={sys.executable}"]) == 0
     result = json.loads((out / "gpu_check.json").read_text())
     whos = {(r["who"], r["mode"]) for r in result["benchmark"]["rows"]}
     assert whos == {("ours", "train"), ("ours", "infer"), ("peer", "train"), ("peer", "infer")}
     ours = [r for r in result["benchmark"]["rows"] if r["who"] == "ours"]
-    assert all(r["mfu"] > 0 and r["vs_peer"] > 0 for r in ours)
+    assert all(r["mfu"] > 0 and r["vs_peer"] == pytest.approx(1.5) for r in ours)
     training = result["training"]
     assert training["stopped_by_sigterm"] and training["steps"] >= 10
     assert training["loss_last"] < training["loss_first"]

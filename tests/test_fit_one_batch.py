@@ -4,19 +4,19 @@ import jax
 import numpy as np
 import optax
 
+from conftest import load_config
 from grcnn_jax.charset import Charset
 from grcnn_jax.losses import ctc_loss
-from grcnn_jax.models import GRCNN, GRCLOptions
+from grcnn_jax.models import create_model
 
 
 def test_ctc_loss_goes_down_on_a_fixed_batch():
     charset = Charset()
-    model = GRCNN(charset.num_classes, conv0_features=8, grcl_features=(8, 16, 16),
-                  out_features=32, hidden=16, options=GRCLOptions(T=2))
+    model = create_model(load_config("tiny").model, charset.num_classes)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 32, 100), dtype=np.uint8)
     labels, label_paddings = charset.encode_batch(["grcl", "ctc", "2017", "nips"], max_len=6)
-    variables = model.init(jax.random.key(0), images)
+    variables = jax.jit(model.init)(jax.random.key(0), images)
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(3e-3))
     state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
 

@@ -64,7 +64,7 @@ def test_fields_are_the_gradients_of_the_frame_outputs(noise):
     model = tiny("grcl", 2)
     w = tiny_widths()
     backbone = Backbone(w["conv0_features"], w["grcl_features"], w["out_features"],
-                        GRCLOptions(T=2))
+                        GRCLOptions(T=2, conv_impl=w["conv_impl"]))
     variables = {"params": model.params["backbone"], "batch_stats": model.batch_stats["backbone"]}
     x = jnp.asarray(noise, jnp.float32)[None, ..., None] * (2 / 255) - 1
 
