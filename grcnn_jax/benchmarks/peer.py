@@ -18,7 +18,10 @@ median over rounds of each subprocess's median step time, as images/s, plus:
                  eager: none)
   step_ms        median step time
   peak_mb        peak resident memory of the subprocess
-  vs_peer        our images/s / the peer's (the peer always computes in float32)
+  vs_peer        our speed / the peer's: per round, the peer's step time / ours (measured
+                 back to back), then the median over rounds, and (min-max) over rounds; one
+                 round's ratio is not a verdict on a machine whose speed drifts by 10% (the
+                 peer always computes in float32)
   gflop/img      model FLOPs per image, analytic (grcnn_jax.models.flops; the peer: its
                  own analytic count, the same numbers); GFLOP/s = that x images/s
   mfu            GFLOP/s / the machine's peak: --peak_gflops, else (CPU) the float32
@@ -220,8 +223,17 @@ def run_peer(python: str, script: str, mode: str, name: str, batch: int, reps: i
 
 
 # ----------------------------------------------------------------------------- the table
+def _per_round(records: list[dict]) -> dict[int, float]:
+    """round -> that round's median step time (s)."""
+    return {r["round"]: r["median_s"] for r in records if "round" in r}
+
+
 def summarize(records: list[dict], peak_gflops: float | None = None) -> list[dict]:
-    """One row per (config, batch, mode, dtype, who): medians over rounds, ratio, MFU."""
+    """One row per (config, batch, mode, dtype, who): medians over rounds, ratio, MFU.
+
+    ``vs_peer`` (ours only): the median over rounds of that round's ratio (the peer's step time
+    / ours, both measured back to back), with ``vs_peer_min`` / ``vs_peer_max`` and every
+    round's in ``vs_peer_rounds``; records without rounds give the ratio of the medians."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["config"], r["batch"], r["mode"], r["dtype"], r["who"]),
@@ -235,11 +247,18 @@ def summarize(records: list[dict], peak_gflops: float | None = None) -> list[dic
                      "peak_mb": max(r["peak_rss_mb"] for r in rs),
                      "gflop_per_image": rs[0]["gflop_per_image"], "rounds": len(rs)})
     for row in rows:
+        key = (row["config"], row["batch"], row["mode"])
         peer = next((p for p in rows if p["who"] == "peer" and
-                     (p["config"], p["batch"], p["mode"]) ==
-                     (row["config"], row["batch"], row["mode"])), None)
+                     (p["config"], p["batch"], p["mode"]) == key), None)
         row["vs_peer"] = (row["images_per_s"] / peer["images_per_s"]
                           if peer and row["who"] == "ours" else None)
+        if row["vs_peer"] is not None:
+            ours = _per_round(groups[(*key, row["dtype"], "ours")])
+            theirs = _per_round(groups[(*key, peer["dtype"], "peer")])
+            ratios = [theirs[k] / ours[k] for k in sorted(ours.keys() & theirs.keys())]
+            if ratios:
+                row.update(vs_peer=statistics.median(ratios), vs_peer_min=min(ratios),
+                           vs_peer_max=max(ratios), vs_peer_rounds=ratios)
         row["achieved_gflops"] = row["gflop_per_image"] * row["images_per_s"]
         row["mfu"] = row["achieved_gflops"] / peak_gflops if peak_gflops else None
     return rows
@@ -247,15 +266,18 @@ def summarize(records: list[dict], peak_gflops: float | None = None) -> list[dic
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'config':<6} {'batch':>5} {'mode':<5} {'dtype':<8} {'who':<5} {'images/s':>9} "
-            f"{'step_ms':>8} {'compile_s':>9} {'peak_mb':>8} {'vs_peer':>7} {'gflop/img':>9} "
+            f"{'step_ms':>8} {'compile_s':>9} {'peak_mb':>8} {'vs_peer (min-max)':>18} "
+            f"{'gflop/img':>9} "
             f"{'GFLOP/s':>8} {'mfu':>6}")
     print(head)
     for r in rows:
         ratio = f"{r['vs_peer']:.2f}x" if r["vs_peer"] is not None else ""
+        if r.get("vs_peer_min") is not None and len(r["vs_peer_rounds"]) > 1:
+            ratio += f" ({r['vs_peer_min']:.2f}-{r['vs_peer_max']:.2f})"
         mfu = f"{100 * r['mfu']:.0f}%" if r["mfu"] is not None else ""
         print(f"{r['config']:<6} {r['batch']:>5} {r['mode']:<5} {r['dtype']:<8} {r['who']:<5} "
               f"{r['images_per_s']:>9.1f} {r['step_ms']:>8.0f} {r['compile_s']:>9.1f} "
-              f"{r['peak_mb']:>8.0f} {ratio:>7} {r['gflop_per_image']:>9.2f} "
+              f"{r['peak_mb']:>8.0f} {ratio:>18} {r['gflop_per_image']:>9.2f} "
               f"{r['achieved_gflops']:>8.1f} {mfu:>6}")
 
 
@@ -288,7 +310,7 @@ def define_flags(flag_values) -> None:
     flags.DEFINE_list("dtypes", ["float32"], "our compute dtypes, comma-separated: float32, "
                       "bfloat16 (the peer: float32)", flag_values=flag_values)
     _choices("dtypes", lambda: DTYPES, flag_values)
-    flags.DEFINE_integer("rounds", 2, "alternations of ours and the peer's",
+    flags.DEFINE_integer("rounds", 3, "alternations of ours and the peer's",
                          flag_values=flag_values)
     flags.DEFINE_integer("reps", 5, "timed steps per subprocess", flag_values=flag_values)
     flags.DEFINE_integer("warmup", 2, "untimed steps per subprocess first",
