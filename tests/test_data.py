@@ -201,6 +201,18 @@ def test_bad_records_are_counted_with_their_keys():
     assert "bad_image: 2" in it.skipped_summary()
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_bad_records_after_the_last_batch_are_counted_too(num_workers):
+    """An evaluation pass whose last records are all bad: no batch carries them, yet they
+    are counted (they were lost, and a set's images no longer added up)."""
+    source = MemorySource(7, texts=("ok", "ok", "ok", "ok", "", "", ""))
+    with BatchIterator(make_dataset(source, Preprocess(Charset()), 4, train=False,
+                                    num_workers=num_workers)) as it:
+        batches = list(it)
+    assert sum(len(b["meta"]["key"]) for b in batches) == 4        # (workers batch apart)
+    assert it.skipped_counts == {"empty_label": 3}
+
+
 @pytest.mark.parametrize("case,source", [
     ("bad_image", MemorySource(5, broken={2})),
     ("unknown_chars", MemorySource(5, texts=("ok", "Bad!"))),

@@ -83,6 +83,8 @@ class _BatchGoodIterator(grain.DatasetIterator):
             else:
                 good.append(item)
         if not good or (self._drop_remainder and len(good) < self._batch_size):
+            if skipped:              # records skipped after the last batch are still counted
+                return {"skipped": skipped}
             raise StopIteration
         return collate(good, self._batch_size, skipped)
 
@@ -235,6 +237,8 @@ class BatchIterator:
             examples = self.skipped_examples[case]
             if len(examples) < self._examples_per_reason and key not in examples:
                 examples.append(key)
+        if "image" not in batch:       # only the skipped records after the last batch
+            return next(self)
         return batch
 
     @property
