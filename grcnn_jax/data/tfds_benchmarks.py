@@ -127,6 +127,30 @@ def _with_names(tree: _Tree, root: str, items: list[_Item], where: str) -> list[
     return items
 
 
+def _test_and_train(builder, manual_dir, pattern: str, prefer: str, archive: str,
+                    parse) -> dict:
+    """The test split (required) and train split (if there) of a benchmark whose annotation
+    files are ``pattern.format(split=...)`` side by side, found in ``manual_dir`` (a folder
+    or ``archive``, preferring paths under ``prefer``): split -> (tree, items named by
+    ``parse(data, split, where)``)."""
+    test_name = pattern.format(split="test")
+    found = _find(manual_dir, test_name, prefer=(prefer,))
+    if found is None:
+        raise _missing(builder, manual_dir, f"{test_name} (in a folder or {archive})")
+    tree, test_file = found
+    root = _dirname(test_file)
+    splits = {}
+    for split in ("test", "train"):
+        name = pattern.format(split=split)
+        path = f"{root}/{name}" if root else name
+        if path not in tree.names:
+            continue
+        where = f"{tree}: {path}"
+        splits[split] = (tree, _with_names(tree, root, parse(tree.read(path), split, where),
+                                           where))
+    return splits
+
+
 class Iiit5k(_Benchmark, skip_registration=True):
     """IIIT5K-Word (V3.0): 3000 test and 2000 train word crops, with per-image small (50)
     and medium (1000) lexicons.
@@ -153,21 +177,10 @@ and put it into the manual folder (--manual_dir), as the archive or extracted:
 testdata.mat is required (the test split); traindata.mat adds the train split."""
 
     def _find_splits(self, manual_dir):
-        found = _find(manual_dir, "testdata.mat", prefer=("IIIT5K",))
-        if found is None:
-            raise _missing(self, manual_dir,
-                           "testdata.mat (in a folder or IIIT5K-Word_V3.0.tar.gz)")
-        tree, test_mat = found
-        root = _dirname(test_mat)
-        splits = {}
-        for split in ("test", "train"):
-            mat = f"{root}/{split}data.mat" if root else f"{split}data.mat"
-            if mat not in tree.names:
-                continue
-            where = f"{tree}: {mat}"
-            items = parse_iiit5k_mat(tree.read(mat), f"{split}data", where)
-            splits[split] = (tree, _with_names(tree, root, items, where))
-        return splits
+        return _test_and_train(self, manual_dir, "{split}data.mat", "IIIT5K",
+                               "IIIT5K-Word_V3.0.tar.gz",
+                               lambda data, split, where: parse_iiit5k_mat(data, f"{split}data",
+                                                                           where))
 
 
 class Svt(_Benchmark, skip_registration=True):
@@ -195,20 +208,8 @@ and put it into the manual folder (--manual_dir), as the archive or extracted:
 test.xml is required (the test split); train.xml adds the train split."""
 
     def _find_splits(self, manual_dir):
-        found = _find(manual_dir, "test.xml", prefer=("svt",))
-        if found is None:
-            raise _missing(self, manual_dir, "test.xml (in a folder or svt.zip)")
-        tree, test_xml = found
-        root = _dirname(test_xml)
-        splits = {}
-        for split in ("test", "train"):
-            xml = f"{root}/{split}.xml" if root else f"{split}.xml"
-            if xml not in tree.names:
-                continue
-            where = f"{tree}: {xml}"
-            splits[split] = (tree, _with_names(tree, root, parse_svt_xml(tree.read(xml), where),
-                                               where))
-        return splits
+        return _test_and_train(self, manual_dir, "{split}.xml", "svt", "svt.zip",
+                               lambda data, split, where: parse_svt_xml(data, where))
 
 
 class Ic03(_Benchmark, skip_registration=True):
