@@ -54,7 +54,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
                   "checkpoint_every", "keep_checkpoints"):
         positive_int(field, config[field])
     need(config.grad_clip_norm >= 0, "grad_clip_norm", config.grad_clip_norm, ">= 0 (0: off)")
-    from grcnn_jax.train import PARAM_GROUPS
+    from grcnn_jax.models.grcnn import PARAM_GROUPS
 
     freeze = [p.strip() for p in config.get("freeze", "").split(",") if p.strip()]
     need(set(freeze) <= set(PARAM_GROUPS) and len(freeze) < len(PARAM_GROUPS), "freeze",

@@ -34,6 +34,7 @@ from flax import traverse_util
 from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.checkpoints import InferenceCheckpoint
+from grcnn_jax.models.grcnn import CLASSIFIER
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ def load_variables(spec: str) -> InferenceCheckpoint:
     return checkpoints.load_for_inference(checkpoint=path)
 
 
-# The classifier: the last BLSTM's linear map, one output column per class (blank = 0).
-CLASS_PARAMS = ("blstm2/linear/kernel", "blstm2/linear/bias")
+# The classifier's parameters: one output column per class (blank = 0).
+CLASS_PARAMS = (f"{CLASSIFIER}/kernel", f"{CLASSIFIER}/bias")
 NEW_CLASS_BIAS_MARGIN = 4.0     # new characters start this far below the weakest old bias
 
 

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 
 from grcnn_jax.models import create_model, frames_for_width, normalize_images
-from grcnn_jax.models.grcnn import POOL_WIDTH_STRIDES
+from grcnn_jax.models.grcnn import BACKBONE, BLSTM2, POOL_WIDTH_STRIDES
 
 TARGETS = ("sum", "energy", "logit")
 # The ablations of configs/cnn.py, rcl.py, grcl.py, as changes to the paper's model section.
@@ -50,7 +50,7 @@ class FieldModel:
 
     @property
     def num_classes(self) -> int:
-        return int(np.shape(self.params["blstm2"]["linear"]["kernel"])[-1])
+        return int(np.shape(self.params[BLSTM2]["linear"]["kernel"])[-1])
 
 
 def kind_of(model_config: ml_collections.ConfigDict) -> str:
@@ -74,8 +74,8 @@ def _field_function(model_json: str, num_classes: int, target: str):
             out, vjp = jax.vjp(forward, x)
             weights = jax.nn.one_hot(jnp.argmax(out, axis=-1), out.shape[-1], dtype=out.dtype)
         else:
-            sub = {"params": variables["params"]["backbone"],
-                   "batch_stats": variables["batch_stats"]["backbone"]}
+            sub = {"params": variables["params"][BACKBONE],
+                   "batch_stats": variables["batch_stats"][BACKBONE]}
 
             def forward(x):                                            # [F, C] (the 1 row)
                 return backbone.apply(sub, x, train=False)[0, 0].astype(jnp.float32)

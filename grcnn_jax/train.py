@@ -33,15 +33,13 @@ from grcnn_jax.components import (device_batch, host_batch_size, make_evaluator,
 from grcnn_jax.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.losses import ctc_loss
+from grcnn_jax.models.grcnn import BACKBONE
 from grcnn_jax.overlap import OneBehind
 from grcnn_jax.models import create_model
 from grcnn_jax.workdir_lock import WorkdirLock
 from grcnn_jax.writers import MetricWriter
 
 log = logging.getLogger(__name__)
-
-
-PARAM_GROUPS = ("backbone", "blstm1", "blstm2")      # the model's top-level parameter groups
 
 
 class TrainState(train_state.TrainState):
@@ -97,7 +95,8 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
 
 
 def frozen_groups(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """``config.freeze`` as a tuple of ``PARAM_GROUPS`` names (validated by config_check)."""
+    """``config.freeze`` as a tuple of ``models.grcnn.PARAM_GROUPS`` names (config_check
+    validates them)."""
     return tuple(p.strip() for p in config.get("freeze", "").split(",") if p.strip())
 
 
@@ -128,7 +127,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
     """
     del rng
     fixed = {k: v for k, v in state.params.items() if k in frozen}
-    backbone_train = None if "backbone" not in frozen else False
+    backbone_train = None if BACKBONE not in frozen else False
 
     def loss_fn(trainable):
         logits, updates = state.apply_fn(

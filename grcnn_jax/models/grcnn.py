@@ -104,6 +104,14 @@ class Backbone(nn.Module):
         return nn.relu(x)
 
 
+# GRCNN's submodules, by the names its variables have: the top-level parameter groups (what
+# config.freeze names) and the classifier, the last BLSTM's linear map with one output column
+# per class (what a charset change remaps).
+BACKBONE, BLSTM1, BLSTM2 = "backbone", "blstm1", "blstm2"
+PARAM_GROUPS = (BACKBONE, BLSTM1, BLSTM2)
+CLASSIFIER = f"{BLSTM2}/linear"
+
+
 class GRCNN(nn.Module):
     """Images -> logits ``[B, frames, num_classes]`` (float32); 26 frames for 32x100 input.
 
@@ -141,13 +149,13 @@ class GRCNN(nn.Module):
         statistics, which stay as they are) while the rest trains: a frozen backbone."""
         dtype = self.options.dtype
         x = normalize_images(images, dtype)
-        features = self.backbone(name="backbone")(
+        features = self.backbone(name=BACKBONE)(
             x, train if backbone_train is None else train and backbone_train)
         if features.shape[1] != 1:
             raise ValueError(
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
                 f"height {images.shape[1]}; the network needs input height 32")
         seq = features[:, 0]                                                 # [B, frames, C]
-        seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name="blstm1")(seq)
-        logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name="blstm2")(seq)
+        seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name=BLSTM1)(seq)
+        logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name=BLSTM2)(seq)
         return logits.astype(jnp.float32)
