@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -139,41 +139,36 @@ def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool)
     return enc.words[0]
 
 
+class _ExportedModule:
+    """An exported program where the ``Evaluator`` expects a flax module: its variables are
+    inside the program, so ``apply`` takes none."""
+
+    def __init__(self, exported: Any):
+        self.exported = exported
+
+    def apply(self, variables: dict, images: Any, train: bool = False) -> Any:
+        return self.exported.call(images)
+
+
 def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
                        beam_width: int = 1, batch_size: int | None = None) -> list:
     """``recognize_images`` for a model from ``grcnn_jax.export.load_exported``: the same
-    decoders and confidences, computed from its logits [N, frames, classes]."""
-    import functools
-
+    ``Evaluator`` (decoders, confidences, lexicon scores) on its program, on one device."""
     import jax
+    from jax.sharding import Mesh
 
-    from grcnn_jax import decode, evaluation
+    from grcnn_jax.evaluation import Evaluator
 
-    charset = reader.charset
-    logits = reader(images, batch_size or 64)
-    if beam_width > 1:
-        texts = [t for t, _ in decode.beam_search_decode(logits, charset, beam_width)]
-        log_p = [decode.ctc_log_likelihood(lp, charset.encode(t))
-                 for lp, t in zip(decode.log_softmax(logits), texts)]
-    else:
-        best = logits.argmax(-1).astype(np.int32)
-        texts = decode.greedy_decode(best, charset)
-        log_p = np.asarray(jax.jit(decode.greedy_log_likelihood)(logits, best))
-    picks = [None] * len(texts)
+    lowercase = bool(reader.meta.get("lowercase", True))
     if lexicon is not None:
-        lowercase = bool(reader.meta.get("lowercase", True))
-        words = fitting_words(lexicon, charset, logits.shape[1], lowercase)
-        chunk = decode.default_chunk()
-        enc = decode.encode_lexicons([words] * len(texts), charset, logits.shape[1],
-                                     lowercase=lowercase, chunk=chunk)
-        scores = jax.jit(functools.partial(decode.lexicon_log_likelihoods, chunk=chunk))(
-            logits, enc.labels, enc.paddings)
-        picks = decode.pick_words(np.asarray(scores), enc.words)
-    return [evaluation.Prediction(
-        text=t, confidence=float(np.exp(log_p[i])),
-        lexicon_text=None if pick is None else pick[0],
-        lexicon_confidence=None if pick is None else float(np.exp(pick[1])))
-        for i, (t, pick) in enumerate(zip(texts, picks))]
+        lexicon = fitting_words(lexicon, reader.charset, int(reader.meta["frames"]), lowercase)
+    # The program was exported without shardings: it runs on one device.
+    mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
+    evaluator = Evaluator(_ExportedModule(reader.exported), reader.charset, mesh,
+                          batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
+                          lexicon_lowercase=lowercase, confidence=True)
+    lexicons = None if lexicon is None else [lexicon] * len(images)
+    return evaluator.predict({}, {}, images, lexicons)
 
 
 # ----------------------------------------------------------------------------- command line
