@@ -27,7 +27,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from grcnn_jax import checkpoints, config_check
+from grcnn_jax import checkpoints, config_check, runtime
 from grcnn_jax.components import (device_batch, host_batch_size, make_evaluator, make_mesh,
                                   make_preprocess, open_split, open_val_sets)
 from grcnn_jax.charset import Charset
@@ -218,6 +218,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     rng = jax.random.key(config.seed)
     state = create_train_state(config, model, rng)
     state = jax.device_put(state, replicated)
+    runtime.release_free_memory()                 # the init program's compile
     manager = checkpoints.make_manager(workdir, config)
     try:
         restored_step = checkpoints.restore_latest(manager, state, train_iter, config, charset)
@@ -259,11 +260,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             _check(*item, window, progress)
 
     last_val: dict[str, tuple[int, dict]] = {}   # prefix -> (step, result) of its latest eval
+    compiled_step = None
     try:
         while step < config.num_train_steps:
-            batch = next(train_iter)
+            batch = device_batch(next(train_iter), data_sharding)
             step_rng = jax.random.fold_in(rng, step)
-            state, metrics = step_fn(state, device_batch(batch, data_sharding), step_rng)
+            if compiled_step is None:
+                # Compiled ahead of the first step so that the compiler's scratch memory goes
+                # back to the kernel before the step's own buffers are allocated.
+                compiled_step = step_fn.lower(state, batch, step_rng).compile()
+                runtime.release_free_memory()
+            state, metrics = compiled_step(state, batch, step_rng)
             step += 1
             window_images += config.batch_size
             saver.check(step)
@@ -290,6 +297,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                     progress.write(f"step {step}: {prefix} " + " ".join(
                         f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in result.items()))
+                runtime.release_free_memory()   # what the evaluator's compile and loader freed
             if (step % config.checkpoint_every == 0 or step == config.num_train_steps
                     or preemption.requested):
                 read(unread.flush())                  # never save a state we have not checked
