@@ -1,0 +1,180 @@
+"""The measurements of ``benchmarks/peer.py``, our side: each runs in a fresh subprocess
+(``run_ours``), so that its peak memory and compile time are its own.
+
+    python -m grcnn_jax.benchmarks.peer_jobs '["ours", "train", "grcl", 32, 5, 2, "float32"]'
+
+prints one JSON record: ``ours`` (compile and time our train step or inference),
+``ceiling`` (the device's float32 matmul rate), ``loader`` (the training loader's images/s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from grcnn_jax import runtime
+
+# Model fields over config_base's; "tiny" is configs/tiny.py's model section (the tests').
+CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
+           "tiny": {"model_of": "configs/tiny.py"}}
+MODES = ("train", "infer")
+DTYPES = ("float32", "bfloat16")         # ours; the peer computes in float32
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def model_config(name: str, dtype: str):
+    """config_base's config (ADADELTA, as the peer) with the model of ``CONFIGS[name]``."""
+    import runpy
+
+    from grcnn_jax.config_base import get_base_config
+
+    config = get_base_config()
+    fields = dict(CONFIGS[name])
+    if "model_of" in fields:
+        config_file = os.path.join(REPO, fields.pop("model_of"))
+        config.model.update(runpy.run_path(config_file)["get_config"]().model.to_dict())
+    config.model.update(fields)
+    config.model.dtype = dtype
+    return config
+
+
+def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -> dict:
+    """Runs in the subprocess: compiles and times our step; returns one record."""
+    import jax
+    import numpy as np
+
+    from grcnn_jax import train
+    from grcnn_jax.charset import Charset
+    from grcnn_jax.models import create_model
+    from grcnn_jax.models.flops import forward_flops, train_flops
+
+    config = model_config(name, dtype)
+    charset = Charset.from_spec(config.charset)
+    model = create_model(config.model, charset.num_classes)
+    state = train.create_train_state(config, model, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, config.image_height, config.image_width), np.uint8)
+    lengths = rng.integers(3, 11, batch)
+    labels = rng.integers(1, charset.num_classes, (batch, 25)).astype(np.int32)
+    paddings = (np.arange(25)[None] >= lengths[:, None]).astype(np.float32)
+    batch_arrays = {"image": images, "labels": labels, "label_paddings": paddings,
+                    "mask": np.ones(batch, np.float32)}
+    batch_arrays = jax.device_put(batch_arrays)
+
+    if mode == "train":
+        step = jax.jit(train.train_step, donate_argnums=(0,))
+        key = jax.random.key(1)
+        t0 = time.perf_counter()
+        compiled = step.lower(state, batch_arrays, key).compile()
+        compile_s = time.perf_counter() - t0
+
+        def run():
+            nonlocal state
+            state, metrics = compiled(state, batch_arrays, key)
+            jax.block_until_ready(metrics["loss"])
+    else:
+        def infer(params, batch_stats, images):
+            logits = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                 train=False)
+            return logits.argmax(-1)
+        t0 = time.perf_counter()
+        compiled = jax.jit(infer).lower(state.params, state.batch_stats,
+                                        batch_arrays["image"]).compile()
+        compile_s = time.perf_counter() - t0
+
+        def run():
+            jax.block_until_ready(compiled(state.params, state.batch_stats,
+                                           batch_arrays["image"]))
+    # The compiler's scratch memory back to the kernel (as training does), then the peak of
+    # the steps alone (the peer is eager: its whole run is its steps).
+    compile_peak_mb = _peak_rss_mb()
+    runtime.release_free_memory()
+    _reset_peak_rss()
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {"compile_s": compile_s, "median_s": statistics.median(times),
+            "gflop_per_image": (train_flops if mode == "train" else forward_flops)(
+                config.model, charset.num_classes) / 1e9,
+            "peak_rss_mb": max(compile_peak_mb, _peak_rss_mb()), "run_rss_mb": _peak_rss_mb(),
+            "jax": jax.__version__, "device": str(jax.devices()[0].device_kind)}
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (MB) since it started or since _reset_peak_rss."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+    """Linux: the peak restarts from the current resident memory (elsewhere: nothing)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def matmul_ceiling(size: int = 2048, reps: int = 10) -> dict:
+    """Runs in the subprocess: float32 [n,n] x [n,n] GFLOP/s (best of reps) on device 0."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a))
+        best = min(best, time.perf_counter() - t0)
+    return {"gflops": 2 * size ** 3 / best / 1e9, "device": str(jax.devices()[0].device_kind)}
+
+
+def loader(batch: int, batches: int, warmup: int) -> dict:
+    """Runs in the subprocess: the training loader's images/s with the config's workers."""
+    from grcnn_jax import components
+    from grcnn_jax.benchmarks.data_loader import loader_images_per_s
+
+    config = model_config("grcl", "float32")
+    source = components.open_split(config, "train")
+    rate = loader_images_per_s(source, batch, config.data.num_workers, batches, warmup)
+    return {"images_per_s": rate, "workers": config.data.num_workers}
+
+
+JOBS = {"ours": ours, "ceiling": matmul_ceiling, "loader": loader}
+
+
+def run_ours(job: str, *args) -> dict:
+    """Runs ``JOBS[job](*args)`` in a fresh subprocess; returns its record."""
+    # The persistent compilation cache off: compile_s is the real compile time.
+    env = dict(os.environ, GRCNN_COMPILATION_CACHE="0")
+    out = subprocess.run(
+        [sys.executable, "-m", "grcnn_jax.benchmarks.peer_jobs", json.dumps([job, *args])],
+        capture_output=True, text=True, check=False, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"our {job} benchmark {args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    """Runs the job ``argv[1]`` names (a JSON list: job, then its arguments)."""
+    job, *args = json.loads(argv[1])
+    print(json.dumps(JOBS[job](*args)))
+
+
+if __name__ == "__main__":
+    runtime.configure()
+    main(sys.argv)
