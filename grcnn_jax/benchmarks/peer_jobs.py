@@ -56,7 +56,11 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     config = model_config(name, dtype)
     charset = Charset.from_spec(config.charset)
     model = create_model(config.model, charset.num_classes)
-    state = train.create_train_state(config, model, jax.random.key(0))
+    if mode == "train":
+        state = train.create_train_state(config, model, jax.random.key(0))
+    else:       # what inference holds (checkpoints.load_for_inference): no optimizer state
+        variables = jax.jit(model.init)(
+            jax.random.key(0), np.zeros((1, config.image_height, config.image_width), np.uint8))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, config.image_height, config.image_width), np.uint8)
     lengths = rng.integers(3, 11, batch)
@@ -83,12 +87,12 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
                                  train=False)
             return logits.argmax(-1)
         t0 = time.perf_counter()
-        compiled = jax.jit(infer).lower(state.params, state.batch_stats,
+        compiled = jax.jit(infer).lower(variables["params"], variables["batch_stats"],
                                         batch_arrays["image"]).compile()
         compile_s = time.perf_counter() - t0
 
         def run():
-            jax.block_until_ready(compiled(state.params, state.batch_stats,
+            jax.block_until_ready(compiled(variables["params"], variables["batch_stats"],
                                            batch_arrays["image"]))
     # The compiler's scratch memory back to the kernel (as training does), then the peak of
     # the steps alone (the peer is eager: its whole run is its steps).
