@@ -234,13 +234,39 @@ def _int_list_parser():
     return IntListParser()
 
 
-def define_int_list(name: str, default: list[int], help: str, flag_values: Any) -> None:
-    """A comma-separated integer list flag (``--batches=32,64`` -> [32, 64]) on ``flag_values``."""
+def _calling_module() -> str:
+    """The module that called the caller, named as absl names the module a flag belongs to
+    (``__main__`` is the script's path), so that --help lists the flag with its command's."""
+    name = sys._getframe(2).f_globals.get("__name__", "")
+    return sys.argv[0] if name == "__main__" and sys.argv else name
+
+
+def define_int_list(name: str, default: list[int], help: str, flag_values: Any,
+                    lower_bound: int | None = None) -> None:
+    """A comma-separated integer list flag (``--batches=32,64`` -> [32, 64]) on ``flag_values``;
+    with ``lower_bound``, one or more integers, each at least that."""
     from absl import flags
 
-    caller = sys._getframe(1).f_globals.get("__name__")       # --help lists it with its command
     flags.DEFINE(_int_list_parser(), name, ",".join(map(str, default)), help, flag_values,
-                 serializer=flags.CsvListSerializer(","), module_name=caller)
+                 serializer=flags.CsvListSerializer(","), module_name=_calling_module())
+    if lower_bound is not None:
+        flags.register_validator(name, lambda v: bool(v) and min(v) >= lower_bound,
+                                 f"--{name} takes one or more integers >= {lower_bound}",
+                                 flag_values=flag_values)
+
+
+def define_choice_list(name: str, default: list[str], choices: Callable[[], Sequence[str]],
+                       help: str, flag_values: Any) -> None:
+    """A comma-separated list flag on ``flag_values`` of one or more of ``choices()`` (read when
+    the flag is parsed, so that a table the command extends later counts)."""
+    from absl import flags
+
+    flags.DEFINE_list(name, default, f"{help}, comma-separated: {', '.join(choices())}",
+                      flag_values=flag_values, module_name=_calling_module())
+    flags.register_validator(
+        name, lambda items: bool(items) and all(i in choices() for i in items),
+        f"--{name} takes a comma-separated list of {', '.join(choices())}",
+        flag_values=flag_values)
 
 
 HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "--helpfull", "-?")

@@ -74,9 +74,7 @@ def measure(T: int, unrolled: bool, batch: int, reps: int) -> dict:
 def define_flags(flag_values) -> None:
     """The command's flags, on ``flag_values``."""
     runtime.define_int_list("T", [1, 3, 5], "GRCL iterations to measure, comma-separated",
-                            flag_values)
-    flags.register_validator("T", lambda v: bool(v) and min(v) >= 0,
-                             "--T takes one or more integers >= 0", flag_values=flag_values)
+                            flag_values, lower_bound=0)
     flags.DEFINE_integer("batch", 32, "images per batch", flag_values=flag_values)
     flags.DEFINE_integer("reps", 5, "timed forward passes per row (median)",
                          flag_values=flag_values)

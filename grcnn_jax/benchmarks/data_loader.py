@@ -49,10 +49,7 @@ def define_flags(flag_values) -> None:
     flags.DEFINE_string("source", "synth", "a dataset spec as in config.data.train (default: "
                         "the generator)", flag_values=flag_values)
     runtime.define_int_list("workers", [0, 1, 2], "loader worker counts to time, "
-                            "comma-separated", flag_values)
-    flags.register_validator("workers", lambda v: bool(v) and min(v) >= 0,
-                             "--workers takes one or more integers >= 0",
-                             flag_values=flag_values)
+                            "comma-separated", flag_values, lower_bound=0)
     flags.DEFINE_integer("batch", 64, "images per batch", flag_values=flag_values)
     flags.DEFINE_integer("batches", 30, "timed batches per worker count",
                          flag_values=flag_values)

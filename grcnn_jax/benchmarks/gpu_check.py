@@ -119,11 +119,8 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_integer("batch", 192, "images per batch, everywhere", flag_values=flag_values)
     flags.DEFINE_integer("rounds", 3, "peer.py's --rounds", flag_values=flag_values)
-    flags.DEFINE_list("dtypes", list(peer.DTYPES), "our compute dtypes, comma-separated: "
-                      f"{', '.join(peer.DTYPES)}", flag_values=flag_values)
-    flags.register_validator("dtypes", lambda v: bool(v) and set(v) <= set(peer.DTYPES),
-                             f"--dtypes takes a comma-separated list of "
-                             f"{', '.join(peer.DTYPES)}", flag_values=flag_values)
+    runtime.define_choice_list("dtypes", list(peer.DTYPES), lambda: peer.DTYPES,
+                               "our compute dtypes", flag_values)
     flags.DEFINE_float("train_seconds", 180.0, "seconds of training after its first logged "
                        "steps", flag_values=flag_values)
     flags.DEFINE_integer("loader_batches", 20, "timed batches of the loader alone",

@@ -9,10 +9,11 @@
 
 Every measurement runs in a fresh subprocess (so peak memory is its own; ours are
 ``benchmarks/peer_jobs.py``), and ours and the peer's alternate, round after round, so
-that a machine whose speed drifts treats both alike. Both run in the same environment: this command sets the process settings of
-``grcnn_jax.runtime`` (glibc's malloc on transparent huge pages) before it starts either,
-and the header says what they were. Per (config, batch, mode, dtype) the table shows the
-median over rounds of each subprocess's median step time, as images/s, plus:
+that a machine whose speed drifts treats both alike. Both run in the same environment:
+this command sets the process settings of ``grcnn_jax.runtime`` (glibc's malloc on
+transparent huge pages) before it starts either, and the header says what they were. Per
+(config, batch, mode, dtype) the table shows the median over rounds of each subprocess's
+median step time, as images/s, plus:
 
   compile_s      ours: jit compile time of the step (persistent cache off; the peer is
                  eager: none)
@@ -165,29 +166,16 @@ def environment() -> dict:
             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
 
 
-def _choices(name: str, choices, flag_values) -> None:
-    """Every item of list flag ``name`` one of ``choices()``, and at least one."""
-    flags.register_validator(
-        name, lambda items: bool(items) and all(i in choices() for i in items),
-        f"--{name} takes a comma-separated list of {', '.join(choices())}",
-        flag_values=flag_values)
-
-
 def define_flags(flag_values) -> None:
     """The command's flags, on ``flag_values``."""
-    flags.DEFINE_list("configs", ["grcl", "small"], "model configs, comma-separated: "
-                      f"{', '.join(sorted(CONFIGS))}", flag_values=flag_values)
-    _choices("configs", lambda: sorted(CONFIGS), flag_values)
-    runtime.define_int_list("batches", [32], "batch sizes, comma-separated", flag_values)
-    flags.register_validator("batches", lambda v: bool(v) and min(v) >= 1,
-                             "--batches takes one or more integers >= 1",
-                             flag_values=flag_values)
-    flags.DEFINE_list("modes", list(MODES), "train, infer or both, comma-separated",
-                      flag_values=flag_values)
-    _choices("modes", lambda: MODES, flag_values)
-    flags.DEFINE_list("dtypes", ["float32"], "our compute dtypes, comma-separated: float32, "
-                      "bfloat16 (the peer: float32)", flag_values=flag_values)
-    _choices("dtypes", lambda: DTYPES, flag_values)
+    runtime.define_choice_list("configs", ["grcl", "small"], lambda: sorted(CONFIGS),
+                               "model configs", flag_values)
+    runtime.define_int_list("batches", [32], "batch sizes, comma-separated", flag_values,
+                            lower_bound=1)
+    runtime.define_choice_list("modes", list(MODES), lambda: MODES, "train, infer or both",
+                               flag_values)
+    runtime.define_choice_list("dtypes", ["float32"], lambda: DTYPES,
+                               "our compute dtypes (the peer: float32)", flag_values)
     flags.DEFINE_integer("rounds", 3, "alternations of ours and the peer's",
                          flag_values=flag_values)
     flags.DEFINE_integer("reps", 5, "timed steps per subprocess", flag_values=flag_values)
