@@ -223,6 +223,27 @@ def test_blstm_equals_flax_reference_layer():
                            grads(ours), grads(ref))
 
 
+def test_lstm_recurrence_backward_equals_autodiff_in_float64():
+    """The hand-written backward of ``sequence.recurrence`` (kernel gradient after the loop)
+    is autodiff's of the same scan to float64 rounding, for both inputs."""
+    from grcnn_jax.models import sequence
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        wh = jnp.asarray(rng.normal(size=(2, 5, 20)) * 0.5)
+        xw = jnp.asarray(rng.normal(size=(7, 2, 3, 20)))
+
+        def loss(recurrence):
+            return jax.jit(jax.grad(lambda wh, xw: jnp.sum(jnp.sin(3 * recurrence(wh, xw))),
+                                    (0, 1)))(wh, xw)
+        ours = loss(sequence.recurrence)
+        autodiff = loss(lambda wh, xw: sequence._run(wh, xw)[0])
+        assert ours[0].dtype == jnp.float64
+        for a, b in zip(ours, autodiff):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+            assert np.abs(b).max() > 0.1
+
+
 def test_unknown_model_field_is_reported():
     cfg = load_config("grcl").model
     cfg.unlock()

@@ -57,8 +57,9 @@ class LSTMWeights(nn.Module):
 
 
 def _lstm_step(wh: jax.Array):
-    """The scan body over both directions: carry (h, c) float32 [2, B, H]; input [2, B, 4H]
-    in the compute dtype (``wh``'s), which the recurrent product also uses."""
+    """The scan body over both directions: carry (h, c) [2, B, H] in ``_state_dtype``; input
+    [2, B, 4H] in the compute dtype (``wh``'s), which the recurrent product also uses. Outputs
+    the step's h, its gate pre-activations z and its cell state c (the backward's inputs)."""
 
     def step(carry, xw):
         h, c = carry
@@ -66,9 +67,71 @@ def _lstm_step(wh: jax.Array):
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
         h = nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
+        return (h, c), (h, z, c)
 
     return step
+
+
+def _state_dtype(wh: jax.Array):
+    """The carried states' dtype: float32, or wider if the compute dtype is (float64 tests)."""
+    return jnp.promote_types(jnp.float32, wh.dtype)
+
+
+def _run(wh: jax.Array, xw: jax.Array):
+    """The forward scan from zero states: (hs, zs, cs), each stacked over frames."""
+    zeros = jnp.zeros((2, xw.shape[2], wh.shape[1]), _state_dtype(wh))
+    _, (hs, zs, cs) = jax.lax.scan(_lstm_step(wh), (zeros, zeros), xw)
+    return hs, zs, cs
+
+
+@jax.custom_vjp
+def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
+    """Both directions' LSTM recurrences from zero states: recurrent kernels wh [2, H, 4H]
+    and the input projections xw [F, 2, B, 4H] (compute dtype, gates i, f, g, o) -> hidden
+    states hs [F, 2, B, H] (float32), step t of direction d at ``hs[t, d]``.
+
+    The backward pass is written by hand. Autodiff's accumulates the recurrent kernel's
+    gradient inside the reverse loop (a [H, B] x [B, 4H] product and a read-modify-write of
+    the whole [2, H, 4H] gradient per frame) and multiplies by the kernel's transpose without
+    transposing it once. Here the loop carries (dh, dc) and returns each frame's gate
+    gradients; the kernel gradient is one [H, F*B] x [F*B, 4H] product per direction after
+    the loop (grcnn_jax/benchmarks/NOTES.md, 23). Equal to autodiff's to float64 rounding
+    (tests/test_model.py).
+    """
+    return _run(wh, xw)[0]
+
+
+def _recurrence_forward(wh, xw):
+    hs, zs, cs = _run(wh, xw)
+    return hs, (wh, hs, zs, cs)
+
+
+def _recurrence_backward(residuals, dhs):
+    wh, hs, zs, cs = residuals
+    state = _state_dtype(wh)
+    wh_t = wh.swapaxes(1, 2)                       # [2, 4H, H], transposed once
+    c_prev = jnp.concatenate([jnp.zeros_like(cs[:1]), cs[:-1]])
+
+    def step(carry, inputs):
+        dh, dc = carry
+        z, c, c_before, dh_out = inputs
+        i, f, g, o = jnp.split(z.astype(state), 4, axis=-1)
+        si, sf, tg, so, tc = nn.sigmoid(i), nn.sigmoid(f), jnp.tanh(g), nn.sigmoid(o), jnp.tanh(c)
+        dh = dh + dh_out
+        dc = dc + dh * so * (1 - tc * tc)
+        dz = jnp.concatenate([dc * tg * si * (1 - si), dc * c_before * sf * (1 - sf),
+                              dc * si * (1 - tg * tg), dh * tc * so * (1 - so)], axis=-1)
+        dz = dz.astype(wh.dtype)
+        dh = jnp.einsum("dbk,dkh->dbh", dz, wh_t).astype(state)
+        return (dh, dc * sf), dz
+
+    zeros = jnp.zeros_like(dhs[0])
+    _, dzs = jax.lax.scan(step, (zeros, zeros), (zs, cs, c_prev, dhs), reverse=True)
+    h_prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]]).astype(wh.dtype)
+    return jnp.einsum("fdbh,fdbk->dhk", h_prev, dzs), dzs
+
+
+recurrence.defvjp(_recurrence_forward, _recurrence_backward)
 
 
 class BidirectionalLSTM(nn.Module):
@@ -93,7 +156,6 @@ class BidirectionalLSTM(nn.Module):
         xw = jnp.einsum("bfc,dck->fdbk", x.astype(self.dtype), wi) + bias[None, :, None]
         # The backward direction reads the frames last to first.
         xw = jnp.stack([xw[:, 0], xw[::-1, 1]], axis=1)
-        zeros = jnp.zeros((2, b, self.hidden), jnp.float32)
-        _, hs = jax.lax.scan(_lstm_step(wh), (zeros, zeros), xw)    # [F, 2, B, H]
+        hs = recurrence(wh, xw)                                      # [F, 2, B, H]
         y = jnp.concatenate([hs[:, 0], hs[::-1, 1]], axis=-1).swapaxes(0, 1)   # [B, F, 2H]
         return nn.Dense(self.out_features, dtype=self.dtype, name="linear")(y)
