@@ -268,7 +268,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
             if compiled_step is None:
                 # Compiled ahead of the first step so that the compiler's scratch memory goes
                 # back to the kernel before the step's own buffers are allocated.
-                compiled_step = step_fn.lower(state, batch, step_rng).compile()
+                compiled_step = step_fn.lower(state, batch, step_rng).compile(
+                    compiler_options=runtime.step_compiler_options())
                 runtime.release_free_memory()
             state, metrics = compiled_step(state, batch, step_rng)
             step += 1

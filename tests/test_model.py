@@ -148,12 +148,16 @@ def test_remat_unroll_conv_impl_and_untying_change_nothing(option):
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12), grads, ref_grads)
 
 
-@pytest.mark.parametrize("T,unroll,train", [(1, 0, True), (2, 2, True), (2, 0, False)])
-def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train):
+@pytest.mark.parametrize("T,unroll,train,preset", [(1, 0, True, False), (2, 2, True, False),
+                                                   (2, 0, False, False), (1, 0, True, True),
+                                                   (2, 0, True, True)])
+def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train, preset):
     """Guards against a miscompile met in jax 0.10.2: XLA:CPU got the jitted gradient of a
     reshape-and-max pool wrong (off by O(1)) after a GRCL's BatchNorm + ReLU when the
     iterations were unrolled (T = 1 always is). Float64 central differences along random
-    directions agree with a right gradient to ~1e-9."""
+    directions agree with a right gradient to ~1e-9. ``preset``: compiled with the options
+    the train step is compiled with (``runtime.step_compiler_options``)."""
+    from grcnn_jax import runtime
     from grcnn_jax.models import Backbone
 
     with jax.enable_x64(True):
@@ -168,7 +172,9 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train):
             out = model.apply(variables, x, train=train, mutable=["batch_stats"])[0]
             return jnp.sum(jnp.sin(out[:, 0, 3]))
 
-        grad = jax.jit(jax.grad(loss))(x)
+        options = runtime.step_compiler_options() if preset else None
+        assert (options is not None) == preset            # the suite runs on the CPU
+        grad = jax.jit(jax.grad(loss)).lower(x).compile(compiler_options=options)(x)
         for _ in range(2):
             d = jnp.asarray(rng.normal(size=x.shape))
             eps = 1e-6

@@ -56,3 +56,11 @@ def test_compilation_cache_folder(monkeypatch, tmp_path):
         assert runtime.enable_compilation_cache() is None
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_step_compiler_options_leave_a_users_preset_alone(monkeypatch):
+    """On the CPU the train step gets XLA's FAST_COMPILE preset, unless XLA_FLAGS names one."""
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert runtime.step_compiler_options() == {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_opt_preset=CPU_OPT_PRESET_DEFAULT")
+    assert runtime.step_compiler_options() is None

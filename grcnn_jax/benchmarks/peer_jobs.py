@@ -74,7 +74,8 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
         step = jax.jit(train.train_step, donate_argnums=(0,))
         key = jax.random.key(1)
         t0 = time.perf_counter()
-        compiled = step.lower(state, batch_arrays, key).compile()
+        compiled = step.lower(state, batch_arrays, key).compile(
+            compiler_options=runtime.step_compiler_options())
         compile_s = time.perf_counter() - t0
 
         def run():
