@@ -8,6 +8,8 @@ frame t while the backward one is at frame F-1-t), each step one batched product
 hidden states with the recurrent kernels. The generic version runs 2 x F steps per layer with
 a small input product in each; on a 2-core CPU this one's gradient of the paper's two
 BLSTM layers takes 172 ms where theirs took 226 (batch 32; grcnn_jax/benchmarks/NOTES.md).
+The recurrence's backward is written by hand (``recurrence``: the recurrent kernel's gradient
+as one product after the loop, NOTES.md 23).
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ class BidirectionalLSTM(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        b, frames, cin = x.shape
+        cin = x.shape[-1]
         weights = [LSTMWeights(self.hidden, name=name)(cin) for name in ("forward", "backward")]
         wi, wh, bias = (jnp.stack(w).astype(self.dtype) for w in zip(*weights))
         # Every frame's input projection, both directions: one product. [F, 2, B, 4H]
