@@ -173,7 +173,8 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train, pr
             return jnp.sum(jnp.sin(out[:, 0, 3]))
 
         options = runtime.step_compiler_options() if preset else None
-        assert (options is not None) == preset            # the suite runs on the CPU
+        if preset and options is None:
+            pytest.skip("XLA_FLAGS names a preset of its own (or the backend is not the CPU)")
         grad = jax.jit(jax.grad(loss)).lower(x).compile(compiler_options=options)(x)
         for _ in range(2):
             d = jnp.asarray(rng.normal(size=x.shape))
