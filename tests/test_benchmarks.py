@@ -8,15 +8,45 @@ import pytest
 from helpers import IC03_MINI
 from grcnn_jax.benchmarks import peer
 
+# The peer script's shape without torch: what peer.py runs as a script, and what
+# peer_widths.py loads as a module and resizes (its GRCNN, GRCL, BLSTM, nn, torch, main).
 FAKE_PEER = """
-import json, sys
-mode = sys.argv[1]
-if mode == "--help":
-    sys.exit(0)
-batch = int(sys.argv[sys.argv.index("--batch") + 1])
-print(json.dumps({"kind": "env"}))
-print(json.dumps({"kind": mode, "median_s": batch / 10.0, "gflop_per_image": 1.5,
-                  "peak_rss_mb": 100.0, "torch": "fake"}))
+import contextlib, json, sys, types
+NUM_CLASSES = 37
+torch = types.SimpleNamespace(device=lambda name: contextlib.nullcontext())
+class _Layer:
+    def __init__(self, *args, **kwargs):
+        self.args = args
+class Conv2d(_Layer): pass
+class ReLU(_Layer): pass
+class MaxPool2d(_Layer): pass
+class BatchNorm2d(_Layer): pass
+class GRCL(_Layer): pass
+class BLSTM(_Layer): pass
+nn = types.SimpleNamespace(Conv2d=Conv2d, ReLU=ReLU, MaxPool2d=MaxPool2d, BatchNorm2d=BatchNorm2d)
+class GRCNN:
+    def __init__(self, iterations=5, hidden=256, num_classes=NUM_CLASSES):
+        self.features = [Conv2d(1, 64, 3), ReLU(), MaxPool2d(2), GRCL(64, 64, iterations),
+                         MaxPool2d(2), GRCL(64, 128, iterations), MaxPool2d(2),
+                         GRCL(128, 256, iterations), MaxPool2d(2), Conv2d(256, 512, 2),
+                         BatchNorm2d(512), ReLU()]
+        self.sequence = [BLSTM(512, hidden, 512), BLSTM(512, hidden, num_classes)]
+def flops_summary(iterations, hidden):
+    return [], 1.5e9, 4.5e9
+def main(argv):
+    mode = argv[0]
+    if mode == "--help":
+        sys.exit(0)
+    arg = lambda name: int(argv[argv.index(name) + 1])
+    model = GRCNN(arg("--T"), arg("--hidden"))
+    _, forward, train = flops_summary(arg("--T"), arg("--hidden"))
+    print(json.dumps({"kind": "env"}))
+    print(json.dumps({"kind": mode, "median_s": arg("--batch") / 10.0,
+                      "gflop_per_image": (train if mode == "train" else forward) / 1e9,
+                      "peak_rss_mb": 100.0, "torch": "fake",
+                      "layers": [layer.args for layer in model.features + model.sequence]}))
+if __name__ == "__main__":
+    main(sys.argv[1:])
 """
 
 
@@ -47,13 +77,11 @@ def test_the_ratio_is_the_median_of_the_rounds_ratios(capsys):
     assert "1.30x (1.00-2.00)" in capsys.readouterr().out
 
 
-def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypatch):
+def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys):
     fake = tmp_path / "fake_peer.py"
     fake.write_text(FAKE_PEER)
     out = tmp_path / "bench.json"
-    # "tiny" runs ours only (the peer has the paper's widths). Patched here, in the parent,
-    # it lets the fake peer run too; our workers, subprocesses, still build the narrow model.
-    monkeypatch.setitem(peer.CONFIGS, "tiny", {"T": 1, "hidden": 8})
+    # tiny's widths are not the peer's: its rows come through peer_widths.py.
     peer.main(["--configs=tiny", "--batches=2", "--rounds=1", "--reps=1", "--warmup=0",
                f"--peer={fake}", f"--peer_python={sys.executable}", "--loader_batches=1",
                f"--json={out}"])
@@ -63,9 +91,54 @@ def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys, monkeypa
         ("ours", "train"), ("ours", "infer"), ("peer", "train"), ("peer", "infer")}
     ours = next(r for r in result["rows"] if r["who"] == "ours" and r["mode"] == "train")
     assert ours["vs_peer"] == pytest.approx(ours["images_per_s"] / 10.0)
+    theirs = next(r for r in result["rows"] if r["who"] == "peer" and r["mode"] == "train")
+    assert theirs["gflop_per_image"] == pytest.approx(ours["gflop_per_image"], rel=1e-5)
     assert ours["compile_s"] > 0 and ours["peak_mb"] > 0 and ours["mfu"] > 0
     assert result["environment"]["matmul_gflops"] > 0 and result["loader"][0]["images_per_s"] > 0
     assert "vs_peer" in table and "loader batch 2:" in table
+
+
+def run_peer_widths(capsys, script, widths="48,48,96,160,256"):
+    from grcnn_jax.benchmarks import peer_widths
+
+    peer_widths.main(["--peer", str(script), "--widths", widths, "--gflop", "0.4,1.2", "--",
+                      "train", "--batch", "2", "--T", "2", "--hidden", "16", "--reps", "1"])
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()][-1]
+
+
+def test_peer_widths_builds_the_peers_network_at_other_widths(tmp_path, capsys):
+    fake = tmp_path / "torch_grcnn.py"
+    fake.write_text(FAKE_PEER)
+    record = run_peer_widths(capsys, fake)
+    assert record["layers"] == [
+        [1, 48, 3], [], [2], [48, 48, 2], [2], [48, 96, 2], [2], [96, 160, 2], [2],
+        [160, 256, 2], [256], [], [256, 16, 256], [256, 16, 37]]
+    assert record["gflop_per_image"] == pytest.approx(1.2)      # ours, not its own count
+
+
+def test_peer_widths_refuses_a_peer_whose_network_changed(tmp_path, capsys):
+    fake = tmp_path / "torch_grcnn.py"
+    fake.write_text(FAKE_PEER.replace("BatchNorm2d(512), ReLU()]", "BatchNorm2d(512)]"))
+    with pytest.raises(SystemExit, match="the peer's GRCNN.features changed"):
+        run_peer_widths(capsys, fake)
+
+
+def test_peer_commands_per_config():
+    """The paper's widths run the peer's script as it is; other widths through the wrapper
+    with our FLOP count; a model the peer's network cannot be runs ours only."""
+    plain = peer.peer_command("py", "p.py", "train", peer.peer_model("small"), 4, 3, 1)
+    assert plain == ["py", "p.py", "train", "--batch", "4", "--T", "3", "--hidden", "512",
+                     "--reps", "3", "--warmup", "1"]
+    reader = peer.peer_command("py", "p.py", "infer", peer.peer_model("reader"), 4, 3, 1)
+    assert reader[1].endswith("peer_widths.py") and reader[2:6] == [
+        "--peer", "p.py", "--widths", "48,48,96,160,256"]
+    assert reader[8:12] == ["--", "infer", "--batch", "4"] and "--T" in reader
+
+
+def test_the_peer_sits_out_models_its_network_cannot_be(monkeypatch):
+    monkeypatch.setitem(peer.CONFIGS, "rcl", {"T": 2, "hidden": 8, "gated": False})
+    assert peer.peer_model("rcl") is None
+    assert peer.peer_model("grcl")["widths"] == peer.PEER_WIDTHS
 
 
 @pytest.mark.parametrize("argv, flag", [

@@ -41,8 +41,10 @@ synthetic generator) at each batch size, next to which the train step's must sta
 Ours: ``train.train_step`` (train-mode BatchNorm, CTC, global-norm clipping at 5,
 ADADELTA as the seed and the peer) on a fixed batch, and inference = eval-mode logits +
 argmax per frame, as the peer's ``infer``. Configs: ``grcl`` (the paper: T = 5, BLSTM
-256), ``small`` (the seed's: T = 3, BLSTM 512) and ``tiny`` (configs/tiny.py's model, the
-tests': ours only, the peer has the paper's widths). The peer
+256), ``small`` (the seed's: T = 3, BLSTM 512), ``reader`` (configs/reader.py's model, the one
+that ships: widths 48/48/96/160/256, T = 2, BLSTM 128) and ``tiny`` (configs/tiny.py's, the
+tests'); at widths other than its own the peer runs through ``peer_widths.py``, its own
+script with its layers built at those widths. The peer
 (shared/bench/torch_grcnn.py) needs torch in its own environment (``python3 -m venv
 .venv-peer && .venv-peer/bin/pip install torch numpy``); without it only our rows are
 printed.
@@ -61,9 +63,11 @@ from typing import Sequence
 from absl import flags
 
 from grcnn_jax import runtime
-from grcnn_jax.benchmarks.peer_jobs import CONFIGS, DTYPES, MODES, REPO, run_ours
+from grcnn_jax.benchmarks.peer_jobs import (CONFIGS, DTYPES, MODES, PEER_WIDTHS, REPO,
+                                            peer_model, run_ours)
 
 DEFAULT_PEER = os.path.join(REPO, "..", "shared", "bench", "torch_grcnn.py")
+PEER_WIDTHS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_widths.py")
 
 
 # ----------------------------------------------------------------------------- the peer
@@ -81,13 +85,25 @@ def peer_available(python: str, script: str) -> str | None:
     return None
 
 
+def peer_command(python: str, script: str, mode: str, model: dict, batch: int, reps: int,
+                 warmup: int) -> list[str]:
+    """The peer's command line for ``model`` (``peer_jobs.peer_model``): its script as it is
+    at its own widths, else through ``peer_widths.py``."""
+    args = ["infer" if mode == "infer" else "train", "--batch", str(batch), "--T",
+            str(model["T"]), "--hidden", str(model["hidden"]), "--reps", str(reps),
+            "--warmup", str(warmup)]
+    if tuple(model["widths"]) == PEER_WIDTHS:
+        return [python, script, *args]
+    return [python, PEER_WIDTHS_SCRIPT, "--peer", script,
+            "--widths", ",".join(map(str, model["widths"])),
+            "--gflop", ",".join(f"{g:.6g}" for g in model["gflop"]), "--", *args]
+
+
 def run_peer(python: str, script: str, mode: str, name: str, batch: int, reps: int,
              warmup: int) -> dict:
-    cfg = CONFIGS[name]
     out = subprocess.run(
-        [python, script, "infer" if mode == "infer" else "train", "--batch", str(batch),
-         "--T", str(cfg["T"]), "--hidden", str(cfg["hidden"]), "--reps", str(reps),
-         "--warmup", str(warmup)], capture_output=True, text=True, check=False)
+        peer_command(python, script, mode, peer_model(name), batch, reps, warmup),
+        capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the peer's {mode} ({name}, batch {batch}) failed:\n"
                            f"{out.stderr[-3000:]}")
@@ -207,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"# {env['device']}, {env['cpus']} CPUs; float32 matmul {ceiling['gflops']:.0f} "
           f"GFLOP/s; GLIBC_TUNABLES={env['GLIBC_TUNABLES'] or '(none)'}"
           f"{'; XLA_FLAGS=' + env['XLA_FLAGS'] if env['XLA_FLAGS'] else ''}", file=sys.stderr)
+    peer_models = {name: peer_model(name) for name in FLAGS.configs}
+    for name, model in peer_models.items():
+        if not why_not and model is None:
+            print(f"# {name}: ours only (the peer's network cannot be this model)",
+                  file=sys.stderr)
     records = []
     for round_ in range(FLAGS.rounds):
         for name in FLAGS.configs:
@@ -215,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     runs = [("ours", dtype, lambda dtype=dtype: run_ours(
                         "ours", mode, name, batch, FLAGS.reps, FLAGS.warmup, dtype))
                         for dtype in FLAGS.dtypes]
-                    if not why_not and set(CONFIGS[name]) <= {"T", "hidden"}:
+                    if not why_not and peer_models[name] is not None:
                         runs.append(("peer", "float32", lambda: run_peer(
                             FLAGS.peer_python, FLAGS.peer, mode, name, batch, FLAGS.reps,
                             FLAGS.warmup)))

@@ -19,9 +19,12 @@ import time
 
 from grcnn_jax import runtime
 
-# Model fields over config_base's; "tiny" is configs/tiny.py's model section (the tests').
+# Model fields over config_base's; "reader" is configs/reader.py's model section (the model
+# that ships), "tiny" configs/tiny.py's (the tests').
 CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
-           "tiny": {"model_of": "configs/tiny.py"}}
+           "reader": {"model_of": "configs/reader.py"}, "tiny": {"model_of": "configs/tiny.py"}}
+PEER_WIDTHS = (64, 64, 128, 256, 512)     # the peer script's: conv0, grcl1-3, out
+PEER_CLASSES = 37
 MODES = ("train", "infer")
 DTYPES = ("float32", "bfloat16")         # ours; the peer computes in float32
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -41,6 +44,26 @@ def model_config(name: str, dtype: str):
     config.model.update(fields)
     config.model.dtype = dtype
     return config
+
+
+def peer_model(name: str) -> dict | None:
+    """How the PyTorch peer builds ``CONFIGS[name]``'s model: T, hidden, the widths (conv0,
+    grcl1-3, out) and the model's forward and train GFLOP per image; None where the peer's
+    network cannot be that model (ungated or unshared GRCLs, another class count).
+
+    At the peer's own widths it runs as it is; at others, through ``peer_widths.py``."""
+    from grcnn_jax.charset import Charset
+    from grcnn_jax.models.flops import forward_flops, train_flops
+
+    config = model_config(name, "float32")
+    m = config.model
+    classes = Charset.from_spec(config.charset).num_classes
+    if not (m.gated and m.share and len(m.grcl_features) == 3 and classes == PEER_CLASSES
+            and (config.image_height, config.image_width) == (32, 100)):
+        return None
+    return {"T": m.T, "hidden": m.hidden,
+            "widths": (m.conv0_features, *m.grcl_features, m.out_features),
+            "gflop": (forward_flops(m, classes) / 1e9, train_flops(m, classes) / 1e9)}
 
 
 def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -> dict:
