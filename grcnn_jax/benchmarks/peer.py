@@ -99,11 +99,11 @@ def peer_command(python: str, script: str, mode: str, model: dict, batch: int, r
             "--gflop", ",".join(f"{g:.6g}" for g in model["gflop"]), "--", *args]
 
 
-def run_peer(python: str, script: str, mode: str, name: str, batch: int, reps: int,
-             warmup: int) -> dict:
-    out = subprocess.run(
-        peer_command(python, script, mode, peer_model(name), batch, reps, warmup),
-        capture_output=True, text=True, check=False)
+def run_peer(python: str, script: str, mode: str, name: str, model: dict, batch: int,
+             reps: int, warmup: int) -> dict:
+    """One peer measurement of config ``name``, whose ``peer_jobs.peer_model`` is ``model``."""
+    out = subprocess.run(peer_command(python, script, mode, model, batch, reps, warmup),
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the peer's {mode} ({name}, batch {batch}) failed:\n"
                            f"{out.stderr[-3000:]}")
@@ -238,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         for dtype in FLAGS.dtypes]
                     if not why_not and peer_models[name] is not None:
                         runs.append(("peer", "float32", lambda: run_peer(
-                            FLAGS.peer_python, FLAGS.peer, mode, name, batch, FLAGS.reps,
-                            FLAGS.warmup)))
+                            FLAGS.peer_python, FLAGS.peer, mode, name, peer_models[name],
+                            batch, FLAGS.reps, FLAGS.warmup)))
                     if round_ % 2:
                         runs.reverse()        # alternate who goes first
                     for who, dtype, fn in runs:
