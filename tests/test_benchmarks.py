@@ -137,7 +137,8 @@ def test_peer_commands_per_config():
 
 def test_the_peer_sits_out_models_its_network_cannot_be(monkeypatch):
     monkeypatch.setitem(peer.CONFIGS, "rcl", {"T": 2, "hidden": 8, "gated": False})
-    assert peer.peer_model("rcl") is None
+    monkeypatch.setitem(peer.CONFIGS, "cnn", {"T": 0, "hidden": 8})
+    assert peer.peer_model("rcl") is None and peer.peer_model("cnn") is None
     assert peer.peer_model("grcl")["widths"] == peer.PEER_WIDTHS
 
 

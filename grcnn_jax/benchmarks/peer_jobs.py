@@ -24,7 +24,8 @@ from grcnn_jax import runtime
 CONFIGS = {"grcl": {"T": 5, "hidden": 256}, "small": {"T": 3, "hidden": 512},
            "reader": {"model_of": "configs/reader.py"}, "tiny": {"model_of": "configs/tiny.py"}}
 PEER_WIDTHS = (64, 64, 128, 256, 512)     # the peer script's: conv0, grcl1-3, out
-PEER_CLASSES = 37
+PEER_CLASSES = 37                         # and its NUM_CLASSES, IMG_H x IMG_W
+PEER_IMAGE = (32, 100)
 MODES = ("train", "infer")
 DTYPES = ("float32", "bfloat16")         # ours; the peer computes in float32
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -49,7 +50,8 @@ def model_config(name: str, dtype: str):
 def peer_model(name: str) -> dict | None:
     """How the PyTorch peer builds ``CONFIGS[name]``'s model: T, hidden, the widths (conv0,
     grcl1-3, out) and the model's forward and train GFLOP per image; None where the peer's
-    network cannot be that model (ungated or unshared GRCLs, another class count).
+    network cannot be that model (ungated or unshared GRCLs, T = 0, whose GRCL the peer still
+    gives a gate convolution, another class count or image size).
 
     At the peer's own widths it runs as it is; at others, through ``peer_widths.py``."""
     from grcnn_jax.charset import Charset
@@ -58,8 +60,9 @@ def peer_model(name: str) -> dict | None:
     config = model_config(name, "float32")
     m = config.model
     classes = Charset.from_spec(config.charset).num_classes
-    if not (m.gated and m.share and len(m.grcl_features) == 3 and classes == PEER_CLASSES
-            and (config.image_height, config.image_width) == (32, 100)):
+    if not (m.gated and m.share and m.T >= 1 and len(m.grcl_features) == 3
+            and classes == PEER_CLASSES
+            and (config.image_height, config.image_width) == PEER_IMAGE):
         return None
     return {"T": m.T, "hidden": m.hidden,
             "widths": (m.conv0_features, *m.grcl_features, m.out_features),

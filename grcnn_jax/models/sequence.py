@@ -90,7 +90,8 @@ def _run(wh: jax.Array, xw: jax.Array):
 def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
     """Both directions' LSTM recurrences from zero states: recurrent kernels wh [2, H, 4H]
     and the input projections xw [F, 2, B, 4H] (compute dtype, gates i, f, g, o) -> hidden
-    states hs [F, 2, B, H] (float32), step t of direction d at ``hs[t, d]``.
+    states hs [F, 2, B, H] (in ``_state_dtype``: float32, or wider), step t of direction d at
+    ``hs[t, d]``.
 
     The backward pass is written by hand. Autodiff's accumulates the recurrent kernel's
     gradient inside the reverse loop (a [H, B] x [B, 4H] product and a read-modify-write of
