@@ -8,6 +8,9 @@ paper). Any field can be overridden on the command line, e.g.
 import ml_collections
 
 PAPER_CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# PARSeq's 94: digits, both cases and the 32 ASCII punctuation marks (no space).
+CASED_CHARSET = (PAPER_CHARSET + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                 + "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 def get_model_config() -> ml_collections.ConfigDict:

@@ -52,7 +52,11 @@ def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
     new = create_model(config.model, wider.num_classes).apply(
         {"params": started.params, "batch_stats": started.batch_stats}, images)
     n_old = shipped.charset.num_classes
-    np.testing.assert_array_equal(np.asarray(new[..., :n_old]), np.asarray(old))
+    # The same columns, but in a wider product: XLA may sum in another order there (AVX2
+    # and AVX-512 kernels differ), so float32 agrees to rounding, not to the bit.
+    scale = float(np.abs(np.asarray(old)).max())
+    np.testing.assert_allclose(np.asarray(new[..., :n_old]), np.asarray(old), rtol=0,
+                               atol=1e-5 * scale)
     assert np.all(np.asarray(new[..., n_old:]) < np.asarray(old).max(-1, keepdims=True))
     assert greedy(new, wider) == greedy(old, shipped.charset)
     assert sorted(greedy(new, wider)) == ["2017", "coffee", "exit", "hotel", "park", "stop"]

@@ -106,14 +106,59 @@ def resize(gray: np.ndarray, height: int, width: int, keep_aspect: bool) -> np.n
     return np.pad(scaled, ((0, 0), (0, width - new_w)), mode="edge")
 
 
+def _perspective_coefficients(dst: np.ndarray, src: np.ndarray) -> tuple[float, ...]:
+    """PIL's 8 PERSPECTIVE coefficients mapping output points ``dst`` [4, 2] to input
+    points ``src`` [4, 2] (x, y in px)."""
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    return tuple(np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
+
+
+def distort(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [H, W] -> the same size, seen at another angle: rotated (up to ~6 degrees in
+    the image's own pixels), sheared (up to +-0.35), with each corner moved (perspective,
+    up to 5% of the width and 15% of the height), sometimes bent along a parabola (curved
+    baselines). Edges are repeated, never filled black."""
+    h, w = img.shape
+    py, px = h // 2, w // 4
+    padded = np.pad(img, ((py, py), (px, px)), mode="edge")
+    cx, cy = px + w / 2, py + h / 2
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    a = np.deg2rad(rng.uniform(-6, 6))
+    shear = rng.uniform(-0.35, 0.35) if rng.random() < 0.5 else 0.0
+    rel = corners - [w / 2, h / 2]
+    rel = rel @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    rel[:, 0] += shear * rel[:, 1]
+    rel += rng.uniform(-1, 1, (4, 2)) * [0.05 * w, 0.15 * h]
+    src = rel + [cx, cy]
+    out = Image.fromarray(padded).transform(
+        (w, h), Image.Transform.PERSPECTIVE, _perspective_coefficients(corners, src),
+        Image.Resampling.BILINEAR)
+    out = np.asarray(out)
+    if rng.random() < 0.3:                       # curved baseline: column x moves by dy(x)
+        amount = rng.uniform(-0.25, 0.25) * h
+        dy = amount * np.linspace(-1, 1, w) ** 2
+        ys = np.clip(np.arange(h)[:, None] - dy[None, :], 0, h - 1)
+        y0 = np.floor(ys).astype(np.int64)
+        y1, f = np.minimum(y0 + 1, h - 1), ys - y0
+        cols = np.arange(w)[None, :]
+        out = (out[y0, cols] * (1 - f) + out[y1, cols] * f + 0.5).astype(np.uint8)
+    return out
+
+
 def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
     """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
-    source: crop jitter (edges cut or padded by up to ~8% of the size), then with some
-    probability low resolution or blur, lower contrast, noise. Problems pass through."""
+    source: half of them ``distort``-ed (angle, shear, perspective, curve), crop jitter
+    (edges cut or padded by up to ~8% of the size), then with some probability low
+    resolution or blur, lower contrast, inverted polarity, noise. Problems pass through."""
     if isinstance(example, Problem):
         return example
     img = example["image"]
     h, w = img.shape
+    if rng.random() < 0.5:
+        img = distort(img, rng)
     out = Image.fromarray(img)
     if rng.random() < 0.5:
         dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
@@ -135,6 +180,8 @@ def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem
     a = np.asarray(out, np.float32)
     if rng.random() < 0.2:
         a = a.mean() + (a - a.mean()) * rng.uniform(0.4, 0.9)
+    if rng.random() < 0.1:
+        a = 255.0 - a
     if rng.random() < 0.2:
         a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10)
     return {**example, "image": np.clip(a + 0.5, 0, 255).astype(np.uint8)}
@@ -196,7 +243,8 @@ class Preprocess:
             if self.keep_case:
                 original = adapt_label(original, self.charset, keep_case=True)
         elif policy["unknown_chars"] == "lower":
-            text = text.lower()
+            # Only what the charset lacks: a cased charset keeps the label's case.
+            text = "".join(c if c in self.charset else c.lower() for c in text)
         unknown = self.charset.unknown_chars(text)
         if unknown:
             return self._reject("unknown_chars", key,

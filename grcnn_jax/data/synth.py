@@ -181,7 +181,8 @@ class SynthWords:
 
     ``src[i]`` is ``{"key": "synth-SEED-I", "image": uint8 [height, W, 3] (RGB), "text": str}`` with
     W in [height // 2, 10 * height] following the text; the text is exactly what is drawn,
-    case included, 1..max_chars characters, all in the charset once lowercased.
+    case included, 1..max_chars characters, all in the charset once lowercased; with a
+    charset that has punctuation, a third of the texts carry some (``synth_text.punctuate``).
 
     Args:
       length: the number of samples (any size; nothing is stored).
@@ -207,6 +208,8 @@ class SynthWords:
         self.height, self.max_chars = int(height), int(max_chars)
         self.charset = charset if charset is not None else Charset()
         self.alphabet = words_lib.alphabet(self.charset.chars)
+        self.punctuation = "".join(c for c in self.charset.chars
+                                   if not c.isalnum() and not c.isspace())
         if not self.alphabet:
             raise ValueError(f"charset {self.charset.chars!r} has no letters or digits to render")
         # Paths only (cheap to pickle); faces load lazily per process.
@@ -246,7 +249,7 @@ class SynthWords:
         if not 0 <= i < self.length:
             raise IndexError(f"index {i} out of range for SynthWords of length {self.length}")
         text = sample_text(np.random.default_rng([self.seed, i, 0]), self.words,
-                           self.alphabet, self.max_chars)
+                           self.alphabet, self.max_chars, self.punctuation)
         best = None
         for attempt in range(MAX_ATTEMPTS):
             r = render(np.random.default_rng([self.seed, i, 1 + attempt]), text, self.fonts,

@@ -41,17 +41,89 @@ def _apply_case(word: str, case: int, rng: np.random.Generator) -> str:
 
 
 def sample_text(rng: np.random.Generator, words: Sequence[str], alphabet: str,
-                max_chars: int) -> str:
-    """One text: ~70% a word, ~15% a random alphanumeric string, ~15% a number.
+                max_chars: int, punctuation: str = "") -> str:
+    """One text: ~70% a word, ~15% a random alphanumeric string, ~15% a number; with
+    ``punctuation``, about a third of them then punctuated as signs are (``punctuate``).
 
     Args:
       rng: the sample's generator.
       words: lowercase words (may be empty: then strings and numbers only).
       alphabet: the lowercase characters to draw strings from (``words.alphabet``).
       max_chars: the longest text allowed (>= 1).
+      punctuation: the marks the charset has ('' for an alphanumeric charset: then the
+        texts, and the random numbers drawn for them, are exactly those without it).
     Returns:
       The text as it is to be rendered (case variants included), 1..max_chars characters.
     """
+    text = _plain_text(rng, words, alphabet, max_chars)
+    if punctuation and rng.random() < PUNCTUATED:
+        text = punctuate(rng, text, words, alphabet, punctuation, max_chars)
+    return text
+
+
+PUNCTUATED = 0.35       # of the texts, with a charset that has punctuation
+
+
+def punctuate(rng: np.random.Generator, text: str, words: Sequence[str], alphabet: str,
+              punctuation: str, max_chars: int) -> str:
+    """``text`` with marks as real signs and labels carry them: a trailing full stop, comma,
+    '!' or '?'; quotes or brackets around; a possessive; two words hyphenated or joined by
+    '&', '/' or '.'; prices, percentages, times, dates, numbers with separators; an e-mail
+    or web address; and, rarely, any of the marks among the letters, so that every mark of
+    the charset is seen. Marks the charset lacks are never used; the result keeps at most
+    ``max_chars`` characters (else ``text`` is returned as it was)."""
+    digits = "".join(c for c in alphabet if c.isdigit()) or "0123456789"
+
+    def number(lo: int, hi: int) -> str:
+        return str(int(rng.integers(lo, hi)))
+
+    def word() -> str:
+        w = words[int(rng.integers(len(words)))] if words else text
+        return w.upper() if text.isupper() else w
+
+    u = rng.random()
+    if u < 0.30:
+        out = text + str(rng.choice(list(".....,,!!?:;")))
+    elif u < 0.42:
+        left, right = [("\"", "\""), ("'", "'"), ("(", ")"), ("[", "]"), ("<", ">"),
+                       ("{", "}"), ("*", "*")][int(rng.choice(7, p=[.4, .15, .25, .08, .04,
+                                                                   .03, .05]))]
+        out = left + text + right
+    elif u < 0.50:
+        out = text + ("'S" if text.isupper() else "'s")
+    elif u < 0.62:
+        out = text + str(rng.choice(list("---&/./+_"))) + word()
+    elif u < 0.84:
+        kind = int(rng.integers(9))
+        cents = "".join(digits[int(j)] for j in rng.integers(len(digits), size=2))
+        out = [lambda: "$" + number(1, 1000) + ("." + cents if rng.random() < 0.6 else ""),
+               lambda: number(1, 100) + "%",
+               lambda: number(0, 24) + ":" + number(10, 60),
+               lambda: number(1, 13) + "/" + number(1, 32) + ("/" + number(10, 100)
+                                                             if rng.random() < 0.5 else ""),
+               lambda: number(1, 10) + "," + number(100, 1000),
+               lambda: "#" + number(1, 1000),
+               lambda: "+" + number(1, 100) + ("-" + number(100, 1000)
+                                               if rng.random() < 0.5 else ""),
+               lambda: number(1, 1000) + "." + number(0, 100),
+               lambda: number(100, 1000) + "-" + number(1000, 10000)][kind]()
+    elif u < 0.90:
+        tail = str(rng.choice(["com", "org", "net", "co", "uk", "de"]))
+        out = (word() + "@" + word() + "." + tail if rng.random() < 0.4
+               else ("www." if rng.random() < 0.5 else "") + word() + "." + tail)
+    else:
+        chars = list(text)
+        for _ in range(1 + int(rng.integers(2))):
+            chars.insert(int(rng.integers(len(chars) + 1)),
+                         punctuation[int(rng.integers(len(punctuation)))])
+        out = "".join(chars)
+    if len(out) > max_chars or any(not c.isalnum() and c not in punctuation for c in out):
+        return text
+    return out
+
+
+def _plain_text(rng: np.random.Generator, words: Sequence[str], alphabet: str,
+                max_chars: int) -> str:
     digits = "".join(c for c in alphabet if c.isdigit())
     u = rng.random()
     if u < 0.70 and words:
