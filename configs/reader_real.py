@@ -33,7 +33,7 @@ def get_config():
     o = config.optimizer
     o.learning_rate = 1e-3
     o.warmup_steps = 500
-    config.num_train_steps = 18_000
+    config.num_train_steps = 15_000
     config.eval_every = 2_000
     config.checkpoint_every = 1_000
     return config

@@ -181,6 +181,12 @@ def saved_steps(workdir: str) -> list[int]:
         return sorted(manager.all_steps())
 
 
+def has_saved_steps(workdir: str) -> bool:
+    """Whether ``workdir/checkpoints`` holds a step folder (read or not); creates nothing."""
+    folder = checkpoint_dir(workdir)
+    return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
 def load_meta(step_dir: str) -> dict:
     """The ``meta`` item (config, charset, step) of a checkpoint step directory."""
     root, step = os.path.split(os.path.normpath(step_dir))
@@ -283,15 +289,33 @@ def resolve_step_dir(workdir: str | None, checkpoint: str | None, step: str | in
 
 def load_for_inference(workdir: str | None = None, checkpoint: str | None = None,
                        step: str | int = "latest") -> InferenceCheckpoint:
-    """Restores params, batch stats, config and charset (see ``resolve_step_dir``).
+    """Restores params, batch stats, config and charset: the one loader of readers.
 
-    With neither ``workdir`` nor ``checkpoint``, or ``checkpoint='pretrained'``: the model
-    shipped inside the package (``grcnn_jax.pretrained``).
+    ``checkpoint`` may be 'pretrained' (the model shipped inside the package; also with
+    neither argument), a reader folder in the shipped format (``meta.json`` and
+    ``variables.npz``, as ``python -m grcnn_jax.pretrained --out DIR`` writes it; its
+    checksum is checked), a training workdir (its ``step``) or a checkpoint step directory
+    (see ``resolve_step_dir``). A folder written by ``grcnn_jax.export`` is refused naming
+    what reads it.
     """
-    if checkpoint == "pretrained" or (not workdir and not checkpoint):
-        from grcnn_jax import pretrained
+    from grcnn_jax import pretrained
+    from grcnn_jax.export import is_exported_folder
 
+    if checkpoint == pretrained.NAME or (not workdir and not checkpoint):
         return pretrained.load()
+    if checkpoint:
+        path = os.path.expanduser(checkpoint)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{checkpoint!r} does not exist (give 'pretrained', a "
+                                    "reader folder, a training workdir or a checkpoint step "
+                                    "directory)")
+        if pretrained.is_reader_folder(path):
+            return pretrained.load(path)
+        if is_exported_folder(path):
+            raise CheckpointError(f"{checkpoint!r} is an exported program (model.jax), not "
+                                  "weights: read it with `recognize --exported`")
+        if os.path.isdir(os.path.join(path, "checkpoints")):        # a workdir
+            workdir, checkpoint = path, None
     path = resolve_step_dir(workdir, checkpoint, step)
     latest = not checkpoint and str(step).strip().lower() == "latest"
     candidates = [path]
@@ -340,7 +364,9 @@ def define_checkpoint_flags() -> None:
     flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl). "
                         "Without --workdir and --checkpoint: the model shipped in the package.")
     flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
-                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step), or "
-                        "'pretrained' for the shipped model.")
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step), a "
+                        "training workdir, a reader folder (meta.json + variables.npz, as "
+                        "grcnn_jax.pretrained writes it), or 'pretrained' for the shipped "
+                        "model.")
     flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
                         "metrics.jsonl among the saved steps) or a step number.")

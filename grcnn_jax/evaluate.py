@@ -63,6 +63,7 @@ import sys
 from typing import Any, Sequence
 
 from grcnn_jax.checkpoints import InferenceCheckpoint, define_checkpoint_flags
+from grcnn_jax.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,11 @@ def main(argv: list[str]) -> None:
                               if ckpt.workdir else None)
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w", encoding="utf-8") as f:
+        with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {output}", file=sys.stderr)
     if predictions is not None:
-        with open(FLAGS.predictions, "w", encoding="utf-8") as f:
+        with atomic_path(FLAGS.predictions) as tmp, open(tmp, "w", encoding="utf-8") as f:
             for name, items in predictions.items():
                 for item in items:
                     f.write(json.dumps({"dataset": name, **item}) + "\n")

@@ -46,6 +46,11 @@ MODEL_FILE, META_FILE = "model.jax", "meta.json"
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")        # what jax.export lowers for
 
 
+def is_exported_folder(path: str) -> bool:
+    """Whether ``path`` is a folder ``export_model`` wrote (it holds ``model.jax``)."""
+    return os.path.isfile(os.path.join(os.path.expanduser(path), MODEL_FILE))
+
+
 def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -> dict:
     """Writes ``out_dir/model.jax`` and ``out_dir/meta.json`` (see the module docstring).
 
@@ -59,6 +64,7 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
     """
     from grcnn_jax.models import create_model
     from grcnn_jax.components import gray_mode, lexicon_lowercase
+    from grcnn_jax.writers import atomic_path
 
     platforms = tuple(dict.fromkeys(p.strip().lower() for p in platforms if p.strip()))
     bad = [p for p in platforms if p not in PLATFORMS]
@@ -98,10 +104,8 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
         "platforms": list(exported.platforms), "conv_impl": impl, "bytes": len(blob)}
     for name, data in ((MODEL_FILE, bytes(blob)), (META_FILE,
                                                    json.dumps(meta, indent=1).encode() + b"\n")):
-        path = os.path.join(out_dir, name)
-        with open(path + ".tmp", "wb") as f:     # a reader never sees half a file
-            f.write(data)
-        os.replace(path + ".tmp", path)
+        with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
+            f.write(data)                          # a reader never sees half a file
     return meta
 
 

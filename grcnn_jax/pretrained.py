@@ -35,6 +35,7 @@ from grcnn_jax import runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.checkpoints import InferenceCheckpoint
 from grcnn_jax.models.grcnn import CLASSIFIER
+from grcnn_jax.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +56,46 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def is_reader_folder(path: str) -> bool:
+    """Whether ``path`` is a folder in the shipped model's format (it holds ``meta.json`` or
+    ``variables.npz``; ``load`` says what is missing or damaged)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name))
+                                       for name in (VARIABLES_FILE, META_FILE))
+
+
 def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
-    """The shipped model as an ``InferenceCheckpoint`` (``workdir`` is '': it has none).
+    """The shipped model, or a reader folder in its format, as an ``InferenceCheckpoint``
+    (``workdir`` is '': it has none).
 
     Raises PretrainedError naming the file when a file is missing, unreadable, or the
     weights do not match the recorded checksum.
     """
+    shipped = os.path.abspath(folder) == ASSET_DIR
+    what = "the shipped model's" if shipped else "reader folder file"
+    fix = "reinstall the package" if shipped else f"write {folder!r} again"
     var_path, meta_path = os.path.join(folder, VARIABLES_FILE), os.path.join(folder, META_FILE)
     for path in (var_path, meta_path):
         if not os.path.isfile(path):
-            raise PretrainedError(f"the shipped model's {path!r} is missing; reinstall the "
-                                  "package or give --workdir/--checkpoint")
+            raise PretrainedError(f"{what} {path!r} is missing; {fix}"
+                                  + (" or give --workdir/--checkpoint" if shipped else ""))
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise PretrainedError(f"cannot read {meta_path!r}: {e}") from None
+        step, charset = int(meta["step"]), Charset(meta["charset"])
+        config = ml_collections.ConfigDict(meta["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PretrainedError(f"cannot read {meta_path!r} ({type(e).__name__}: {e}); {fix}") \
+            from None
     digest = _sha256(var_path)
     if digest != meta.get("sha256"):
         raise PretrainedError(f"{var_path!r} does not match its checksum in {meta_path!r} "
                               f"(sha256 {digest}, expected {meta.get('sha256')}): the file is "
-                              "damaged; reinstall the package")
+                              f"damaged; {fix}")
     with np.load(var_path) as npz:
         flat = {tuple(k.split("/")): np.asarray(npz[k]) for k in npz.files}
     tree = traverse_util.unflatten_dict(flat)
     return InferenceCheckpoint(
-        path=folder, workdir="", step=int(meta["step"]),
-        config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
+        path=folder, workdir="", step=step, config=config, charset=charset,
         params=tree["params"], batch_stats=tree.get("batch_stats", {}))
 
 
@@ -96,29 +110,31 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
                                       sep="/")
     var_path = os.path.join(out, VARIABLES_FILE)
-    np.savez_compressed(var_path, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
+    with atomic_path(var_path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
     config = ckpt.config.to_dict()
     monitored = config["data"]["val"]
     config["data"]["val"] = "synth"
     meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
             "monitored_on": monitored, "note": note, "config": config}
-    with open(os.path.join(out, META_FILE), "w", encoding="utf-8") as f:
+    # Written last: a folder whose meta.json is missing or older is refused by ``load``.
+    with atomic_path(os.path.join(out, META_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
     return meta
 
 
 def load_variables(spec: str) -> InferenceCheckpoint:
-    """``--config.init_from``: 'pretrained', a training workdir, or a checkpoint step directory."""
+    """``--config.init_from``: 'pretrained', a reader folder, a training workdir or a
+    checkpoint step directory (``checkpoints.load_for_inference``), named in any refusal."""
     from grcnn_jax import checkpoints
 
-    if spec == NAME:
-        return load()
-    path = os.path.expanduser(spec)
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        return checkpoints.load_for_inference(workdir=path)
-    return checkpoints.load_for_inference(checkpoint=path)
+    try:
+        return checkpoints.load_for_inference(checkpoint=spec)
+    except (OSError, ValueError) as e:
+        e.args = (f"config.init_from={spec!r}: {e}",)
+        raise e from None
 
 
 # The classifier's parameters: one output column per class (blank = 0).

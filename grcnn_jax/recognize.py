@@ -4,6 +4,7 @@
     python -m grcnn_jax.recognize --workdir DIR word.png more/ ...
     python -m grcnn_jax.recognize --workdir DIR --lexicon words.txt crops/
     python -m grcnn_jax.recognize --checkpoint DIR/checkpoints/6000 --beam_width 10 crops/
+    python -m grcnn_jax.recognize --checkpoint my_reader/ word.png  # a reader folder
     python -m grcnn_jax.recognize --exported model/ word.png   # see grcnn_jax.export
 
 Prints one line per image: ``path<TAB>text<TAB>confidence``, where confidence is
@@ -200,12 +201,17 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--exported runs an exported model folder: give it without "
                              "--workdir, --checkpoint and --step")
     runtime.log_our_progress()
+    from grcnn_jax.export import is_exported_folder
+
+    exported = FLAGS.exported
+    if not exported and FLAGS.checkpoint and is_exported_folder(FLAGS.checkpoint):
+        exported = FLAGS.checkpoint             # --checkpoint names an exported folder
     with runtime.refusals_as_one_line():
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
-        if FLAGS.exported:
+        if exported:
             from grcnn_jax.export import load_exported
 
-            reader = load_exported(FLAGS.exported)
+            reader = load_exported(exported)
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
@@ -220,7 +226,7 @@ def main(argv: list[str]) -> None:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
-        if FLAGS.exported:
+        if exported:
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
                                              FLAGS.batch_size)
         else:

@@ -200,9 +200,19 @@ def fatal_line(error: BaseException) -> str:
     return f"FATAL {type(error).__name__}: {message}"
 
 
+INTERRUPTED_STATUS = 130          # the shell's status for a command stopped by SIGINT
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a command after it kept what it could; the message says what and where
+    (the command exits with ``INTERRUPTED_STATUS``)."""
+
+
 class refusals_as_one_line:
     """``with refusals_as_one_line(): ...`` -- a REFUSALS error (and WorkdirLockedError) exits
-    with ``fatal_line`` instead of a traceback, unless ``traceback_requested(argv)``."""
+    with ``fatal_line`` instead of a traceback, unless ``traceback_requested(argv)``; Ctrl-C
+    (KeyboardInterrupt, or ``Interrupted`` with its message) exits with one line and status
+    130."""
 
     def __init__(self, argv: Sequence[str] | None = None):
         self.argv = None if argv is None else list(argv)
@@ -213,11 +223,23 @@ class refusals_as_one_line:
     def __exit__(self, kind, error, tb):
         from grcnn_jax.workdir_lock import WorkdirLockedError
 
-        if error is None or not isinstance(error, (*REFUSALS, WorkdirLockedError)):
+        interrupted = isinstance(error, (KeyboardInterrupt, Interrupted))
+        if error is None or not (interrupted or isinstance(error, (*REFUSALS,
+                                                                    WorkdirLockedError))):
             return False
         if traceback_requested(self.argv):
             return False
         sys.stderr.flush()
+        if isinstance(error, Interrupted):           # stopped cleanly, what it kept said
+            print(error, file=sys.stderr, flush=True)
+            raise SystemExit(INTERRUPTED_STATUS) from None
+        if interrupted:
+            # Stopped mid-work: XLA's threads may still be compiling or running, and tearing
+            # the interpreter down under them can crash it; outputs are written atomically
+            # (nothing half-written is left), so leave at once.
+            print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(INTERRUPTED_STATUS)
         raise SystemExit(fatal_line(error)) from None
 
 
@@ -229,10 +251,11 @@ def run_command(main, define_flags=None, flags_parser=None) -> None:
     configure()
     if define_flags is not None:
         define_flags()
-    if flags_parser is None:
-        app.run(main)
-    else:
-        app.run(main, flags_parser=flags_parser)
+    with refusals_as_one_line():            # Ctrl-C anywhere, imports and set-up included
+        if flags_parser is None:
+            app.run(main)
+        else:
+            app.run(main, flags_parser=flags_parser)
 
 
 # ----------------------------------------------------------------------------- absl flags

@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -165,60 +166,95 @@ def eval_params(state: TrainState) -> Any:
 
 # ----------------------------------------------------------------------------- helpers
 class _Preemption:
-    """Turns SIGTERM into a flag the loop checks between steps."""
+    """Turns SIGTERM and the first Ctrl-C (SIGINT) into a flag the loop checks between steps:
+    the step in flight finishes and is saved. A second Ctrl-C raises KeyboardInterrupt at
+    once (no save)."""
 
     def __init__(self):
         self.requested = False
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:                     # not the main thread: leave signals alone
-            self._previous = None
+        self.interrupted = False
+        self._previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:                 # not the main thread: leave signals alone
+                pass
 
     def _handle(self, signum, frame):
-        log.warning("SIGTERM: saving a checkpoint and stopping after this step")
+        if signum == signal.SIGINT:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            log.warning("Ctrl-C: finishing this step and saving a checkpoint (Ctrl-C again "
+                        "stops at once, without saving)")
+        else:
+            log.warning("SIGTERM: saving a checkpoint and stopping after this step")
         self.requested = True
 
     def restore(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 # ----------------------------------------------------------------------------- the loop
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     """Trains (resuming from ``workdir`` if it holds checkpoints); returns the final state.
 
-    The config is checked before anything is created (``config_check.validate``), and the
-    workdir is locked for the run's lifetime (``workdir_lock``: a second run on it is refused).
+    Everything the run depends on is checked before the workdir is created: the config
+    (``config_check.validate``), the charset, the data paths and, for a new run, the
+    ``init_from`` model and its fit to this one. The workdir is then locked for the run's
+    lifetime (``workdir_lock``: a second run on it is refused).
     """
     config_check.validate(config)
+    charset = Charset.from_spec(config.charset)
+    model = create_model(config.model, charset.num_classes)
+    train_source = open_split(config, "train")
+    val_sets = open_val_sets(config)
+    state = create_train_state(config, model, jax.random.key(config.seed))
+    runtime.release_free_memory()                 # the init program's compile
+    # A new run starts from init_from now; a resumed one from its checkpoint (read below).
+    deferred_init = bool(config.get("init_from")) and checkpoints.has_saved_steps(workdir)
+    if config.get("init_from") and not deferred_init:
+        state = _initialized_from(state, config.init_from, charset)
     os.makedirs(workdir, exist_ok=True)
     lock = WorkdirLock(workdir).acquire() if jax.process_index() == 0 else None
     try:
-        return _train_and_evaluate(config, workdir)
+        return _train_and_evaluate(config, workdir, charset, train_source, val_sets, state,
+                                   deferred_init)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    charset = Charset.from_spec(config.charset)
-    model = create_model(config.model, charset.num_classes)
+def _initialized_from(state: TrainState, spec: str, charset: Charset) -> TrainState:
+    """``state`` with the params and batch statistics of the model ``spec`` names
+    (``config.init_from``), its optimizer fresh; ValueError names what does not fit."""
+    from grcnn_jax import pretrained
+
+    source = pretrained.load_variables(spec)
+    state = pretrained.init_state_from(state, source, charset)
+    if state.ema_params is not None:
+        state = state.replace(ema_params=state.params)
+    log.info("initialized params and batch statistics from %s (step %d)", source.path,
+             source.step)
+    return state
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, charset: Charset,
+                        train_source, val_sets: list, state: TrainState,
+                        deferred_init: bool) -> TrainState:
     mesh = make_mesh()
     data_sharding, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     local_batch = host_batch_size(config.batch_size, "config.batch_size")
 
     preprocess = make_preprocess(config, charset)
-    train_source = open_split(config, "train")
     train_iter = pipeline.BatchIterator(pipeline.make_dataset(
         train_source, preprocess, local_batch, train=True, seed=config.seed,
         num_workers=config.data.num_workers, shard_index=jax.process_index(),
-        shard_count=jax.process_count()), name="train")
-    val_sets = open_val_sets(config)
+        shard_count=jax.process_count()), name=f"config.data.train={config.data.train}")
 
     rng = jax.random.key(config.seed)
-    state = create_train_state(config, model, rng)
     state = jax.device_put(state, replicated)
-    runtime.release_free_memory()                 # the init program's compile
     manager = checkpoints.make_manager(workdir, config)
     try:
         restored_step = checkpoints.restore_latest(manager, state, train_iter, config, charset)
@@ -229,16 +265,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     if restored_step is not None:
         state = restored_step
         log.info("resumed from step %d", int(state.step))
-    elif config.get("init_from"):
-        from grcnn_jax import pretrained
-
-        source = pretrained.load_variables(config.init_from)
-        state = pretrained.init_state_from(state, source, charset)
-        if state.ema_params is not None:
-            state = state.replace(ema_params=state.params)
-        state = jax.device_put(state, replicated)
-        log.info("initialized params and batch statistics from %s (step %d)", source.path,
-                 source.step)
+    elif deferred_init:                   # step folders, none of them a checkpoint
+        state = jax.device_put(_initialized_from(state, config.init_from, charset), replicated)
     start_step = int(state.step)
 
     step_fn = jax.jit(make_train_step(config), in_shardings=(replicated, data_sharding, replicated),
@@ -263,7 +291,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
     compiled_step = None
     try:
         while step < config.num_train_steps:
-            batch = device_batch(next(train_iter), data_sharding)
+            try:
+                batch = device_batch(next(train_iter), data_sharding)
+            except pipeline.LoaderWorkerDied as e:
+                # The position of every batch taken so far is known: saved with the state
+                # that used them, the rerun resumes with exactly the next one.
+                read(unread.flush())
+                if step != start_step or restored_step is None:
+                    saver.save(step, state, train_iter, config, charset)
+                    saver.check(step, wait=True)
+                raise pipeline.LoaderWorkerDied(
+                    f"{e}; training stopped at step {step} with a checkpoint in "
+                    f"{checkpoints.checkpoint_dir(workdir)}; run the same command to resume "
+                    "exactly") from None
             step_rng = jax.random.fold_in(rng, step)
             if compiled_step is None:
                 # Compiled ahead of the first step so that the compiler's scratch memory goes
@@ -304,15 +344,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                 read(unread.flush())                  # never save a state we have not checked
                 saver.save(step, state, train_iter, config, charset)
             if preemption.requested:
-                log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
+                if not preemption.interrupted:
+                    log.warning("stopped by SIGTERM at step %d (checkpoint saved)", step)
                 break
         read(unread.flush())
         saver.check(step, wait=True)
     finally:
         # Each closes even if one before it fails (a full disk fails writer.close() too), and
         # none replaces the error that stopped the run.
-        for close in (saver.close, progress.close, writer.close, train_iter.close,
-                      preemption.restore):
+        # A second Ctrl-C stops at once: no waiting for a save in flight (orbax leaves it
+        # unfinished, and a resumed run does not use it).
+        aborted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        for close in (*(() if aborted else (saver.close,)), progress.close, writer.close,
+                      train_iter.close, preemption.restore):
             try:
                 close()
             except Exception as e:  # noqa: BLE001
@@ -320,6 +364,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Trai
                             type(e).__name__, e)
         if train_iter.skipped_counts:
             log.warning(train_iter.skipped_summary())
+    if preemption.interrupted:
+        raise runtime.Interrupted(
+            f"interrupted at step {step}; checkpoint saved in "
+            f"{checkpoints.checkpoint_dir(workdir)}; run the same command to resume")
     for prefix, (at, result) in last_val.items():
         lexicon = result.get("lexicon_word_accuracy")
         log.info("summary: %s at step %d: word accuracy %.1f%% of %d%s, normalized edit "

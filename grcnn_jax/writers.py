@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import ml_collections
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """``with atomic_path(out) as tmp: write(tmp)``: ``out`` appears whole when the block
+    ends, or not at all (a failure or Ctrl-C inside removes ``tmp``; an older ``out`` stays)."""
+    tmp = f"{path}.partial"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class MetricWriter:
@@ -80,10 +95,8 @@ def _drop_rows_after(path: str, step: int) -> None:
     keep = [line for line in lines if kept(line)]
     if len(keep) == len(lines):
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(line if line.endswith("\n") else line + "\n" for line in keep)
-    os.replace(tmp, path)
 
 
 def read_metrics(workdir: str) -> list[dict]:

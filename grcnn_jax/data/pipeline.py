@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import multiprocessing
+import signal
+import sys
 from typing import Any, Iterator, Sequence
 
 import grain
@@ -63,8 +66,17 @@ def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, 
     }
 
 
+# This many records refused one after the other, with none taken between them, stop the
+# loader (``RefusedRun``): a source that refuses everything would otherwise be read for ever.
+# Far more than any real set's run of bad records, and seconds of work even for images that
+# are decoded before they are refused.
+REFUSED_RUN_LIMIT = 2_000
+
+
 class _BatchGoodIterator(grain.DatasetIterator):
-    """Pulls examples until ``batch_size`` good ones; collects the Problems it passes."""
+    """Pulls examples until ``batch_size`` good ones; collects the Problems it passes. After
+    ``REFUSED_RUN_LIMIT`` Problems in a row it hands what it has over, marked ``refused_run``
+    (``BatchIterator`` stops there with the counts)."""
 
     def __init__(self, parent: grain.DatasetIterator, batch_size: int, drop_remainder: bool):
         super().__init__(parent)
@@ -73,6 +85,7 @@ class _BatchGoodIterator(grain.DatasetIterator):
 
     def __next__(self) -> dict:
         good, skipped = [], []
+        run = 0
         while len(good) < self._batch_size:
             try:
                 item = next(self._parent)
@@ -80,8 +93,12 @@ class _BatchGoodIterator(grain.DatasetIterator):
                 break
             if isinstance(item, Problem):
                 skipped.append((item.key, item.reason))
+                run += 1
+                if run >= REFUSED_RUN_LIMIT:
+                    return {"skipped": skipped, "refused_run": run}
             else:
                 good.append(item)
+                run = 0
         if not good or (self._drop_remainder and len(good) < self._batch_size):
             if skipped:              # records skipped after the last batch are still counted
                 return {"skipped": skipped}
@@ -180,8 +197,17 @@ def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train:
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                         per_worker_buffer_size=worker_buffer_size))
+                                                         per_worker_buffer_size=worker_buffer_size),
+                            worker_init_fn=_leave_ctrl_c_to_the_main_process)
     return ds
+
+
+def _leave_ctrl_c_to_the_main_process(worker_index: int, worker_count: int) -> None:
+    """A loader worker ignores SIGINT: Ctrl-C in a terminal signals the whole process group,
+    and the main process decides (training finishes the step and saves; the workers are
+    stopped by ``BatchIterator.close``)."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _own_arrays(batch: dict) -> dict:
@@ -206,6 +232,11 @@ def _own_arrays(batch: dict) -> dict:
     return out
 
 
+class LoaderWorkerDied(ChildProcessError):
+    """A loader worker process exited under the loader (killed, out of memory): the batches
+    after it cannot be the ones the run would have had, so the loader stops."""
+
+
 class BatchIterator:
     """Iterates batches, tallies skipped records by reason, and saves/restores its position.
 
@@ -221,12 +252,26 @@ class BatchIterator:
         self._examples_per_reason = examples_per_reason
         # Training passes a bad record once per epoch: distinct keys say how many there are.
         self._distinct: dict[str, set] = collections.defaultdict(set)
+        self._batches = 0
 
     def __iter__(self) -> Iterator[dict]:
         return self
 
     def __next__(self) -> dict:
-        batch = _own_arrays(next(self._it))
+        try:
+            batch = _own_arrays(next(self._it))
+        except StopIteration:
+            if not self._batches and self.skipped_counts:
+                raise DataError(f"{self.name}: every record was refused "
+                                f"({self._refusals()}); nothing to read") from None
+            raise
+        except RuntimeError as e:
+            # Grain's words for a worker that exited under it (killed, out of memory).
+            if "terminated unexpectedly" not in str(e):
+                raise
+            code = str(e).split("exit code", 1)[-1].strip(" .").split(".")[0]
+            raise LoaderWorkerDied(f"{self.name}: a loader worker process died (exit code "
+                                   f"{code}) after {self._batches} batches") from None
         for key, reason in batch.pop("skipped"):
             case = reason.split(":", 1)[0]
             if self.skipped_counts[case] == 0:
@@ -237,9 +282,19 @@ class BatchIterator:
             examples = self.skipped_examples[case]
             if len(examples) < self._examples_per_reason and key not in examples:
                 examples.append(key)
+        if "refused_run" in batch:
+            raise DataError(f"{self.name}: {batch['refused_run']:,} records in a row were "
+                            f"refused ({self._refusals()}); check the charset and the "
+                            "data policy (config.data.policy) against this dataset")
         if "image" not in batch:       # only the skipped records after the last batch
             return next(self)
+        self._batches += 1
         return batch
+
+    def _refusals(self) -> str:
+        """Counts per reason with an example key: 'unknown_chars: 2,000, e.g. KEY'."""
+        return "; ".join(f"{case}: {n:,}, e.g. {self.skipped_examples[case][0]}"
+                         for case, n in self.skipped_counts.most_common())
 
     @property
     def grain_iterator(self) -> grain.DatasetIterator:
@@ -247,7 +302,13 @@ class BatchIterator:
         return self._it
 
     def close(self) -> None:
-        """Stops the worker processes, if any."""
+        """Stops the worker processes, if any. Closed as Ctrl-C stops the command, it kills
+        them instead: a worker being started as Ctrl-C arrived may never answer, and Grain's
+        orderly close would wait for it for ever."""
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            for child in multiprocessing.active_children():
+                child.kill()
+            return
         close = getattr(self._it, "close", None)
         if close is not None:
             close()
