@@ -14,7 +14,8 @@ from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.folders import Icdar03Folder
 from grcnn_jax.data.images import to_grayscale
-from grcnn_jax.data.pipeline import BatchIterator, Preprocess, check_policy, make_dataset, resize
+from grcnn_jax.data.pipeline import (BatchIterator, Preprocess, Problem, check_policy,
+                                     make_dataset, resize)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -313,6 +314,38 @@ def test_augmentation_varies_training_images_only_and_is_reproducible():
     assert 0.3 <= np.mean(changed) < 1.0
     for x, y in zip(_first_batches(plain, False), _first_batches(aug, False)):
         np.testing.assert_array_equal(x["image"], y["image"])   # evaluation: never augmented
+
+
+def test_a_cased_charset_keeps_the_label_case_under_the_lower_policy():
+    from grcnn_jax.config_base import CASED_CHARSET
+
+    cased, plain = Charset(CASED_CHARSET), Charset()
+    record = {"key": "k", "image": np.full((32, 80), 200, np.uint8), "text": "EXIT-Now!"}
+    assert Preprocess(cased)(record)["text"] == "EXIT-Now!"
+    assert Preprocess(plain)(dict(record, text="EXIT"))["text"] == "exit"
+    # Lowercased only where the charset lacks the character: 'É' -> 'é', still unknown.
+    problem = Preprocess(Charset(CASED_CHARSET[:36] + "ABC"))(dict(record, text="CAFÉ"))
+    assert isinstance(problem, Problem) and "'é'" in problem.reason
+
+
+def test_distortion_keeps_the_size_and_moves_the_text():
+    from grcnn_jax.data.preprocess import distort
+
+    img = np.full((32, 100), 230, np.uint8)
+    img[10:22, 10:90] = 20                                    # a dark bar: the "word"
+    outs = [distort(img, np.random.default_rng(i)) for i in range(40)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    assert sum(not np.array_equal(o, img) for o in outs) == 40
+    # Edges are repeated, never filled black: the corners keep the background's grey.
+    assert min(int(o[[0, 0, -1, -1], [0, -1, 0, -1]].min()) for o in outs) > 150
+    # Tilted, sheared or bent: the bar's centre row differs between its two ends somewhere.
+    def tilt(o):
+        rows = np.arange(32)[:, None]
+        dark = o < 120
+        ends = [dark[:, 15:25], dark[:, 75:85]]
+        return abs(float((rows * ends[0]).sum() / max(ends[0].sum(), 1))
+                   - float((rows * ends[1]).sum() / max(ends[1].sum(), 1)))
+    assert max(tilt(o) for o in outs) > 1.5
 
 
 def test_augmentation_passes_problems_through():

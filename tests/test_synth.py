@@ -137,6 +137,33 @@ def test_text_mix_of_words_strings_numbers_and_cases(renderings):
     assert any(t[0].isupper() and t[1:].islower() and len(t) > 1 for t in words)
 
 
+def test_a_charset_with_punctuation_gets_punctuated_texts_the_others_none():
+    import string
+
+    from grcnn_jax.config_base import CASED_CHARSET
+    from grcnn_jax.data.synth_text import PUNCTUATED, punctuate, sample_text
+
+    cased = SynthWords(2_000, seed=7, charset=Charset(CASED_CHARSET))
+    plain = SynthWords(2_000, seed=7)
+    texts = [sample_text(np.random.default_rng([7, i, 0]), cased.words, cased.alphabet, 23,
+                         cased.punctuation) for i in range(2_000)]
+    marked = [t for t in texts if any(c in string.punctuation for c in t)]
+    assert abs(len(marked) / len(texts) - PUNCTUATED) < 0.06
+    assert all(1 <= len(t) <= 23 and set(t) <= set(CASED_CHARSET) for t in texts)
+    seen = set("".join(marked)) & set(string.punctuation)
+    assert {".", ",", "!", "'", "-", "$", "%", ":", "/", "@", "(", ")", '"'} <= seen
+    assert len(seen) >= 28, "".join(sorted(seen))            # the rare marks too
+    assert any(t[0] == "$" and "." in t for t in marked)       # prices
+    # An alphanumeric charset draws exactly the texts it always did: no mark, same stream.
+    assert plain.punctuation == ""
+    assert all(not set(plain[i]["text"]) & set(string.punctuation) for i in range(0, 2_000, 40))
+    rng = np.random.default_rng(0)
+    assert punctuate(rng, "x" * 23, [], "x", ".", 23) == "x" * 23   # too long: unchanged
+    only_dot = [punctuate(np.random.default_rng(i), "word", ["park"], "adkoprw", ".", 23)
+                for i in range(200)]
+    assert all(set(t) <= set("adkoprw.") for t in only_dot) and any("." in t for t in only_dot)
+
+
 def test_variety_of_fonts_polarity_widths_and_backgrounds(renderings):
     _, rs = renderings
     assert len({r.font for r in rs}) >= 40

@@ -70,8 +70,8 @@ def punctuate(rng: np.random.Generator, text: str, words: Sequence[str], alphabe
     '!' or '?'; quotes or brackets around; a possessive; two words hyphenated or joined by
     '&', '/' or '.'; prices, percentages, times, dates, numbers with separators; an e-mail
     or web address; and, rarely, any of the marks among the letters, so that every mark of
-    the charset is seen. Marks the charset lacks are never used; the result keeps at most
-    ``max_chars`` characters (else ``text`` is returned as it was)."""
+    the charset is seen. A result holding a character the charset lacks, or longer than
+    ``max_chars``, is not used: ``text`` is returned as it was."""
     digits = "".join(c for c in alphabet if c.isdigit()) or "0123456789"
 
     def number(lo: int, hi: int) -> str:
@@ -117,7 +117,8 @@ def punctuate(rng: np.random.Generator, text: str, words: Sequence[str], alphabe
             chars.insert(int(rng.integers(len(chars) + 1)),
                          punctuation[int(rng.integers(len(punctuation)))])
         out = "".join(chars)
-    if len(out) > max_chars or any(not c.isalnum() and c not in punctuation for c in out):
+    allowed = set(alphabet) | set(punctuation)
+    if len(out) > max_chars or any(c.lower() not in allowed and c not in allowed for c in out):
         return text
     return out
 
