@@ -99,13 +99,63 @@ def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
         params=tree["params"], batch_stats=tree.get("batch_stats", {}))
 
 
+def training_leg(ckpt: InferenceCheckpoint) -> dict:
+    """What the run behind ``ckpt`` did, from its config and its workdir's metrics.jsonl:
+    the data, where it started, the steps, the batch size and the minutes of training
+    (evaluations and restarts left out)."""
+    c = ckpt.config
+    leg = {"train": c.data.train, "train_weights": c.data.get("train_weights", ""),
+           "augment": bool(c.data.get("augment", False)), "init_from": c.get("init_from", ""),
+           "steps": ckpt.step, "batch_size": c.batch_size, "charset_size": len(ckpt.charset)}
+    if ckpt.workdir:
+        from grcnn_jax.writers import read_metrics
+
+        try:
+            rows = [r for r in read_metrics(ckpt.workdir) if "train/loss" in r]
+        except (OSError, ValueError):
+            rows = []
+        # Time between consecutive log rows, scaled to all the steps trained; a span over 5x
+        # the median time per step (a stopped run and its restart, with an evaluation or a
+        # compile between them) is left out.
+        spans = [(b["time"] - a["time"], b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
+                 if b["step"] > a["step"]]
+        if spans:
+            median = float(np.median([t / n for t, n in spans]))
+            spans = [(t, n) for t, n in spans if t / n <= 5 * median]
+        covered = sum(n for _, n in spans)
+        if covered:
+            leg["minutes"] = round(sum(t for t, _ in spans) / 60 * ckpt.step / covered, 2)
+    return leg
+
+
+def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
+    """The legs that made ``ckpt``: those of the reader its run started from (its
+    ``init_from``, when that is 'pretrained' or a reader folder), then its own."""
+    spec = ckpt.config.get("init_from", "")
+    before: list[dict] = []
+    if spec:
+        folder = ASSET_DIR if spec == NAME else os.path.expanduser(spec)
+        try:
+            with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            meta = None
+        if meta is not None:
+            before = meta.get("lineage") or [{"note": meta.get("note", ""),
+                                              "steps": meta.get("step"),
+                                              "charset_size": len(meta.get("charset", ""))}]
+    return [*before, training_leg(ckpt)]
+
+
 def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     """Writes ``ckpt``'s params, batch statistics, config and charset as a shipped-model folder.
 
     The validation sets of the training run are not part of the model: the saved config's
-    ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``).
+    ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``). ``lineage``
+    records the training legs behind the weights (``lineage``).
     Returns the written meta dict.
     """
+    legs = lineage(ckpt)             # read before ``out`` (perhaps the source) is rewritten
     os.makedirs(out, exist_ok=True)
     flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
                                       sep="/")
@@ -117,7 +167,7 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     config["data"]["val"] = "synth"
     meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
-            "monitored_on": monitored, "note": note, "config": config}
+            "monitored_on": monitored, "note": note, "lineage": legs, "config": config}
     # Written last: a folder whose meta.json is missing or older is refused by ``load``.
     with atomic_path(os.path.join(out, META_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)

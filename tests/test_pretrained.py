@@ -115,3 +115,23 @@ def test_the_export_command_refuses_in_one_line(tmp_path):
         message = str(e.value.code)
         assert message.startswith("FATAL") and "\n" not in message and culprit in message
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
+    from helpers import tiny_config
+
+    from grcnn_jax import train
+
+    train.train_and_evaluate(tiny_config(lmdb_path, 3), str(tmp_path / "a"))
+    first = pretrained.export(load_for_inference(workdir=str(tmp_path / "a")),
+                              str(tmp_path / "reader_a"), note="leg 1")
+    assert [leg["steps"] for leg in first["lineage"]] == [3]
+    assert first["lineage"][0]["init_from"] == "" and first["lineage"][0]["train"] == lmdb_path
+    train.train_and_evaluate(tiny_config(lmdb_path, 4, init_from=str(tmp_path / "reader_a")),
+                             str(tmp_path / "b"))
+    second = pretrained.export(load_for_inference(workdir=str(tmp_path / "b")),
+                               str(tmp_path / "reader_b"))
+    assert [leg["steps"] for leg in second["lineage"]] == [3, 4]
+    assert second["lineage"][1]["init_from"] == str(tmp_path / "reader_a")
+    assert all(leg["minutes"] >= 0 for leg in second["lineage"])
+    assert pretrained.load(str(tmp_path / "reader_b")).step == 4
