@@ -4,6 +4,10 @@
     grcnn-make-lmdb --labels runs/data/train.tsv runs/data/real_train.lmdb
     grcnn-make-lmdb --labels runs/data/val.tsv runs/data/real_val.lmdb
 
+The held-out part is also written as an ICDAR-03-style folder, ``OUT/real_val/``
+(``test.txt``, ``test_label.txt``): its records keep their image paths as keys, so that
+``benchmarks/peer_accuracy.py --data runs/data/real_val`` can tell the sources apart.
+
 A line is held out when the SHA-1 of its image path, as a number, falls in the first
 ``holdout`` of the range: a pure function of the path, so the split is the same on every
 machine, in any line order, and roughly ``holdout`` of each source folder (``images/iiit5k``,
@@ -46,10 +50,14 @@ def main() -> int:
                 counts[part, os.path.dirname(path)] += 1
     except OSError as e:
         sys.exit(f"FATAL cannot read {args.labels}: {e}")
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(os.path.join(args.out, "real_val"), exist_ok=True)
     for part, lines in parts.items():
         with open(os.path.join(args.out, f"{part}.tsv"), "w", encoding="utf-8") as f:
             f.writelines(lines)
+    held = [line.rstrip("\n").split("\t", 1) for line in parts["val"]]
+    for name, column in (("test.txt", 0), ("test_label.txt", 1)):
+        with open(os.path.join(args.out, "real_val", name), "w", encoding="utf-8") as f:
+            f.writelines(row[column] + "\n" for row in held)
     for (part, folder), n in sorted(counts.items()):
         print(f"{part:5s} {folder:20s} {n:6d}")
     return 0

@@ -207,6 +207,17 @@ def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, caps
     assert 0 <= ours["word_accuracy"] <= 1 and ours["images_per_s"] > 0
     printed = capsys.readouterr().out
     assert "EasyOCR fake" in printed and "RapidOCR fake" in printed
+    # By kind of text: the fixture's labels are 3 Mixed case, 1 UPPERCASE, 1 lowercase,
+    # 1 without letters; the fake PP-OCRv4 reads only 'Hotel' right, in its case.
+    assert pa.main([f"--data={fixture}", f"--peer_python={fake}", "--peers=ppocr",
+                    "--by_kind"]) == 0
+    kinds = capsys.readouterr().out.split("by kind of text")[1]
+    row = next(ln for ln in kinds.splitlines() if ln.startswith("case: Mixed case"))
+    assert row.split()[3] == "3" and row.rstrip().endswith("33.3 / 33.3")
+    png = (fixture / "images" / "word_2.png").read_bytes()
+    assert pa.kinds({"key": "/d/iiit5k/7.png", "image": png, "text": "$5.99"}) == {
+        "source": "iiit5k", "height": ">= 32 px", "case": "no letters",
+        "marks": "with punctuation"}
     # Only the peers asked for run; one that the peer's Python lacks is left out.
     assert pa.main([f"--data={fixture}", "--peer_python=/no/such/python", "--peers=ppocr",
                     f"--json={out}"]) == 0

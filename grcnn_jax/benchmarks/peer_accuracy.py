@@ -103,12 +103,17 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     predictions: dict = {}
     report = evaluate_checkpoint(ckpt, [spec], predictions=predictions, num_workers=0)
     row = report["datasets"][0]
-    # Scored against the labels as the dataset has them (the loader folds their case for
-    # a lowercase charset), like the peers' readings.
-    labels = {str(r["key"]): r["text"] for r in records}
-    rows = [{"key": p["key"], "text": labels.get(str(p["key"]), p["text"]),
-             "prediction": p["prediction"], "lexicon_prediction": p.get("lexicon_prediction")}
-            for p in next(iter(predictions.values()))]
+    # Every record, in the dataset's order, scored against its label as the dataset has it
+    # (the loader folds case for a lowercase charset), like the peers' readings; a record
+    # the loader did not take (a label our charset cannot write, say) counts as wrong.
+    read = {str(p["key"]): p for p in next(iter(predictions.values()))}
+    rows = []
+    for r in records:
+        p = read.get(str(r["key"]), {})
+        unread_lexicon = "" if r.get("lexicon") else None      # wrong, where it has one
+        rows.append({"key": r["key"], "text": r["text"], "prediction": p.get("prediction", ""),
+                     "lexicon_prediction": p.get("lexicon_prediction") if p
+                     else unread_lexicon})
     return {"name": f"grcnn_jax ({'shipped model' if not ckpt.workdir else ckpt.path})",
             "images_per_s": row["images_per_s"], "not_counted": row["skipped"],
             "rows": rows, **score(rows)}
@@ -158,6 +163,49 @@ def run_peer(records: list[dict], peer_python: str, name: str = "easyocr") -> di
             "rows": rows, **score(rows)}
 
 
+def kinds(record: dict) -> dict[str, str]:
+    """What kind of text a record holds, for the error table: its source folder (the
+    image's parent folder, for datasets keyed by path), its height in px, its case, and
+    whether its label has punctuation."""
+    import io
+
+    from PIL import Image
+
+    key, text = str(record["key"]), str(record["text"])
+    source = os.path.basename(os.path.dirname(key)) if os.sep in key else "-"
+    try:
+        height = Image.open(io.BytesIO(bytes(record["image"]))).size[1]
+    except Exception:  # noqa: BLE001 -- an undecodable image is its own kind
+        height = 0
+    letters = [c for c in text if c.isalpha()]
+    case = ("no letters" if not letters else "lowercase" if all(c.islower() for c in letters)
+            else "UPPERCASE" if all(c.isupper() for c in letters) else "Mixed case")
+    return {"source": source,
+            "height": ("unreadable" if not height else "< 16 px" if height < 16
+                       else "16-31 px" if height < 32 else ">= 32 px"),
+            "case": case,
+            "marks": "with punctuation" if re.search(r"[^0-9A-Za-z\s]", text) else "letters/digits"}
+
+
+def format_kinds(results: Sequence[dict], records: Sequence[dict]) -> str:
+    """Accuracy (standard / case-sensitive) of each recognizer per kind of text."""
+    labels = [kinds(r) for r in records]
+    names = [r["name"].split(" (")[0][:20] for r in results]
+    lines = ["by kind of text: word_acc / cased_acc, %",
+             f"{'kind':<28} {'images':>6} " + " ".join(f"{n:>20}" for n in names)]
+    for group in ("source", "height", "case", "marks"):
+        for value in sorted({k[group] for k in labels}):
+            picked = [i for i, k in enumerate(labels) if k[group] == value]
+            cells = []
+            for r in results:
+                got = score([r["rows"][i] for i in picked])
+                cells.append(f"{100 * got['word_accuracy']:.1f} / "
+                             f"{100 * got['cased_word_accuracy']:.1f}")
+            lines.append(f"{group + ': ' + value:<28} {len(picked):>6} "
+                         + " ".join(f"{c:>20}" for c in cells))
+    return "\n".join(lines)
+
+
 def format_table(results: Sequence[dict], data: str) -> str:
     lines = [f"{data}: letters and digits; word_acc case-insensitive, cased_acc "
              "case-sensitive; lexicon: ours by CTC likelihood, the peers by edit distance",
@@ -186,6 +234,8 @@ def define_flags(flag_values) -> None:
                                flag_values=flag_values)
     flags.DEFINE_string("json", None, "write the figures and every reading here",
                         flag_values=flag_values)
+    flags.DEFINE_bool("by_kind", False, "also print accuracy by kind of text (source folder, "
+                      "height, case, punctuation)", flag_values=flag_values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"(no {name}: {FLAGS.peer_python} does not exist or cannot import "
                   f"{PEERS[name][1]}; see this module's doc)", file=sys.stderr)
     print(format_table(results, FLAGS.data))
+    if FLAGS.by_kind:
+        print()
+        print(format_kinds(results, records))
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:
             json.dump({"data": FLAGS.data, "results": results}, f, indent=1)
