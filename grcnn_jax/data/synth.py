@@ -38,6 +38,7 @@ backgrounds, effects, light, degradation); ``render`` here runs them in order.
 Commands::
 
     python -m grcnn_jax.data.synth --contact_sheet OUT.png [--n 64] [--seed 0] [--real DIR]
+        [--charset cased]
     python -m grcnn_jax.data.synth --benchmark [--n 2000]
 """
 
@@ -326,6 +327,9 @@ def define_flags(flag_values) -> None:
                          flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "selects the samples", flag_values=flag_values)
     flags.DEFINE_integer("height", 32, "image height, px", flag_values=flag_values)
+    flags.DEFINE_string("charset", None, "the target charset, as config.charset gives it "
+                        "(characters, or file:PATH; 'cased': digits, both cases and the ASCII "
+                        "punctuation); default: 0-9a-z", flag_values=flag_values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,9 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
     if not FLAGS.contact_sheet and not FLAGS.benchmark:
         raise runtime.usage_error("give --contact_sheet OUT.png and/or --benchmark")
+    from grcnn_jax.config_base import CASED_CHARSET
+
+    charset = (None if not FLAGS.charset else Charset(CASED_CHARSET) if FLAGS.charset == "cased"
+               else Charset.from_spec(FLAGS.charset))
     if FLAGS.contact_sheet:
         n = FLAGS.n or 64
-        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height)
+        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset)
         real = ()
         if FLAGS.real:
             from grcnn_jax.data.sources import open_source
@@ -347,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {n} samples to {FLAGS.contact_sheet}")
     if FLAGS.benchmark:
         n = FLAGS.n or 2000
-        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height)
+        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset)
         print(f"{benchmark(src, n):.0f} images/s on one core ({n} images, height {FLAGS.height}, "
               f"{len(src.fonts)} fonts)")
     return 0
