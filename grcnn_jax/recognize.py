@@ -244,7 +244,8 @@ def run() -> None:
     """The ``grcnn-recognize`` command (``python -m grcnn_jax.recognize``)."""
     from grcnn_jax import runtime
 
-    runtime.run_command(main, _define_flags)
+    # No restart for huge pages: it costs more than it saves on the few words read at once.
+    runtime.run_command(main, _define_flags, huge_pages=False)
 
 
 if __name__ == "__main__":

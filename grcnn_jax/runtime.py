@@ -156,9 +156,11 @@ def log_our_progress() -> None:
     logging.getLogger("grcnn_jax").setLevel(logging.INFO)
 
 
-def configure() -> None:
-    """All of the above: call it first in a command's ``__main__`` block."""
-    use_huge_pages()
+def configure(huge_pages: bool = True) -> None:
+    """All of the above: call it first in a command's ``__main__`` block. ``huge_pages=False``
+    for commands whose work is usually shorter than the restart (~3-4 s): reading a word."""
+    if huge_pages:
+        use_huge_pages()
     enable_compilation_cache()
     quiet_closed_loop_callbacks()
 
@@ -243,12 +245,12 @@ class refusals_as_one_line:
         raise SystemExit(fatal_line(error)) from None
 
 
-def run_command(main, define_flags=None, flags_parser=None) -> None:
-    """An absl command's whole start: ``configure()``, its flags, ``app.run(main)``; what each
-    entry point (``python -m grcnn_jax.X`` and the installed ``grcnn-X``) calls."""
+def run_command(main, define_flags=None, flags_parser=None, huge_pages: bool = True) -> None:
+    """An absl command's whole start: ``configure(huge_pages)``, its flags, ``app.run(main)``;
+    what each entry point (``python -m grcnn_jax.X`` and the installed ``grcnn-X``) calls."""
     from absl import app
 
-    configure()
+    configure(huge_pages)
     if define_flags is not None:
         define_flags()
     with refusals_as_one_line():            # Ctrl-C anywhere, imports and set-up included
