@@ -121,9 +121,29 @@ def _encode_word(word: str, charset: Charset, max_frames: int, lowercase: bool
     return (w, ids) if required_frames(ids) <= max_frames else None
 
 
+def writes_both_cases(charset: Charset) -> bool:
+    """Whether a model of ``charset`` tells lower from upper case: its lexicon words are then
+    scored in their case forms (``encode_lexicons``'s ``case_variants``)."""
+    return charset.chars != charset.chars.lower() and charset.chars != charset.chars.upper()
+
+
+def _encodings(word: str, charset: Charset, max_frames: int, lowercase: bool,
+               case_variants: bool) -> list[tuple[str, list[int]]]:
+    """The forms of ``word`` to score and their ids: the word (lowercased if ``lowercase``),
+    or with ``case_variants`` the word as given, lower, UPPER and Capitalized."""
+    w = word.strip()
+    forms = [w]
+    if case_variants:
+        forms = list(dict.fromkeys([w, w.lower(), w.upper(), w[:1].upper() + w[1:].lower()]))
+    encoded = (_encode_word(f, charset, max_frames, lowercase and not case_variants)
+               for f in forms if f)
+    return [e for e in encoded if e is not None]
+
+
 def encode_lexicons(lexicons: Sequence[Sequence[str] | None], charset: Charset, max_frames: int,
                     lowercase: bool = True, chunk: int = LEXICON_CHUNK,
-                    cache: dict | None = None) -> EncodedLexicons:
+                    cache: dict | None = None,
+                    case_variants: bool = False) -> EncodedLexicons:
     """Word lists (one per image; None or empty: no lexicon) -> ``EncodedLexicons``.
 
     Words get the labels' policy: lowercased if ``lowercase`` (the loader's default
@@ -132,7 +152,12 @@ def encode_lexicons(lexicons: Sequence[Sequence[str] | None], charset: Charset, 
     ``skipped``), never an error. Duplicates (after lowercasing) are kept once.
     K is padded by ``bucket(K, chunk)`` (``chunk`` as in ``lexicon_log_likelihoods``), L
     by ``bucket(L, 8)``. ``cache``: a dict the caller keeps to memoize word encodings
-    across calls (same charset, ``max_frames`` and ``lowercase``).
+    across calls (same charset, ``max_frames``, ``lowercase`` and ``case_variants``).
+
+    ``case_variants`` (for a model that writes both cases, whose lexicon match is
+    case-insensitive): each word takes one slot per case form (as given, lower, UPPER,
+    Capitalized; ``lowercase`` is then not applied), all named by the word as the lexicon
+    spells it, so the best-scoring form picks the word.
     """
     words: list[list[str]] = []
     ids: list[list[list[int]]] = []
@@ -141,22 +166,24 @@ def encode_lexicons(lexicons: Sequence[Sequence[str] | None], charset: Charset, 
         row_words, row_ids, seen = [], [], set()
         for word in lexicon or ():
             if cache is not None:
-                encoded = cache.get(word, False)
-                if encoded is False:
+                forms = cache.get(word)
+                if forms is None:
                     if len(cache) > 1_000_000:
                         cache.clear()
-                    encoded = cache[word] = _encode_word(word, charset, max_frames, lowercase)
+                    forms = cache[word] = _encodings(word, charset, max_frames, lowercase,
+                                                     case_variants)
             else:
-                encoded = _encode_word(word, charset, max_frames, lowercase)
-            if encoded is None:
+                forms = _encodings(word, charset, max_frames, lowercase, case_variants)
+            if not forms:
                 if word.strip():
                     skipped.append(word)
                 continue
-            if encoded[0] in seen:
-                continue
-            seen.add(encoded[0])
-            row_words.append(encoded[0])
-            row_ids.append(encoded[1])
+            for form, form_ids in forms:
+                if form in seen:
+                    continue
+                seen.add(form)
+                row_words.append(word.strip() if case_variants else form)
+                row_ids.append(form_ids)
         words.append(row_words)
         ids.append(row_ids)
     k = bucket(max((len(r) for r in ids), default=1), chunk)

@@ -110,7 +110,9 @@ class Evaluator:
       beam_width: 1 = greedy decoding; more = prefix beam search on the host (the
         logits are fetched then, [B, T, C] float32 per batch).
       lexicon_lowercase: lowercase lexicon words before encoding (the labels' default
-        policy ``unknown_chars='lower'``); words that still do not encode are skipped.
+        policy ``unknown_chars='lower'``); words that still do not encode are skipped. For a
+        charset with both cases, each word is scored in its case forms instead
+        (``decode.encode_lexicons``'s ``case_variants``) and answered as the lexicon spells it.
       confidence: also compute p(text | image) of each lexicon-free reading.
     """
 
@@ -125,6 +127,7 @@ class Evaluator:
         self.model, self.charset, self.batch_size = model, charset, batch_size
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
+        self.case_variants = decode.writes_both_cases(charset)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,
@@ -150,7 +153,8 @@ class Evaluator:
             rows = lexicons + [None] * (self._local_batch - len(lexicons))
             encoded = decode.encode_lexicons(rows, self.charset, max_frames=out["logits"].shape[1],
                                              lowercase=self.lexicon_lowercase, chunk=self._chunk,
-                                             cache=self._word_cache)
+                                             cache=self._word_cache,
+                                             case_variants=self.case_variants)
             if jax.process_count() > 1:
                 # The lexicon step is one program over all hosts: same decision, same shape.
                 local = np.array([any(lexicons), *encoded.labels.shape[1:]], np.int64)
@@ -186,7 +190,7 @@ class Evaluator:
             lexicons = batch["meta"].get("lexicon") or []
             lexicon = [picks[i] if r < len(lexicons) and lexicons[r] else None
                        for i, r in enumerate(rows)]
-            if self.case_sensitive and self.lexicon_lowercase:
+            if self.case_sensitive and self.lexicon_lowercase and not self.case_variants:
                 # Words were lowercased to be scored; answer with the lexicon's own spelling.
                 lexicon = [None if pick is None else
                            (_spelling(lexicons[r], pick[0]), pick[1])

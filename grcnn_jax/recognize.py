@@ -126,18 +126,20 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
 
 
 def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool) -> list[str]:
-    """The lexicon words as scored (lowercased per the policy); warns about the words that do
-    not fit the charset or the frames, raises ValueError if none fits."""
+    """The lexicon words as scored (lowercased per the policy, unless the model writes both
+    cases); warns about the words that do not fit the charset or the frames, raises
+    ValueError if none fits."""
     from grcnn_jax import decode
 
-    enc = decode.encode_lexicons([lexicon], charset, frames, lowercase=lowercase)
+    enc = decode.encode_lexicons([lexicon], charset, frames, lowercase=lowercase,
+                                 case_variants=decode.writes_both_cases(charset))
     if enc.skipped:
         log.warning("lexicon: skipping %d word(s) that do not fit the charset %r or the "
                     "%d frames: %s", len(enc.skipped), charset.chars, frames,
                     ", ".join(enc.skipped[:10]))
     if not enc.words[0]:
         raise ValueError("no lexicon word fits the charset")
-    return enc.words[0]
+    return list(dict.fromkeys(enc.words[0]))         # a word's case forms: one entry
 
 
 class _ExportedModule:

@@ -203,3 +203,20 @@ def test_pad_lexicons_keeps_the_scores():
     np.testing.assert_allclose([s for _, s in a], [s for _, s in b], rtol=1e-5)
     with pytest.raises(ValueError, match="cannot pad"):
         decode.pad_lexicons(enc, 1, 8)
+
+
+def test_a_cased_charset_scores_every_case_form_of_a_lexicon_word():
+    from grcnn_jax.config_base import CASED_CHARSET
+
+    cased = Charset(CASED_CHARSET)
+    assert decode.writes_both_cases(cased) and not decode.writes_both_cases(Charset())
+    enc = decode.encode_lexicons([["Hotel", "park", "EXIT"]], cased, max_frames=26,
+                                 case_variants=True)
+    forms = ["".join(cased.chars[i - 1] for i in row if i) for row in enc.labels[0]]
+    assert forms[:9] == ["Hotel", "hotel", "HOTEL", "park", "PARK", "Park", "EXIT", "exit",
+                         "Exit"]
+    assert enc.words[0] == ["Hotel"] * 3 + ["park"] * 3 + ["EXIT"] * 3
+    # The best form picks the word, as the lexicon spells it.
+    scores = np.full((1, enc.labels.shape[1]), -50.0)
+    scores[0, 4] = -1.0                                   # 'PARK' read
+    assert decode.pick_words(scores, enc.words)[0][0] == "park"
