@@ -36,30 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from grcnn_jax.charset import BLANK_ID, Charset
-from grcnn_jax.losses import ctc_loss, required_frames
+from grcnn_jax.ctc_host import NEG_INF, log_softmax, word_forms
+from grcnn_jax.losses import ctc_loss
 
 # Lexicon candidates per optax.ctc_loss call inside the one jitted call (``lax.map`` over the
 # chunks; memory ~ B * chunk * T * C). Measured on 2 CPU cores, B = 100, K = 56, L = 24: all 56
 # in one call 62 ms, chunks of 8 38 ms, chunks of 1 32 ms (cache-sized pieces win).
 # Accelerators prefer few large kernels (see ``default_chunk``).
 LEXICON_CHUNK = 1
-NEG_INF = -math.inf
 
 
 # ----------------------------------------------------------------------------- greedy
-def collapse(best_path: np.ndarray) -> list[list[int]]:
-    """[B, frames] argmax ids -> per example the label ids (repeats merged, blanks dropped)."""
-    best_path = np.asarray(best_path)
-    previous = np.pad(best_path[:, :-1], ((0, 0), (1, 0)), constant_values=BLANK_ID)
-    keep = (best_path != BLANK_ID) & (best_path != previous)
-    return [row[k].tolist() for row, k in zip(best_path, keep)]
-
-
-def greedy_decode(best_path: np.ndarray, charset: Charset) -> list[str]:
-    """[B, frames] argmax ids -> texts."""
-    return [charset.decode(ids) for ids in collapse(best_path)]
-
-
 def collapse_on_device(best_path: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``collapse`` as fixed-shape arrays, jittable: [B, T] ids -> (labels [B, T] int32,
     label_paddings [B, T] float32), labels left-aligned, optax's padding convention."""
@@ -110,36 +97,6 @@ def bucket(n: int, chunk: int = LEXICON_CHUNK) -> int:
     return size
 
 
-def _encode_word(word: str, charset: Charset, max_frames: int, lowercase: bool
-                 ) -> tuple[str, list[int]] | None:
-    w = word.strip()
-    if lowercase:
-        w = w.lower()
-    if not w or charset.unknown_chars(w):
-        return None
-    ids = charset.encode(w)
-    return (w, ids) if required_frames(ids) <= max_frames else None
-
-
-def writes_both_cases(charset: Charset) -> bool:
-    """Whether a model of ``charset`` tells lower from upper case: its lexicon words are then
-    scored in their case forms (``encode_lexicons``'s ``case_variants``)."""
-    return charset.chars != charset.chars.lower() and charset.chars != charset.chars.upper()
-
-
-def _encodings(word: str, charset: Charset, max_frames: int, lowercase: bool,
-               case_variants: bool) -> list[tuple[str, list[int]]]:
-    """The forms of ``word`` to score and their ids: the word (lowercased if ``lowercase``),
-    or with ``case_variants`` the word as given, lower, UPPER and Capitalized."""
-    w = word.strip()
-    forms = [w]
-    if case_variants:
-        forms = list(dict.fromkeys([w, w.lower(), w.upper(), w[:1].upper() + w[1:].lower()]))
-    encoded = (_encode_word(f, charset, max_frames, lowercase and not case_variants)
-               for f in forms if f)
-    return [e for e in encoded if e is not None]
-
-
 def encode_lexicons(lexicons: Sequence[Sequence[str] | None], charset: Charset, max_frames: int,
                     lowercase: bool = True, chunk: int = LEXICON_CHUNK,
                     cache: dict | None = None,
@@ -170,10 +127,10 @@ def encode_lexicons(lexicons: Sequence[Sequence[str] | None], charset: Charset, 
                 if forms is None:
                     if len(cache) > 1_000_000:
                         cache.clear()
-                    forms = cache[word] = _encodings(word, charset, max_frames, lowercase,
+                    forms = cache[word] = word_forms(word, charset, max_frames, lowercase,
                                                      case_variants)
             else:
-                forms = _encodings(word, charset, max_frames, lowercase, case_variants)
+                forms = word_forms(word, charset, max_frames, lowercase, case_variants)
             if not forms:
                 if word.strip():
                     skipped.append(word)
@@ -275,13 +232,6 @@ def _logaddexp(a: float, b: float) -> float:
     return b + math.log1p(math.exp(a - b))
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numpy log-softmax over the last axis (float64)."""
-    x = np.asarray(logits, np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
 def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
                        class_threshold: float | None = None
                        ) -> list[tuple[tuple[int, ...], float]]:
@@ -345,30 +295,3 @@ def beam_search_decode(logits: np.ndarray, charset: Charset, beam_width: int,
     return out
 
 
-# ----------------------------------------------------------------------------- exact scoring
-def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
-    """log p(ids | frames) summed over all CTC alignments (numpy forward algorithm).
-
-    Args:
-      log_probs: [T, C] per-frame log-probabilities, blank = 0.
-      ids: the labelling (no blanks). -inf if it cannot be aligned to T frames.
-    """
-    log_probs = np.asarray(log_probs, np.float64)
-    ext = [BLANK_ID]
-    for i in ids:
-        ext += [int(i), BLANK_ID]
-    s = len(ext)
-    ext_arr = np.array(ext)
-    # May skip from s-2 to s: a label that differs from the label two positions back.
-    skip = np.zeros(s, bool)
-    skip[2:] = (ext_arr[2:] != BLANK_ID) & (ext_arr[2:] != ext_arr[:-2])
-    alpha = np.full(s, -np.inf)
-    alpha[0] = log_probs[0, ext_arr[0]]
-    if s > 1:
-        alpha[1] = log_probs[0, ext_arr[1]]
-    for t in range(1, log_probs.shape[0]):
-        stay = alpha
-        one = np.concatenate([[-np.inf], alpha[:-1]])
-        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(stay, one), two) + log_probs[t, ext_arr]
-    return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])

@@ -23,7 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from grcnn_jax import decode
+from grcnn_jax import ctc_host, decode
 from grcnn_jax.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.losses import ctc_loss
@@ -127,7 +127,7 @@ class Evaluator:
         self.model, self.charset, self.batch_size = model, charset, batch_size
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
-        self.case_variants = decode.writes_both_cases(charset)
+        self.case_variants = ctc_host.writes_both_cases(charset)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,
@@ -177,11 +177,11 @@ class Evaluator:
             texts = [t for t, _ in beams]
             log_p = None
             if self.confidence:
-                log_probs = decode.log_softmax(logits)
-                log_p = [decode.ctc_log_likelihood(lp, self.charset.encode(t))
+                log_probs = ctc_host.log_softmax(logits)
+                log_p = [ctc_host.ctc_log_likelihood(lp, self.charset.encode(t))
                          for lp, t in zip(log_probs, texts)]
         else:
-            texts = decode.greedy_decode(host_rows(out["best_path"])[rows], self.charset)
+            texts = ctc_host.greedy_decode(host_rows(out["best_path"])[rows], self.charset)
             log_p = host_rows(out["log_likelihood"])[rows] if self.confidence else None
         lexicon = [None] * len(rows)
         if encoded is not None:

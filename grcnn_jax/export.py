@@ -51,6 +51,24 @@ def is_exported_folder(path: str) -> bool:
     return os.path.isfile(os.path.join(os.path.expanduser(path), MODEL_FILE))
 
 
+def serving_meta(ckpt: Any, frames: int, classes: int) -> dict:
+    """What a served model's reader needs beside the program: the input (size, grayscale
+    mode, keep_aspect), the output (charset, blank id, frames, classes), the lexicon case
+    policy, and where the weights came from."""
+    from grcnn_jax.components import gray_mode, lexicon_lowercase
+
+    config = ckpt.config
+    return {
+        "input": "uint8 [b, image_height, image_width], grayscale 0..255",
+        "output": "float32 [b, frames, num_classes] logits; id 0 = CTC blank, charset[i] = i + 1",
+        "charset": ckpt.charset.chars, "num_classes": int(classes), "blank_id": BLANK_ID,
+        "frames": int(frames), "image_height": int(config.image_height),
+        "image_width": int(config.image_width), "keep_aspect": bool(config.data.keep_aspect),
+        "grayscale": gray_mode(config),
+        "lowercase": lexicon_lowercase(config),
+        "step": int(ckpt.step), "source": ckpt.path}
+
+
 def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -> dict:
     """Writes ``out_dir/model.jax`` and ``out_dir/meta.json`` (see the module docstring).
 
@@ -63,7 +81,6 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
       The meta dict written (with ``bytes``: the size of model.jax).
     """
     from grcnn_jax.models import create_model
-    from grcnn_jax.components import gray_mode, lexicon_lowercase
     from grcnn_jax.writers import atomic_path
 
     platforms = tuple(dict.fromkeys(p.strip().lower() for p in platforms if p.strip()))
@@ -93,14 +110,8 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
     frames, classes = exported.out_avals[0].shape[1:]
     meta = {
         "format": "grcnn_jax.export/1", "model_file": MODEL_FILE,
-        "input": "uint8 [b, image_height, image_width], grayscale 0..255",
-        "output": "float32 [b, frames, num_classes] logits; id 0 = CTC blank, charset[i] = i + 1",
-        "charset": charset.chars, "num_classes": int(classes), "blank_id": BLANK_ID,
-        "frames": int(frames), "image_height": int(config.image_height),
-        "image_width": int(config.image_width), "keep_aspect": bool(config.data.keep_aspect),
-        "grayscale": gray_mode(config),
-        "lowercase": lexicon_lowercase(config),
-        "step": int(ckpt.step), "source": ckpt.path, "jax_version": jax.__version__,
+        **serving_meta(ckpt, frames, classes),
+        "jax_version": jax.__version__,
         "platforms": list(exported.platforms), "conv_impl": impl, "bytes": len(blob)}
     for name, data in ((MODEL_FILE, bytes(blob)), (META_FILE,
                                                    json.dumps(meta, indent=1).encode() + b"\n")):
@@ -184,8 +195,13 @@ def _define_flags() -> None:
     from grcnn_jax.checkpoints import define_checkpoint_flags
 
     define_checkpoint_flags()
-    flags.DEFINE_string("out", None, "Folder to write model.jax and meta.json into.")
-    flags.DEFINE_list("platforms", ["cpu"], f"Platforms to lower for: {', '.join(PLATFORMS)}.")
+    flags.DEFINE_string("out", None, "Folder to write model.jax (or model.onnx) and meta.json "
+                        "into.")
+    flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export program (needs jax "
+                      "to run); onnx: an ONNX model for onnxruntime (needs the [onnx] extra "
+                      "to write; to read, only onnxruntime, numpy and Pillow).")
+    flags.DEFINE_list("platforms", ["cpu"], f"Platforms to lower for: {', '.join(PLATFORMS)} "
+                      "(--format jax).")
 
 
 def main(argv: list[str]) -> None:
@@ -198,11 +214,21 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.out:
         raise app.UsageError("give --out DIR: the folder to write the exported model into")
+    if FLAGS.format == "onnx" and FLAGS["platforms"].present:
+        raise app.UsageError("--platforms is for --format jax (an ONNX model runs wherever "
+                             "onnxruntime does)")
     with runtime.refusals_as_one_line():
         ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-        meta = export_model(ckpt, FLAGS.out, FLAGS.platforms)
-    print(f"wrote {os.path.join(FLAGS.out, MODEL_FILE)} ({meta['bytes'] / 2**20:.1f} MiB, step "
-          f"{meta['step']}, platforms {','.join(meta['platforms'])}) and {META_FILE}", flush=True)
+        if FLAGS.format == "onnx":
+            from grcnn_jax.onnx_export import export_onnx
+
+            meta = export_onnx(ckpt, FLAGS.out)
+            where = f"max |onnx - jax| {meta['parity_max_abs']:.1e} on its check images"
+        else:
+            meta = export_model(ckpt, FLAGS.out, FLAGS.platforms)
+            where = f"platforms {','.join(meta['platforms'])}"
+    print(f"wrote {os.path.join(FLAGS.out, meta['model_file'])} ({meta['bytes'] / 2**20:.1f} "
+          f"MiB, step {meta['step']}, {where}) and {META_FILE}", flush=True)
 
 
 def run() -> None:

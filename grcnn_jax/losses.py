@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import jax.numpy as jnp
 import optax
 
@@ -29,9 +27,3 @@ def ctc_loss(logits: jnp.ndarray, labels: jnp.ndarray, label_paddings: jnp.ndarr
     if logit_paddings is None:
         logit_paddings = jnp.zeros(logits.shape[:2], jnp.float32)
     return optax.ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id=BLANK_ID)
-
-
-def required_frames(ids: Sequence[int]) -> int:
-    """The fewest frames CTC needs to emit ``ids``: one per label plus a blank between repeats."""
-    repeats = sum(1 for a, b in zip(ids, ids[1:]) if a == b)
-    return len(ids) + repeats

@@ -23,6 +23,9 @@ prefix beam search instead of greedy.
 instead of a checkpoint (not with --workdir/--checkpoint/--step): images are prepared
 per its ``meta.json``, and its logits go through the same decoders (greedy, beam,
 lexicon) and the same confidence computation, so the output equals the checkpoint's.
+``--onnx DIR`` runs a model written by ``python -m grcnn_jax.export --format onnx --out
+DIR`` with onnxruntime (``grcnn_jax.onnx_reader``: greedy decoding and lexicons, the same
+confidence; not with --beam_width). ``--checkpoint`` given either kind of folder runs it so.
 
 Unreadable or missing files are reported on stderr with their path and skipped;
 the exit status is nonzero only if no image could be read.
@@ -129,10 +132,10 @@ def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool)
     """The lexicon words as scored (lowercased per the policy, unless the model writes both
     cases); warns about the words that do not fit the charset or the frames, raises
     ValueError if none fits."""
-    from grcnn_jax import decode
+    from grcnn_jax import ctc_host, decode
 
     enc = decode.encode_lexicons([lexicon], charset, frames, lowercase=lowercase,
-                                 case_variants=decode.writes_both_cases(charset))
+                                 case_variants=ctc_host.writes_both_cases(charset))
     if enc.skipped:
         log.warning("lexicon: skipping %d word(s) that do not fit the charset %r or the "
                     "%d frames: %s", len(enc.skipped), charset.chars, frames,
@@ -186,6 +189,8 @@ def _define_flags() -> None:
                          "eval_batch_size, at most the number of images; 64 with --exported).")
     flags.DEFINE_string("exported", None, "Run a model folder written by grcnn_jax.export "
                         "(model.jax + meta.json) instead of a checkpoint.")
+    flags.DEFINE_string("onnx", None, "Run an ONNX model folder written by grcnn_jax.export "
+                        "--format onnx (model.onnx + meta.json) with onnxruntime.")
 
 
 def main(argv: list[str]) -> None:
@@ -199,21 +204,35 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give image files and/or folders to read")
     if FLAGS.beam_width < 1:
         raise app.UsageError(f"--beam_width must be >= 1, got {FLAGS.beam_width}")
-    if FLAGS.exported and (FLAGS.workdir or FLAGS.checkpoint or FLAGS["step"].present):
-        raise app.UsageError("--exported runs an exported model folder: give it without "
-                             "--workdir, --checkpoint and --step")
+    for name in ("exported", "onnx"):
+        if FLAGS[name].value and (FLAGS.workdir or FLAGS.checkpoint or FLAGS["step"].present
+                                  or (name == "onnx" and FLAGS.exported)):
+            raise app.UsageError(f"--{name} runs a model folder of its own: give it without "
+                                 "--workdir, --checkpoint, --step" + (" and --exported"
+                                                                     if name == "onnx" else ""))
+    if FLAGS.onnx and FLAGS.beam_width > 1:
+        raise app.UsageError("--onnx reads greedily (or with --lexicon): give it without "
+                             "--beam_width")
     runtime.log_our_progress()
     from grcnn_jax.export import is_exported_folder
+    from grcnn_jax.onnx_reader import is_onnx_folder
 
-    exported = FLAGS.exported
+    exported, onnx = FLAGS.exported, FLAGS.onnx
     if not exported and FLAGS.checkpoint and is_exported_folder(FLAGS.checkpoint):
         exported = FLAGS.checkpoint             # --checkpoint names an exported folder
+    if not onnx and FLAGS.checkpoint and is_onnx_folder(FLAGS.checkpoint):
+        onnx = FLAGS.checkpoint                 # ... or an ONNX one
     with runtime.refusals_as_one_line():
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
-        if exported:
-            from grcnn_jax.export import load_exported
+        if exported or onnx:
+            if onnx:
+                from grcnn_jax.onnx_reader import OnnxReader
 
-            reader = load_exported(exported)
+                reader = OnnxReader(onnx)
+            else:
+                from grcnn_jax.export import load_exported
+
+                reader = load_exported(exported)
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
@@ -228,7 +247,10 @@ def main(argv: list[str]) -> None:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
-        if exported:
+        if onnx:
+            predictions = reader.read(list(images), lexicon,
+                                      batch_size=FLAGS.batch_size or 64)
+        elif exported:
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
                                              FLAGS.batch_size)
         else:

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from helpers import IC03_MINI as IC03
 from helpers import run_module
-from grcnn_jax import decode
+from grcnn_jax import ctc_host, decode
 from grcnn_jax.benchmark_protocol import (GROUPS, STANDARD_SETS, combine, evaluate_benchmark,
                                           find_sets, format_table)
 from grcnn_jax.charset import Charset
@@ -132,9 +132,9 @@ def independent_readings(ckpt, images: list[bytes]) -> list[tuple[str, float]]:
     model = create_model(c.model, ckpt.charset.num_classes)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(
         {"params": ckpt.params, "batch_stats": ckpt.batch_stats}, batch)
-    log_probs = decode.log_softmax(np.asarray(logits))[:len(images)]
-    texts = decode.greedy_decode(log_probs.argmax(-1), ckpt.charset)
-    return [(t, float(np.exp(decode.ctc_log_likelihood(lp, ckpt.charset.encode(t)))))
+    log_probs = ctc_host.log_softmax(np.asarray(logits))[:len(images)]
+    texts = ctc_host.greedy_decode(log_probs.argmax(-1), ckpt.charset)
+    return [(t, float(np.exp(ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(t)))))
             for t, lp in zip(texts, log_probs)]
 
 

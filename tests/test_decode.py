@@ -7,9 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from grcnn_jax import decode
+from grcnn_jax import ctc_host, decode
 from grcnn_jax.charset import Charset
-from grcnn_jax.losses import ctc_loss, required_frames
+from grcnn_jax.ctc_host import required_frames
+from grcnn_jax.losses import ctc_loss
 
 CHARSET = Charset("abc")            # classes: blank, a, b, c
 
@@ -20,14 +21,14 @@ def labelling_log_probs(log_probs: np.ndarray) -> dict[tuple, float]:
     paths = np.array(list(itertools.product(range(c), repeat=t)))            # [C**T, T]
     path_lp = log_probs[np.arange(t), paths].sum(axis=1)
     out: dict[tuple, float] = {}
-    for ids, lp in zip(decode.collapse(paths), path_lp):
+    for ids, lp in zip(ctc_host.collapse(paths), path_lp):
         key = tuple(ids)
         out[key] = float(np.logaddexp(out.get(key, -np.inf), lp))
     return out
 
 
 def random_log_probs(rng, t, c, sharpness=1.5):
-    return decode.log_softmax(rng.normal(size=(t, c)) * sharpness)
+    return ctc_host.log_softmax(rng.normal(size=(t, c)) * sharpness)
 
 
 def encode(word):
@@ -48,7 +49,7 @@ def test_forward_algorithm_and_optax_equal_brute_force(seed):
     labellings = sorted(exact, key=exact.get, reverse=True)[:12] + [(1, 1, 1, 1)]
     for ids in labellings:
         want = exact.get(ids, -np.inf)
-        got = decode.ctc_log_likelihood(lp, ids)
+        got = ctc_host.ctc_log_likelihood(lp, ids)
         if want == -np.inf:
             assert got == -np.inf            # 'aaaa' needs 7 frames
         else:
@@ -81,7 +82,7 @@ def test_lexicon_choice_is_the_brute_force_argmax(seed):
     scores = np.asarray(jax.jit(decode.lexicon_log_likelihoods)(logits, enc.labels, enc.paddings))
     picks = decode.pick_words(scores, enc.words)
     for b, (word, score) in enumerate(picks):
-        exact = labelling_log_probs(decode.log_softmax(logits[b]))
+        exact = labelling_log_probs(ctc_host.log_softmax(logits[b]))
         truth = {w: exact.get(encode(w), -np.inf) for w in enc.words[b]}
         # Every candidate's score is its exact log-likelihood, not just the winner's.
         for k, w in enumerate(enc.words[b]):
@@ -148,7 +149,7 @@ def test_beam_differs_from_best_path_where_the_sum_over_alignments_wins():
     path reads 'b' but 'a' is more likely in total, and a modest beam finds it."""
     lp = np.log(np.array([[0.45, 0.35, 0.2], [0.45, 0.35, 0.2], [0.45, 0.35, 0.2]]))
     exact = labelling_log_probs(lp)
-    assert decode.greedy_decode(lp.argmax(-1)[None], Charset("ab")) == [""]
+    assert ctc_host.greedy_decode(lp.argmax(-1)[None], Charset("ab")) == [""]
     assert max(exact, key=exact.get) == (1,)
     assert decode.prefix_beam_search(lp, beam_width=4)[0][0] == (1,)
 
@@ -163,16 +164,16 @@ def test_beam_width_one_is_greedy_on_confident_frames():
         logits[np.arange(t), path] += 6.0             # argmax prob >~ 0.9, like a trained model
         [(text, score)] = decode.beam_search_decode(logits[None], charset, beam_width=1,
                                                     class_threshold=None)
-        assert text == decode.greedy_decode(path[None], charset)[0]
-        lp = decode.log_softmax(logits)
-        assert score <= decode.ctc_log_likelihood(lp, charset.encode(text)) + 1e-9
+        assert text == ctc_host.greedy_decode(path[None], charset)[0]
+        lp = ctc_host.log_softmax(logits)
+        assert score <= ctc_host.ctc_log_likelihood(lp, charset.encode(text)) + 1e-9
 
 
 def test_beam_width_one_can_differ_from_greedy_on_flat_frames():
     """The documented exception (decode module doc): prefix merging keeps 'a'."""
     lp = np.log(np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.4, 0.15, 0.45]]) + 1e-12)
     charset = Charset("ab")
-    assert decode.greedy_decode(lp.argmax(-1)[None], charset) == ["ab"]
+    assert ctc_host.greedy_decode(lp.argmax(-1)[None], charset) == ["ab"]
     assert decode.prefix_beam_search(lp, beam_width=1)[0][0] == (1,)
     assert decode.prefix_beam_search(lp, beam_width=3)[0][0] == (1,)   # and it is the likelier
 
@@ -182,12 +183,12 @@ def test_greedy_on_device_matches_host():
     logits = rng.normal(size=(8, 7, 4)).astype(np.float32) * 3
     best = logits.argmax(-1).astype(np.int32)
     labels, paddings = jax.jit(decode.collapse_on_device)(best)
-    for row, lab, pad in zip(decode.collapse(best), np.asarray(labels), np.asarray(paddings)):
+    for row, lab, pad in zip(ctc_host.collapse(best), np.asarray(labels), np.asarray(paddings)):
         assert lab[pad == 0].tolist() == row and (lab[pad == 1] == 0).all()
     ll = np.asarray(jax.jit(decode.greedy_log_likelihood)(logits, best))
     for b in range(8):
-        exact = labelling_log_probs(decode.log_softmax(logits[b]))
-        assert ll[b] == pytest.approx(exact[tuple(decode.collapse(best[b:b + 1])[0])], abs=1e-4)
+        exact = labelling_log_probs(ctc_host.log_softmax(logits[b]))
+        assert ll[b] == pytest.approx(exact[tuple(ctc_host.collapse(best[b:b + 1])[0])], abs=1e-4)
 
 
 def test_pad_lexicons_keeps_the_scores():
@@ -209,7 +210,7 @@ def test_a_cased_charset_scores_every_case_form_of_a_lexicon_word():
     from grcnn_jax.config_base import CASED_CHARSET
 
     cased = Charset(CASED_CHARSET)
-    assert decode.writes_both_cases(cased) and not decode.writes_both_cases(Charset())
+    assert ctc_host.writes_both_cases(cased) and not ctc_host.writes_both_cases(Charset())
     enc = decode.encode_lexicons([["Hotel", "park", "EXIT"]], cased, max_frames=26,
                                  case_variants=True)
     forms = ["".join(cased.chars[i - 1] for i in row if i) for row in enc.labels[0]]

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from helpers import IC03_MINI, WORDS as ALL_WORDS
 from helpers import free_port, make_lmdb, run_module, subprocess_env, tiny_config, trained_once
-from grcnn_jax import checkpoints, decode
+from grcnn_jax import checkpoints, ctc_host, decode
 from grcnn_jax.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
 from grcnn_jax.data.crnn_lmdb import LmdbSource
 from grcnn_jax.writers import read_metrics
@@ -55,7 +55,7 @@ def model_log_probs(ckpt, images: np.ndarray) -> np.ndarray:
     model = create_model(ckpt.config.model, ckpt.charset.num_classes)
     logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(
         {"params": ckpt.params, "batch_stats": ckpt.batch_stats}, images)
-    return decode.log_softmax(np.asarray(logits))
+    return ctc_host.log_softmax(np.asarray(logits))
 
 
 def preprocessed(ckpt, source):
@@ -110,9 +110,9 @@ def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_
         # Lexicon: the word of highest exact likelihood (numpy forward algorithm here,
         # optax on the device there); words normalized like labels, "it's" skipped.
         words = [w.lower() for w in source[i]["lexicon"] if w != "it's"]
-        scores = {w: decode.ctc_log_likelihood(lp, ckpt.charset.encode(w)) for w in words}
+        scores = {w: ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(w)) for w in words}
         assert p["lexicon_prediction"] == max(scores, key=scores.get)
-        assert p["prediction"] == decode.greedy_decode(lp.argmax(-1)[None], ckpt.charset)[0]
+        assert p["prediction"] == ctc_host.greedy_decode(lp.argmax(-1)[None], ckpt.charset)[0]
         lexicon_hits += p["lexicon_prediction"] == e["text"]
         greedy_hits += p["prediction"] == e["text"]
     assert lex_row["lexicon_word_accuracy"] == lexicon_hits / 13
@@ -226,8 +226,8 @@ def test_recognize_reads_a_folder_and_skips_a_corrupt_file(trained, ckpt, image_
     by_path = {ln[0]: (ln[1], float(ln[2])) for ln in lines}
     for path, lp in zip(paths, log_probs):
         text, confidence = by_path[path]
-        assert text == decode.greedy_decode(lp.argmax(-1)[None], ckpt.charset)[0]
-        exact = np.exp(decode.ctc_log_likelihood(lp, ckpt.charset.encode(text)))
+        assert text == ctc_host.greedy_decode(lp.argmax(-1)[None], ckpt.charset)[0]
+        exact = np.exp(ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(text)))
         assert confidence == pytest.approx(exact, rel=1e-3, abs=1e-12)
 
 
@@ -256,14 +256,14 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
     preds = recognize_images(ckpt, images, lexicon=lexicon, beam_width=3, batch_size=2)
     words = ["grcnn", "ctc", "lstm", "gate"]
     for p, lp in zip(preds, log_probs):
-        scores = {w: decode.ctc_log_likelihood(lp, ckpt.charset.encode(w)) for w in words}
+        scores = {w: ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(w)) for w in words}
         assert p.lexicon_text == max(scores, key=scores.get)
         assert p.lexicon_confidence == pytest.approx(np.exp(scores[p.lexicon_text]), rel=1e-3,
                                                      abs=1e-12)
         [(beam_text, _)] = decode.beam_search_decode(lp[None], ckpt.charset, 3)
         assert p.text == beam_text
         assert p.confidence == pytest.approx(
-            np.exp(decode.ctc_log_likelihood(lp, ckpt.charset.encode(p.text))), rel=1e-6)
+            np.exp(ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(p.text))), rel=1e-6)
     proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}",
                       f"--lexicon={lexicon_file}", paths[0])
     assert proc.stdout.split("\t")[1] == preds[0].lexicon_text

@@ -31,9 +31,9 @@ def fixture_images(config):
 
 
 def greedy(logits, charset):
-    from grcnn_jax import decode
+    from grcnn_jax import ctc_host, decode
 
-    return decode.greedy_decode(np.asarray(jnp.argmax(logits, -1)), charset)
+    return ctc_host.greedy_decode(np.asarray(jnp.argmax(logits, -1)), charset)
 
 
 # ----------------------------------------------------------------------------- charset

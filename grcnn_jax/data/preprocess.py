@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter
 from grcnn_jax.charset import Charset
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.images import GRAY_MODES, to_grayscale
-from grcnn_jax.losses import required_frames
+from grcnn_jax.ctc_host import required_frames
 
 
 POLICIES = {

@@ -1,0 +1,110 @@
+"""CTC on the host, in numpy alone: what reading a model's logits needs without jax.
+
+Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
+(``ctc_log_likelihood``, the confidence ``recognize`` reports), the frames a labelling
+needs, and the forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.decode``
+builds the device-side decoders on these; ``grcnn_jax.onnx_reader`` reads with them.
+Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, blank = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from grcnn_jax.charset import BLANK_ID, Charset
+
+NEG_INF = -math.inf
+
+
+def required_frames(ids: Sequence[int]) -> int:
+    """The fewest frames CTC needs to emit ``ids``: one per label plus a blank between repeats."""
+    repeats = sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+    return len(ids) + repeats
+
+
+def collapse(best_path: np.ndarray) -> list[list[int]]:
+    """[B, frames] argmax ids -> per example the label ids (repeats merged, blanks dropped)."""
+    best_path = np.asarray(best_path)
+    previous = np.pad(best_path[:, :-1], ((0, 0), (1, 0)), constant_values=BLANK_ID)
+    keep = (best_path != BLANK_ID) & (best_path != previous)
+    return [row[k].tolist() for row, k in zip(best_path, keep)]
+
+
+def greedy_decode(best_path: np.ndarray, charset: Charset) -> list[str]:
+    """[B, frames] argmax ids -> texts."""
+    return [charset.decode(ids) for ids in collapse(best_path)]
+
+
+
+def encode_word(word: str, charset: Charset, max_frames: int, lowercase: bool
+                ) -> tuple[str, list[int]] | None:
+    """``word`` (stripped, lowercased if ``lowercase``) and its ids, or None where it has
+    characters outside the charset or needs more than ``max_frames`` CTC frames."""
+    w = word.strip()
+    if lowercase:
+        w = w.lower()
+    if not w or charset.unknown_chars(w):
+        return None
+    ids = charset.encode(w)
+    return (w, ids) if required_frames(ids) <= max_frames else None
+
+
+def writes_both_cases(charset: Charset) -> bool:
+    """Whether a model of ``charset`` tells lower from upper case: its lexicon words are then
+    scored in their case forms (``encode_lexicons``'s ``case_variants``)."""
+    return charset.chars != charset.chars.lower() and charset.chars != charset.chars.upper()
+
+
+def word_forms(word: str, charset: Charset, max_frames: int, lowercase: bool,
+               case_variants: bool) -> list[tuple[str, list[int]]]:
+    """The forms of ``word`` to score and their ids: the word (lowercased if ``lowercase``),
+    or with ``case_variants`` the word as given, lower, UPPER and Capitalized; a form that
+    has characters outside the charset or needs more than ``max_frames`` frames is left
+    out."""
+    w = word.strip()
+    forms = [w]
+    if case_variants:
+        forms = list(dict.fromkeys([w, w.lower(), w.upper(), w[:1].upper() + w[1:].lower()]))
+    encoded = (encode_word(f, charset, max_frames, lowercase and not case_variants)
+               for f in forms if f)
+    return [e for e in encoded if e is not None]
+
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Numpy log-softmax over the last axis (float64)."""
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
+    """log p(ids | frames) summed over all CTC alignments (numpy forward algorithm).
+
+    Args:
+      log_probs: [T, C] per-frame log-probabilities, blank = 0.
+      ids: the labelling (no blanks). -inf if it cannot be aligned to T frames.
+    """
+    log_probs = np.asarray(log_probs, np.float64)
+    ext = [BLANK_ID]
+    for i in ids:
+        ext += [int(i), BLANK_ID]
+    s = len(ext)
+    ext_arr = np.array(ext)
+    # May skip from s-2 to s: a label that differs from the label two positions back.
+    skip = np.zeros(s, bool)
+    skip[2:] = (ext_arr[2:] != BLANK_ID) & (ext_arr[2:] != ext_arr[:-2])
+    alpha = np.full(s, -np.inf)
+    alpha[0] = log_probs[0, ext_arr[0]]
+    if s > 1:
+        alpha[1] = log_probs[0, ext_arr[1]]
+    for t in range(1, log_probs.shape[0]):
+        stay = alpha
+        one = np.concatenate([[-np.inf], alpha[:-1]])
+        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(stay, one), two) + log_probs[t, ext_arr]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
