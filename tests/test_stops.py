@@ -63,7 +63,8 @@ def test_ctrl_c_saves_the_step_and_the_same_command_resumes(lmdb_path, tmp_path)
     assert checkpoints.saved_steps(str(tmp_path)) == [step]
     assert str(tmp_path / "checkpoints") in last
     # Resumed: from that step, and metrics.jsonl holds every step once.
-    run_main(tmp_path, tiny_overrides(lmdb_path, step + 3, **{"data.num_workers": 1}))
+    train.train_and_evaluate(tiny_config(lmdb_path, step + 3, **{"data.num_workers": 1}),
+                             str(tmp_path))
     assert load_state_arrays(str(tmp_path))[0] == step + 3
     steps = _steps(tmp_path)
     assert steps == list(range(1, step + 4)), steps
@@ -109,22 +110,21 @@ runpy.run_module("grcnn_jax.main", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
 def test_a_dead_loader_worker_stops_with_a_checkpoint_and_the_rerun_is_exact(lmdb_path,
-                                                                             tmp_path, workers):
-    # Enough steps that the batches the workers had ready before the kill run out.
-    overrides = tiny_overrides(lmdb_path, 30, **{"data.num_workers": workers,
-                                                 "optimizer.name": "sgd"})
+                                                                             tmp_path):
+    # Enough steps that the batches the worker had ready before the kill run out.
+    settings = {"data.num_workers": 1, "optimizer.name": "sgd"}
     straight = tmp_path / "straight"
-    run_main(straight, overrides)
+    train.train_and_evaluate(tiny_config(lmdb_path, 30, **settings), str(straight))
     killed = tmp_path / "killed"
-    proc = run_main(killed, overrides, check=False, launcher=("-c", KILL_THE_WORKER, "3"))
+    proc = run_main(killed, tiny_overrides(lmdb_path, 30, **settings), check=False,
+                    launcher=("-c", KILL_THE_WORKER, "3"))
     assert proc.returncode == 1, proc.stderr[-3000:]
     line = assert_one_fatal_line(proc.stderr, "LoaderWorkerDied")
     assert "a loader worker process died (exit code -9)" in line and "resume" in line
     stopped = int(line.split("training stopped at step ")[1].split(" ")[0])
     assert 3 <= stopped < 30 and checkpoints.saved_steps(str(killed)) == [stopped]
-    run_main(killed, overrides)
+    train.train_and_evaluate(tiny_config(lmdb_path, 30, **settings), str(killed))
     (a_step, a), (b_step, b) = load_state_arrays(str(straight)), load_state_arrays(str(killed))
     assert a_step == b_step == 30
     import jax

@@ -160,6 +160,7 @@ def run_peer(records: list[dict], peer_python: str, name: str = "easyocr") -> di
     label = {"easyocr": "EasyOCR", "ppocr": "RapidOCR"}[name]
     return {"name": f"{label} {out['version']} ({out['model']})",
             "images_per_s": len(records) / out["seconds"], "not_counted": {},
+            "per_image_seconds": out.get("per_image"),
             "rows": rows, **score(rows)}
 
 
