@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import (REPO, assert_one_fatal_line, main_argv, make_lmdb, run_main, run_module,
+from helpers import (REPO, assert_one_fatal_line, main_argv, run_main, run_module,
                      subprocess_env, tiny_config, tiny_overrides, word_png)
 
 from grcnn_jax import checkpoints, pretrained, train
