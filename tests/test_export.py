@@ -43,7 +43,7 @@ def test_logits_equal_in_process_at_any_batch_size(ckpt, model_dir):
     assert reader.meta == json.loads((model_dir / "meta.json").read_text())
     for b in (1, 3, 8):                     # one exported program, three batch sizes
         got = np.asarray(reader.exported.call(images[:b]))
-        assert got.shape == (b, 26, 37) and got.dtype == np.float32
+        assert got.shape == (b, 26, ckpt.charset.num_classes) and got.dtype == np.float32
         np.testing.assert_allclose(got, expected[:b], rtol=0, atol=1e-5)
     # Batched by the reader: 8 images in padded calls of 3 come back in order.
     np.testing.assert_allclose(reader(images, batch_size=3), expected, rtol=0, atol=1e-5)
@@ -56,7 +56,7 @@ def test_recognize_exported_prints_what_the_checkpoint_prints(model_dir):
 
     in_process, exported = rows(), rows("--exported", model_dir)
     assert [r[:2] for r in exported] == [r[:2] for r in in_process]
-    assert [r[1] for r in exported] == ["hotel", "park", "coffee"]
+    assert [r[1] for r in exported] == ["Hotel", "park", "Coffee"]        # read in their case
     for a, b in zip(in_process, exported):           # printed with 4 significant digits
         assert math.isclose(float(a[2]), float(b[2]), rel_tol=2e-4), (a, b)
 
@@ -69,7 +69,7 @@ def test_exported_beam_and_lexicon_equal_in_process(ckpt, model_dir):
     got = recognize.recognize_exported(export.load_exported(str(model_dir)), images, lexicon,
                                        beam_width=3)
     assert [p.lexicon_text for p in got] == [p.lexicon_text for p in want] == \
-        ["hotel", "park", "coffee"]
+        ["Hotel", "park", "coffee"]                     # as the lexicon spells them
     assert [p.text for p in got] == [p.text for p in want]
     for p, q in zip(got, want):
         assert math.isclose(p.confidence, q.confidence, rel_tol=1e-4)
@@ -92,7 +92,7 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
 """
     proc = run_command([sys.executable, "-c", script])
     texts, modules = proc.stdout.split()
-    assert texts == "hotel,park,coffee"
+    assert texts == "Hotel,park,Coffee"
     assert modules == "grcnn_jax,grcnn_jax.charset,grcnn_jax.export"
 
 

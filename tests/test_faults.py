@@ -183,13 +183,16 @@ def test_case_sensitive_evaluation_compares_the_labels_true_case():
         reports[case_sensitive] = (report["datasets"][0], next(iter(predictions.values())))
     (plain, plain_rows), (cased, cased_rows) = reports[False], reports[True]
     assert [r["text"] for r in cased_rows] == ["Hotel", "EXIT", "park", "2017", "Coffee", "Stop"]
-    assert [r["text"] for r in plain_rows] == ["hotel", "exit", "park", "2017", "coffee", "stop"]
-    # The model's charset is lowercase: only the lowercase and digit labels can match.
-    read = [r["prediction"] == r["text"].lower() for r in cased_rows]
+    # A charset with both cases keeps the labels' case in either mode (a lowercase one
+    # would lower them for the case-insensitive run).
+    assert [r["text"] for r in plain_rows] == ["Hotel", "EXIT", "park", "2017", "Coffee", "Stop"]
+    # Case-insensitive, a reading is right when it matches in any case; case-sensitive,
+    # only in the label's own (the shipped reader writes both cases).
+    read = [r["prediction"].lower() == r["text"].lower() for r in cased_rows]
     exact = [r["prediction"] == r["text"] for r in cased_rows]
     assert plain["word_accuracy"] == pytest.approx(sum(read) / 6)
     assert cased["word_accuracy"] == pytest.approx(sum(exact) / 6)
-    assert cased["word_accuracy"] < plain["word_accuracy"]
+    assert cased["word_accuracy"] <= plain["word_accuracy"] and sum(exact) >= 4
 
 
 # ----------------------------------------------------------------------------- 7. smaller

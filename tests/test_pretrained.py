@@ -16,7 +16,9 @@ def shipped():
 
 
 def test_the_shipped_model_loads_with_its_config_and_charset(shipped):
-    assert shipped.charset.chars == "0123456789abcdefghijklmnopqrstuvwxyz"
+    from grcnn_jax.config_base import CASED_CHARSET
+
+    assert shipped.charset.chars == CASED_CHARSET           # digits, both cases, punctuation
     assert shipped.config.image_height == 32 and shipped.step > 0
     assert os.path.getsize(os.path.join(pretrained.ASSET_DIR, pretrained.VARIABLES_FILE)) < 25e6
     # The weights are configs/reader.py's model.
@@ -57,7 +59,9 @@ def test_the_shipped_model_reads_rendered_words(shipped):
         images.append(resize(to_grayscale(np.asarray(im)), 32, 100, False))
     predictions = recognize_images(shipped, np.stack(images))
     read = [p.text for p in predictions]
-    assert sum(r == w for r, w in zip(read, WORDS)) >= 8, read
+    rendered = [w.upper() if i % 3 == 1 else w.capitalize() if i % 3 == 2 else w
+                for i, w in enumerate(WORDS)]
+    assert sum(r == w for r, w in zip(read, rendered)) >= 8, read     # in their case
 
 
 def test_a_damaged_file_is_refused_naming_it(tmp_path):
