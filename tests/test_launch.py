@@ -130,4 +130,4 @@ def test_installed_commands_run(command):
     module = subprocess.run([sys.executable, "-m", "grcnn_jax.recognize", image], env=env,
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert ours.returncode == 0, ours.stderr[-2000:]
-    assert ours.stdout == module.stdout and ours.stdout.split("\t")[1] == "hotel"
+    assert ours.stdout == module.stdout and ours.stdout.split("\t")[1] == "Hotel"
