@@ -102,8 +102,7 @@ def export_onnx(ckpt: Any, out_dir: str) -> dict:
     frames, classes = (d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim[1:])
     meta = {"format": "grcnn_jax.onnx/1", "model_file": ONNX_FILE,
             **serving_meta(ckpt, frames, classes), "opset": OPSET,
-            "jax2onnx_version": jax2onnx.__version__ if hasattr(jax2onnx, "__version__")
-            else _version("jax2onnx"), "parity_max_abs": worst,
+            "jax2onnx_version": _version("jax2onnx"), "parity_max_abs": worst,
             "parity_batches": list(PARITY_BATCHES), "bytes": len(blob)}
     for name, data in ((ONNX_FILE, blob), (META_FILE, json.dumps(meta, indent=1).encode() + b"\n")):
         with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:

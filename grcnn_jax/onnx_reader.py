@@ -84,7 +84,7 @@ class OnnxReader:
                              f"({type(e).__name__}: {e})") from None
         try:
             self._session = session(paths[ONNX_FILE])
-        except ImportError:
+        except ImportError:                 # onnxruntime missing: its own message
             raise
         except Exception as e:  # noqa: BLE001 -- onnxruntime's load errors: not a model
             raise ValueError(f"{paths[ONNX_FILE]!r} does not load as an ONNX model "
@@ -92,14 +92,13 @@ class OnnxReader:
 
     def prepare(self, image: Any) -> np.ndarray:
         """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""
-        from grcnn_jax.data.images import to_grayscale
-        from grcnn_jax.data.preprocess import resize
+        from grcnn_jax.data.preprocess import prepare_image
 
         if isinstance(image, (str, os.PathLike)):
             with open(image, "rb") as f:
                 image = f.read()
-        gray = to_grayscale(image, self.meta.get("grayscale", "luma"))
-        return resize(gray, *self.shape, bool(self.meta.get("keep_aspect", False)))
+        return prepare_image(image, *self.shape, bool(self.meta.get("keep_aspect", False)),
+                             self.meta.get("grayscale", "luma"))
 
     def __call__(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, H, W] prepared images -> float32 [N, frames, classes] logits."""
@@ -116,10 +115,12 @@ class OnnxReader:
     def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
              batch_size: int = 64) -> list[Reading]:
         """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each."""
-        prepared = np.stack([np.asarray(im) if (isinstance(im, np.ndarray) and im.dtype ==
-                                                np.uint8 and im.shape == self.shape)
-                             else self.prepare(im) for im in images]) if len(images) else \
-            np.zeros((0, *self.shape), np.uint8)
+        def ready(im: Any) -> bool:
+            return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
+
+        prepared = np.zeros((len(images), *self.shape), np.uint8)
+        for k, im in enumerate(images):
+            prepared[k] = im if ready(im) else self.prepare(im)
         log_probs = log_softmax(self(prepared, batch_size))
         forms = self._lexicon_forms(lexicon) if lexicon is not None else None
         readings = []

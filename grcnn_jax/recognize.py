@@ -89,15 +89,14 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
     problems (path, reason) for the rest)."""
     from PIL import UnidentifiedImageError
 
-    from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.pipeline import resize
+    from grcnn_jax.data.preprocess import prepare_image
 
     images, good, problems = [], [], []
     for path in files:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            images.append(resize(to_grayscale(data, grayscale), height, width, keep_aspect))
+            images.append(prepare_image(data, height, width, keep_aspect, grayscale))
             good.append(path)
         except UnidentifiedImageError:
             problems.append((path, "cannot read image: not an image format Pillow decodes"))

@@ -106,8 +106,7 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
 
     from grcnn_jax.checkpoints import load_for_inference
     from grcnn_jax.components import gray_mode, make_evaluator, make_mesh
-    from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.preprocess import resize
+    from grcnn_jax.data.preprocess import prepare_image
 
     ckpt = load_for_inference(workdir, checkpoint, step)
     c = ckpt.config
@@ -117,8 +116,8 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     images, unreadable = [], 0
     for r in records:
         try:
-            images.append(resize(to_grayscale(r["image"], gray_mode(c)), c.image_height,
-                                 c.image_width, c.data.keep_aspect))
+            images.append(prepare_image(r["image"], c.image_height, c.image_width,
+                                        c.data.keep_aspect, gray_mode(c)))
         except Exception:  # noqa: BLE001 -- an undecodable image: read as blank, so wrong
             images.append(np.zeros((c.image_height, c.image_width), np.uint8))
             unreadable += 1

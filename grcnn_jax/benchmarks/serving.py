@@ -76,15 +76,14 @@ def ours(ckpt, onnx_dir: str, exported_dir: str) -> list[tuple[str, Callable, Ca
     import jax
     from jax.sharding import Mesh
 
-    from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.preprocess import resize
+    from grcnn_jax.data.preprocess import prepare_image
     from grcnn_jax.evaluation import Evaluator
 
     c = ckpt.config
     shape = (c.image_height, c.image_width)
 
     def prepare(blobs: list) -> np.ndarray:
-        return np.stack([resize(to_grayscale(b, gray_mode(c)), *shape, c.data.keep_aspect)
+        return np.stack([prepare_image(b, *shape, c.data.keep_aspect, gray_mode(c))
                          for b in blobs])
 
     evaluators: dict[int, object] = {}

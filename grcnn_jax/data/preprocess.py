@@ -148,6 +148,14 @@ def distort(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def prepare_image(image, height: int, width: int, keep_aspect: bool, grayscale: str
+                  ) -> np.ndarray:
+    """An image (encoded bytes or an array) -> uint8 [height, width], as the loader prepares
+    a record's: ``images.to_grayscale`` then ``resize``. Readers outside the loader
+    (``recognize``, the ONNX reader, the benchmarks) prepare with this."""
+    return resize(to_grayscale(image, grayscale), height, width, keep_aspect)
+
+
 def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
     """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
     source: half of them ``distort``-ed (angle, shear, perspective, curve), crop jitter
@@ -267,8 +275,8 @@ class Preprocess:
             return encoded
         text, ids = encoded
         try:
-            image = resize(to_grayscale(record["image"], self.grayscale), self.height, self.width,
-                           self.keep_aspect)
+            image = prepare_image(record["image"], self.height, self.width, self.keep_aspect,
+                                  self.grayscale)
         except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
             return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
         labels = np.zeros(self.max_label_length, np.int32)
