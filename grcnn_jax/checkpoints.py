@@ -354,19 +354,3 @@ def _read_inference(path: str) -> InferenceCheckpoint:
         path=path, workdir=os.path.dirname(os.path.dirname(path)), step=int(meta["step"]),
         config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
         params=state[weights], batch_stats=state["batch_stats"])
-
-
-def define_checkpoint_flags() -> None:
-    """absl flags --workdir, --checkpoint, --step: which checkpoint a command reads
-    (``resolve_step_dir`` turns them into a step directory)."""
-    from absl import flags
-
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl). "
-                        "Without --workdir and --checkpoint: the model shipped in the package.")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
-                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step), a "
-                        "training workdir, a reader folder (meta.json + variables.npz, as "
-                        "grcnn_jax.pretrained writes it), or 'pretrained' for the shipped "
-                        "model.")
-    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
-                        "metrics.jsonl among the saved steps) or a step number.")

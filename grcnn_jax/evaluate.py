@@ -62,7 +62,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from grcnn_jax.checkpoints import InferenceCheckpoint, define_checkpoint_flags
+from grcnn_jax.checkpoints import InferenceCheckpoint
 from grcnn_jax.writers import atomic_path
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,9 @@ def format_table(report: dict) -> str:
 def _define_flags() -> None:
     from absl import flags
 
-    define_checkpoint_flags()
+    from grcnn_jax import runtime
+
+    runtime.define_checkpoint_flags()
     flags.DEFINE_string("benchmark", None, "Score the standard benchmarks in this folder "
                         "(IIIT5k_3000, SVT, IC03_860, ..., CUTE80 and any other set there) "
                         "under the benchmark protocol: every record counted, PARSeq's table. "

@@ -66,7 +66,24 @@ def serving_meta(ckpt: Any, frames: int, classes: int) -> dict:
         "image_width": int(config.image_width), "keep_aspect": bool(config.data.keep_aspect),
         "grayscale": gray_mode(config),
         "lowercase": lexicon_lowercase(config),
-        "step": int(ckpt.step), "source": ckpt.path}
+        "step": int(ckpt.step), **_source(ckpt.path)}
+
+
+def _source(path: str) -> dict:
+    """Where the weights came from: 'pretrained' for the shipped reader, else the folder; for
+    a reader folder also its weights' sha256 (so a stale export can be told from a fresh one)."""
+    from grcnn_jax import assets
+
+    out = {"source": assets.PRETRAINED if os.path.abspath(path) == assets.READER_DIR else path}
+    try:
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        digest = meta.get("sha256") if isinstance(meta, dict) else None
+        if isinstance(digest, str):
+            out["weights_sha256"] = digest
+    except (OSError, ValueError):           # a checkpoint step folder: no such file
+        pass
+    return out
 
 
 def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -> dict:
@@ -192,9 +209,9 @@ def load_exported(model_dir: str) -> ExportedReader:
 def _define_flags() -> None:
     from absl import flags
 
-    from grcnn_jax.checkpoints import define_checkpoint_flags
+    from grcnn_jax import runtime
 
-    define_checkpoint_flags()
+    runtime.define_checkpoint_flags()
     flags.DEFINE_string("out", None, "Folder to write model.jax (or model.onnx) and meta.json "
                         "into.")
     flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export program (needs jax "

@@ -31,7 +31,7 @@ import numpy as np
 from absl import flags
 from flax import traverse_util
 
-from grcnn_jax import runtime
+from grcnn_jax import assets, runtime
 from grcnn_jax.charset import Charset
 from grcnn_jax.checkpoints import InferenceCheckpoint
 from grcnn_jax.models.grcnn import CLASSIFIER
@@ -39,8 +39,8 @@ from grcnn_jax.writers import atomic_path
 
 log = logging.getLogger(__name__)
 
-NAME = "pretrained"        # the word that selects it: --checkpoint, --config.init_from
-ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "reader")
+NAME = assets.PRETRAINED   # the word that selects it: --checkpoint, --config.init_from
+ASSET_DIR = assets.READER_DIR
 VARIABLES_FILE, META_FILE = "variables.npz", "meta.json"
 
 

@@ -27,6 +27,12 @@ lexicon) and the same confidence computation, so the output equals the checkpoin
 DIR`` with onnxruntime (``grcnn_jax.onnx_reader``: greedy decoding and lexicons, the same
 confidence; not with --beam_width). ``--checkpoint`` given either kind of folder runs it so.
 
+The shipped reader also ships as ONNX (``grcnn_jax/assets/reader_onnx``). ``--engine auto``
+(the default) reads with it when onnxruntime is installed, decoding is greedy and at most
+``ONNX_UP_TO`` images are given: the command then never imports jax, and one word takes a
+fraction of a second instead of the ~3 s of starting jax. Beyond that, jax's batched
+evaluation is the faster. ``--engine jax`` / ``--engine onnx`` choose for themselves.
+
 Unreadable or missing files are reported on stderr with their path and skipped;
 the exit status is nonzero only if no image could be read.
 """
@@ -38,11 +44,21 @@ import os
 import sys
 from typing import Any, Iterable, Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from grcnn_jax.checkpoints import InferenceCheckpoint, define_checkpoint_flags
+from grcnn_jax import assets
+
+if TYPE_CHECKING:
+    from grcnn_jax.checkpoints import InferenceCheckpoint
 
 log = logging.getLogger(__name__)
+
+# Up to this many images the shipped reader's ONNX form reads them sooner than jax: jax
+# starts ~2.5 s later and then reads ~1.7x faster (3.3 vs 5.5 ms an image on 2 cores,
+# docs/speed.md), so it catches up after ~1,100 images.
+ONNX_UP_TO = 1000
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
                     ".ppm", ".pbm", ".pnm")
@@ -180,7 +196,14 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
 def _define_flags() -> None:
     from absl import flags
 
-    define_checkpoint_flags()
+    from grcnn_jax import runtime
+
+    runtime.define_checkpoint_flags()
+    flags.DEFINE_enum("engine", "auto", ["auto", "jax", "onnx"], "How the shipped reader "
+                      "runs: onnx = its ONNX form in onnxruntime (starts at once; greedy "
+                      "decoding and lexicons), jax = the jitted model (beam search too; faster "
+                      f"over a thousand images), auto = onnx for greedy reads of up to "
+                      f"{ONNX_UP_TO} images where onnxruntime is installed, else jax.")
     flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
                         "likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
@@ -192,10 +215,23 @@ def _define_flags() -> None:
                         "--format onnx (model.onnx + meta.json) with onnxruntime.")
 
 
+def _shipped_reader_asked(FLAGS) -> bool:
+    """No checkpoint named (or 'pretrained'): the shipped reader."""
+    return (not FLAGS.workdir and FLAGS.checkpoint in (None, assets.PRETRAINED)
+            and not FLAGS["step"].present and not FLAGS.exported and not FLAGS.onnx)
+
+
+def _shipped_onnx_usable() -> bool:
+    import importlib.util
+
+    return (os.path.isfile(os.path.join(assets.READER_ONNX_DIR, "model.onnx"))
+            and importlib.util.find_spec("onnxruntime") is not None)
+
+
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax import checkpoints, runtime
+    from grcnn_jax import runtime
 
     FLAGS = flags.FLAGS
     paths = argv[1:]
@@ -209,20 +245,35 @@ def main(argv: list[str]) -> None:
             raise app.UsageError(f"--{name} runs a model folder of its own: give it without "
                                  "--workdir, --checkpoint, --step" + (" and --exported"
                                                                      if name == "onnx" else ""))
+    shipped = _shipped_reader_asked(FLAGS)
+    if FLAGS["engine"].present and not shipped:
+        raise app.UsageError("--engine chooses how the shipped reader runs: give it without "
+                             "--workdir, --checkpoint (but 'pretrained'), --step, --exported "
+                             "and --onnx (export a checkpoint with grcnn-export --format onnx "
+                             "and read it with --onnx DIR)")
     if FLAGS.onnx and FLAGS.beam_width > 1:
         raise app.UsageError("--onnx reads greedily (or with --lexicon): give it without "
                              "--beam_width")
+    if FLAGS.engine == "onnx" and FLAGS.beam_width > 1:
+        raise app.UsageError("--engine onnx reads greedily (or with --lexicon): give "
+                             "--beam_width with --engine jax")
     runtime.log_our_progress()
-    from grcnn_jax.export import is_exported_folder
-    from grcnn_jax.onnx_reader import is_onnx_folder
-
     exported, onnx = FLAGS.exported, FLAGS.onnx
-    if not exported and FLAGS.checkpoint and is_exported_folder(FLAGS.checkpoint):
-        exported = FLAGS.checkpoint             # --checkpoint names an exported folder
-    if not onnx and FLAGS.checkpoint and is_onnx_folder(FLAGS.checkpoint):
-        onnx = FLAGS.checkpoint                 # ... or an ONNX one
+    if FLAGS.checkpoint and not shipped:
+        from grcnn_jax.export import is_exported_folder
+        from grcnn_jax.onnx_reader import is_onnx_folder
+
+        if not exported and is_exported_folder(FLAGS.checkpoint):
+            exported = FLAGS.checkpoint         # --checkpoint names an exported folder
+        if not onnx and is_onnx_folder(FLAGS.checkpoint):
+            onnx = FLAGS.checkpoint             # ... or an ONNX one
     with runtime.refusals_as_one_line():
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
+        files, problems = expand_paths(paths)
+        if shipped and (FLAGS.engine == "onnx" or (
+                FLAGS.engine == "auto" and FLAGS.beam_width == 1 and len(files) <= ONNX_UP_TO
+                and _shipped_onnx_usable())):
+            onnx = assets.READER_ONNX_DIR
         if exported or onnx:
             if onnx:
                 from grcnn_jax.onnx_reader import OnnxReader
@@ -235,12 +286,12 @@ def main(argv: list[str]) -> None:
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
+            from grcnn_jax import checkpoints
             from grcnn_jax.components import gray_mode
 
             ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
-        files, problems = expand_paths(paths)
         images, good, unreadable = load_images(files, *shape)
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)

@@ -82,9 +82,14 @@ def enable_compilation_cache() -> str | None:
         return None
     path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "grcnn_jax", "xla")
-    import jax
+    if sys.modules.get("jax") is not None:
+        import jax
 
-    jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_compilation_cache_dir", path)
+    else:
+        # jax reads it when it is first imported: a command that never needs jax (reading a
+        # word with onnxruntime) does not pay the ~2.7 s of importing it here.
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
     return path
 
 
@@ -261,6 +266,22 @@ def run_command(main, define_flags=None, flags_parser=None, huge_pages: bool = T
 
 
 # ----------------------------------------------------------------------------- absl flags
+def define_checkpoint_flags() -> None:
+    """absl flags --workdir, --checkpoint, --step: which checkpoint a command reads
+    (``resolve_step_dir`` turns them into a step directory)."""
+    from absl import flags
+
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/ and metrics.jsonl). "
+                        "Without --workdir and --checkpoint: the model shipped in the package.")
+    flags.DEFINE_string("checkpoint", None, "A checkpoint step directory "
+                        "WORKDIR/checkpoints/<step> (instead of --workdir and --step), a "
+                        "training workdir, a reader folder (meta.json + variables.npz, as "
+                        "grcnn_jax.pretrained writes it), or 'pretrained' for the shipped "
+                        "model.")
+    flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
+                        "metrics.jsonl among the saved steps) or a step number.")
+
+
 # The small commands (benchmarks, data tools) parse their flags into a FlagValues of their
 # own rather than absl's global FLAGS: their flag names overlap (--workdir, --out, --json),
 # and the tests call several of them in one process as ``main([...])``.

@@ -54,7 +54,7 @@ def test_recognize_exported_prints_what_the_checkpoint_prints(model_dir):
         proc = run_module("grcnn_jax.recognize", *args, *IMAGES)
         return [line.split("\t") for line in proc.stdout.splitlines()]
 
-    in_process, exported = rows(), rows("--exported", model_dir)
+    in_process, exported = rows("--engine", "jax"), rows("--exported", model_dir)
     assert [r[:2] for r in exported] == [r[:2] for r in in_process]
     assert [r[1] for r in exported] == ["Hotel", "park", "Coffee"]        # read in their case
     for a, b in zip(in_process, exported):           # printed with 4 significant digits

@@ -34,18 +34,26 @@ def onnx_dir(shipped, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module", params=["exported here", "shipped"])
+def any_onnx_dir(request, onnx_dir):
+    """A fresh export of the shipped reader, and the ONNX form shipped beside it."""
+    from grcnn_jax import assets
+
+    return onnx_dir if request.param == "exported here" else assets.READER_ONNX_DIR
+
+
 def _fixture_images(reader):
     files = sorted(p for p in IC03_MINI.rglob("*.png"))
     return files, np.stack([reader.prepare(str(f)) for f in files])
 
 
 @pytest.mark.parametrize("n", [1, 2, 6])
-def test_the_onnx_logits_match_jax_at_any_batch_size(onnx_dir, shipped, n):
+def test_the_onnx_logits_match_jax_at_any_batch_size(any_onnx_dir, shipped, n):
     import jax
 
     from grcnn_jax.models import create_model
 
-    reader = OnnxReader(str(onnx_dir))
+    reader = OnnxReader(str(any_onnx_dir))
     _, images = _fixture_images(reader)
     model = create_model(shipped.config.model, shipped.charset.num_classes)
     want = np.asarray(jax.jit(lambda x: model.apply(
@@ -69,7 +77,8 @@ def test_recognize_with_onnx_prints_what_the_checkpoint_path_prints(onnx_dir, sh
     # The command, with a lexicon: the same lines (path, word, confidence to 4 digits).
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("Hotel,motel,park,bark,coffee,toffee,exit,stop,2017,2018\n")
-    ours = run_module("grcnn_jax.recognize", IC03_MINI, "--lexicon", lexicon, env=ENV).stdout
+    ours = run_module("grcnn_jax.recognize", "--engine", "jax", IC03_MINI, "--lexicon", lexicon,
+                      env=ENV).stdout
     onnx = run_module("grcnn_jax.recognize", "--checkpoint", onnx_dir, IC03_MINI, "--lexicon",
                       lexicon, env=ENV).stdout
     rows = [line.split("\t") for line in ours.splitlines()]
@@ -99,6 +108,48 @@ def test_reading_needs_no_jax(onnx_dir):
     files, _ = _fixture_images(reader)
     assert texts.split() == [r.text for r in reader.read([str(f) for f in files])]
     assert loaded == "[]"
+
+
+def test_the_shipped_onnx_form_is_of_the_shipped_weights(shipped):
+    from grcnn_jax import assets, pretrained
+
+    onnx_meta = json.loads((REPO / "grcnn_jax" / "assets" / "reader_onnx" / "meta.json")
+                           .read_text())
+    reader_meta = json.loads(open(f"{assets.READER_DIR}/meta.json").read())
+    assert onnx_meta["source"] == pretrained.NAME and onnx_meta["step"] == shipped.step
+    assert onnx_meta["weights_sha256"] == reader_meta["sha256"], (
+        "the shipped weights changed: write their ONNX form again with python -m "
+        "grcnn_jax.export --format onnx --out grcnn_jax/assets/reader_onnx")
+    assert onnx_meta["charset"] == shipped.charset.chars
+
+
+def test_recognize_reads_one_word_without_importing_jax(tmp_path):
+    """The shipped reader, greedy, a few images: onnxruntime only (the command's start-up)."""
+    code = (
+        "import runpy, sys\n"
+        "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'grain'): sys.modules[m] = None\n"
+        f"sys.argv = ['-m', {str(IC03_MINI / 'word_1.png')!r}]\n"
+        "runpy.run_module('grcnn_jax.recognize', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\t")[1] == "Hotel"
+    jax_path = run_module("grcnn_jax.recognize", "--engine", "jax", IC03_MINI / "word_1.png",
+                          env=ENV).stdout
+    path, text, confidence = jax_path.strip().split("\t")
+    assert proc.stdout.split("\t")[:2] == [path, text]
+    assert float(proc.stdout.split("\t")[2]) == pytest.approx(float(confidence), abs=2e-4)
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["--engine", "onnx", "--beam_width", "3"], "--beam_width with --engine jax"),
+    (["--onnx", "x", "--beam_width", "3"], "--onnx reads greedily"),
+    (["--engine", "onnx", "--workdir", "runs/x"], "--engine chooses how the shipped reader"),
+    (["--engine", "jax", "--onnx", "x"], "--engine chooses how the shipped reader"),
+])
+def test_engine_choices_that_cannot_hold_are_refused(args, culprit):
+    proc = run_module("grcnn_jax.recognize", *args, IC03_MINI, check=False, env=ENV)
+    assert proc.returncode != 0 and culprit in proc.stderr, proc.stderr[-2000:]
 
 
 def test_the_meta_says_how_to_prepare_and_read(onnx_dir, shipped):

@@ -64,3 +64,18 @@ def test_step_compiler_options_leave_a_users_preset_alone(monkeypatch):
     assert runtime.step_compiler_options() == {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_opt_preset=CPU_OPT_PRESET_DEFAULT")
     assert runtime.step_compiler_options() is None
+
+
+def test_the_compilation_cache_is_set_without_importing_jax(tmp_path):
+    """A command that never needs jax does not import it to set the cache; jax, imported
+    later, still uses the folder."""
+    code = ("import sys\nfrom grcnn_jax import runtime\n"
+            "print(runtime.enable_compilation_cache(), 'jax' in sys.modules)\n"
+            "import jax\nprint(jax.config.jax_compilation_cache_dir)\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop("GRCNN_COMPILATION_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    folder = str(tmp_path / "grcnn_jax" / "xla")
+    assert out[:2] == [f"{folder} False", folder]

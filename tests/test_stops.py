@@ -235,7 +235,8 @@ def test_a_reader_folder_loads_by_path_everywhere(reader_folder, lmdb_path, tmp_
     proc = run_module("grcnn_jax.recognize", "--checkpoint", reader_folder,
                       REPO / "tests" / "fixtures" / "ic03_mini", env=subprocess_env(
                           GRCNN_HUGE_PAGES="0"))
-    again = run_module("grcnn_jax.recognize", REPO / "tests" / "fixtures" / "ic03_mini",
+    again = run_module("grcnn_jax.recognize", "--engine", "jax",
+                       REPO / "tests" / "fixtures" / "ic03_mini",
                        env=subprocess_env(GRCNN_HUGE_PAGES="0"))
     assert proc.stdout == again.stdout and proc.stdout.count("\n") == 6
     # A training workdir given where a step directory was expected is read as a workdir.
