@@ -1,8 +1,9 @@
 """CTC on the host, in numpy alone: what reading a model's logits needs without jax.
 
 Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
-(``ctc_log_likelihood``, the confidence ``recognize`` reports), the frames a labelling
-needs, and the forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.decode``
+(``ctc_log_likelihood``, the confidence ``recognize`` reports), the standard CTC prefix
+beam search (``prefix_beam_search``: Hannun et al. 2014, no language model), the frames a
+labelling needs, and the forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.decode``
 builds the device-side decoders on these; ``grcnn_jax.onnx_reader`` reads with them.
 Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, blank = 0.
 """
@@ -73,6 +74,21 @@ def word_forms(word: str, charset: Charset, max_frames: int, lowercase: bool,
     return [e for e in encoded if e is not None]
 
 
+def lexicon_forms(lexicon: Sequence[str], charset: Charset, max_frames: int, lowercase: bool
+                  ) -> list[tuple[str, list[int]]]:
+    """(answer, ids) for every scored form of every lexicon word, in order: for a model that
+    writes both cases the answer is the word as given (its case forms all score for it),
+    else the form scored. Raises ValueError if no word fits the charset and the frames."""
+    variants = writes_both_cases(charset)
+    out = []
+    for word in lexicon:
+        for form, ids in word_forms(word, charset, max_frames, lowercase, variants):
+            out.append((word.strip() if variants else form, ids))
+    if not out:
+        raise ValueError("no lexicon word fits the charset")
+    return out
+
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Numpy log-softmax over the last axis (float64)."""
@@ -108,3 +124,81 @@ def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
         two = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
         alpha = np.logaddexp(np.logaddexp(stay, one), two) + log_probs[t, ext_arr]
     return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
+                       class_threshold: float | None = None
+                       ) -> list[tuple[tuple[int, ...], float]]:
+    """Standard CTC prefix beam search over one example.
+
+    Args:
+      log_probs: [T, C] per-frame log-probabilities (log-softmax), blank = 0.
+      beam_width: prefixes kept after each frame (>= 1).
+      class_threshold: skip extensions by classes with ``log_probs[t, c]`` below this
+        (natural log; e.g. ``log(1e-4)``) -- a speed-up that changes nothing on
+        confident frames; None considers every class.
+
+    Returns:
+      The final beam: (label ids, log p(labelling | image)) pairs, best first. A
+      labelling's score sums its alignments that survived the pruning (exact when
+      nothing was pruned).
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    log_probs = np.asarray(log_probs, np.float64)
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must be [T, C], got shape {log_probs.shape}")
+    # prefix -> [log p(prefix, path ends in blank), log p(prefix, path ends in its last label)]
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+    classes = np.arange(log_probs.shape[1])
+    for frame in log_probs:
+        lp = frame.tolist()
+        keep = classes != BLANK_ID
+        if class_threshold is not None:
+            keep &= frame >= class_threshold
+        candidates = classes[keep].tolist()
+        blank = lp[BLANK_ID]
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (pb, pnb) in beams.items():
+            total = _logaddexp(pb, pnb)
+            entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
+            entry[0] = _logaddexp(entry[0], total + blank)         # a blank: same prefix
+            last = prefix[-1] if prefix else None
+            if last is not None:                                   # repeat merged: same prefix
+                entry[1] = _logaddexp(entry[1], pnb + lp[last])
+            for c in candidates:
+                # A repeated label extends the prefix only after a blank.
+                p = (pb if c == last else total) + lp[c]
+                e = nxt.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
+                e[1] = _logaddexp(e[1], p)
+        scored = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
+        beams = {p: (v[0], v[1]) for p, v in scored[:beam_width]}
+    final = [(p, _logaddexp(*v)) for p, v in beams.items()]
+    return sorted(final, key=lambda pv: pv[1], reverse=True)
+
+
+# Classes below this log-probability in a frame are not tried as extensions: the beam
+# search's speed-up, which changes nothing on a trained model's confident frames.
+BEAM_CLASS_THRESHOLD = math.log(1e-4)
+
+
+def beam_search_decode(logits: np.ndarray, charset: Charset, beam_width: int,
+                       class_threshold: float | None = BEAM_CLASS_THRESHOLD
+                       ) -> list[tuple[str, float]]:
+    """[B, T, C] logits -> per example (best text, its beam log-probability)."""
+    log_probs = log_softmax(logits)
+    out = []
+    for row in log_probs:
+        ids, score = prefix_beam_search(row, beam_width, class_threshold)[0]
+        out.append((charset.decode(ids), score))
+    return out

@@ -11,9 +11,9 @@ classes, blank = 0), and return text.
   and vectorized: every word of every image of a batch scored in one jitted call
   of ``optax.ctc_loss`` (``lexicon_log_likelihoods``), the logits repeated per
   candidate. ``encode_lexicons`` turns word lists into the padded id arrays.
-- Prefix beam search (``beam_search``): the standard CTC prefix beam search
-  (Hannun et al. 2014, without a language model) on the host in numpy, log
-  space. It keeps the ``beam_width`` prefixes of highest probability (summed
+- Prefix beam search (``ctc_host.prefix_beam_search``, ``ctc_host.beam_search_decode``):
+  the standard CTC prefix beam search (Hannun et al. 2014, without a language model) on
+  the host in numpy, log space. It keeps the ``beam_width`` prefixes of highest probability (summed
   over alignments); with a width at least the number of reachable prefixes it
   is exact. Width 1 usually, but not always, equals greedy: greedy follows the
   single best alignment, while the width-1 beam keeps the prefix whose *summed*
@@ -28,7 +28,6 @@ probability of one labelling: the confidence that ``recognize`` reports.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Sequence
 
 import jax
@@ -36,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from grcnn_jax.charset import BLANK_ID, Charset
-from grcnn_jax.ctc_host import NEG_INF, log_softmax, word_forms
+from grcnn_jax.ctc_host import NEG_INF, word_forms
 from grcnn_jax.losses import ctc_loss
 
 # Lexicon candidates per optax.ctc_loss call inside the one jitted call (``lax.map`` over the
@@ -222,76 +221,5 @@ def pick_words(scores: np.ndarray, words: Sequence[Sequence[str]]) -> list[tuple
 
 
 # ----------------------------------------------------------------------------- beam search
-def _logaddexp(a: float, b: float) -> float:
-    if a == NEG_INF:
-        return b
-    if b == NEG_INF:
-        return a
-    if a > b:
-        return a + math.log1p(math.exp(b - a))
-    return b + math.log1p(math.exp(a - b))
-
-
-def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
-                       class_threshold: float | None = None
-                       ) -> list[tuple[tuple[int, ...], float]]:
-    """Standard CTC prefix beam search over one example.
-
-    Args:
-      log_probs: [T, C] per-frame log-probabilities (log-softmax), blank = 0.
-      beam_width: prefixes kept after each frame (>= 1).
-      class_threshold: skip extensions by classes with ``log_probs[t, c]`` below this
-        (natural log; e.g. ``log(1e-4)``) -- a speed-up that changes nothing on
-        confident frames; None considers every class.
-
-    Returns:
-      The final beam: (label ids, log p(labelling | image)) pairs, best first. A
-      labelling's score sums its alignments that survived the pruning (exact when
-      nothing was pruned).
-    """
-    if beam_width < 1:
-        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
-    log_probs = np.asarray(log_probs, np.float64)
-    if log_probs.ndim != 2:
-        raise ValueError(f"log_probs must be [T, C], got shape {log_probs.shape}")
-    # prefix -> [log p(prefix, path ends in blank), log p(prefix, path ends in its last label)]
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
-    classes = np.arange(log_probs.shape[1])
-    for frame in log_probs:
-        lp = frame.tolist()
-        keep = classes != BLANK_ID
-        if class_threshold is not None:
-            keep &= frame >= class_threshold
-        candidates = classes[keep].tolist()
-        blank = lp[BLANK_ID]
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (pb, pnb) in beams.items():
-            total = _logaddexp(pb, pnb)
-            entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            entry[0] = _logaddexp(entry[0], total + blank)         # a blank: same prefix
-            last = prefix[-1] if prefix else None
-            if last is not None:                                   # repeat merged: same prefix
-                entry[1] = _logaddexp(entry[1], pnb + lp[last])
-            for c in candidates:
-                # A repeated label extends the prefix only after a blank.
-                p = (pb if c == last else total) + lp[c]
-                e = nxt.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
-                e[1] = _logaddexp(e[1], p)
-        scored = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-        beams = {p: (v[0], v[1]) for p, v in scored[:beam_width]}
-    final = [(p, _logaddexp(*v)) for p, v in beams.items()]
-    return sorted(final, key=lambda pv: pv[1], reverse=True)
-
-
-def beam_search_decode(logits: np.ndarray, charset: Charset, beam_width: int,
-                       class_threshold: float | None = math.log(1e-4)
-                       ) -> list[tuple[str, float]]:
-    """[B, T, C] logits -> per example (best text, its beam log-probability)."""
-    log_probs = log_softmax(logits)
-    out = []
-    for row in log_probs:
-        ids, score = prefix_beam_search(row, beam_width, class_threshold)[0]
-        out.append((charset.decode(ids), score))
-    return out
 
 

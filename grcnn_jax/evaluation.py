@@ -173,7 +173,7 @@ class Evaluator:
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
         if self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
-            beams = decode.beam_search_decode(logits, self.charset, self.beam_width)
+            beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
             texts = [t for t, _ in beams]
             log_p = None
             if self.confidence:

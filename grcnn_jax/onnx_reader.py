@@ -10,7 +10,7 @@ mode, size, keep_aspect; ``grcnn_jax.data.images`` and ``grcnn_jax.data.preproce
 import no jax), read by greedy CTC, and given the same confidence as ``recognize``:
 p(text | image) summed over all CTC alignments. With a lexicon, each image's answer is the
 lexicon word of highest CTC likelihood (scored in its case forms for a model that writes
-both cases). Nothing here imports jax, flax or the training code.
+both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses. Nothing here imports jax, flax or the training code.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from grcnn_jax.charset import Charset
-from grcnn_jax.ctc_host import (collapse, ctc_log_likelihood, log_softmax, word_forms,
-                                writes_both_cases)
+from grcnn_jax.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
+                                lexicon_forms, log_softmax, prefix_beam_search)
 
 ONNX_FILE, META_FILE = "model.onnx", "meta.json"
 
@@ -113,8 +113,10 @@ class OnnxReader:
         return np.concatenate(out)
 
     def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
-             batch_size: int = 64) -> list[Reading]:
-        """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each."""
+             batch_size: int = 64, beam_width: int = 1) -> list[Reading]:
+        """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each;
+        ``beam_width`` > 1 reads with a prefix beam search instead of greedy CTC (the text's
+        confidence is still its exact probability)."""
         def ready(im: Any) -> bool:
             return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
 
@@ -122,9 +124,16 @@ class OnnxReader:
         for k, im in enumerate(images):
             prepared[k] = im if ready(im) else self.prepare(im)
         log_probs = log_softmax(self(prepared, batch_size))
-        forms = self._lexicon_forms(lexicon) if lexicon is not None else None
+        forms = None if lexicon is None else lexicon_forms(
+            lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
-        for lp, ids in zip(log_probs, collapse(log_probs.argmax(-1))):
+        if beam_width > 1:
+            best = [prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0]
+                    for lp in log_probs]
+        else:
+            best = collapse(log_probs.argmax(-1))
+        for lp, ids in zip(log_probs, best):
+            ids = list(ids)
             reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))))
             if forms:                       # ties go to the earlier word, as recognize's
                 scores = [ctc_log_likelihood(lp, f_ids) for _, f_ids in forms]
@@ -133,15 +142,3 @@ class OnnxReader:
                 reading.lexicon_confidence = float(np.exp(scores[best]))
             readings.append(reading)
         return readings
-
-    def _lexicon_forms(self, lexicon: Sequence[str]) -> list[tuple[str, list[int]]]:
-        """(answer, ids) per scored form of every lexicon word, as ``recognize`` scores them."""
-        variants = writes_both_cases(self.charset)
-        out = []
-        for word in lexicon:
-            for form, ids in word_forms(word, self.charset, int(self.meta["frames"]),
-                                        bool(self.meta.get("lowercase", True)), variants):
-                out.append((word.strip() if variants else form, ids))
-        if not out:
-            raise ValueError("no lexicon word fits the charset")
-        return out

@@ -24,12 +24,12 @@ instead of a checkpoint (not with --workdir/--checkpoint/--step): images are pre
 per its ``meta.json``, and its logits go through the same decoders (greedy, beam,
 lexicon) and the same confidence computation, so the output equals the checkpoint's.
 ``--onnx DIR`` runs a model written by ``python -m grcnn_jax.export --format onnx --out
-DIR`` with onnxruntime (``grcnn_jax.onnx_reader``: greedy decoding and lexicons, the same
-confidence; not with --beam_width). ``--checkpoint`` given either kind of folder runs it so.
+DIR`` with onnxruntime (``grcnn_jax.onnx_reader``: the same decoders and confidence).
+``--checkpoint`` given either kind of folder runs it so.
 
 The shipped reader also ships as ONNX (``grcnn_jax/assets/reader_onnx``). ``--engine auto``
-(the default) reads with it when onnxruntime is installed, decoding is greedy and at most
-``ONNX_UP_TO`` images are given: the command then never imports jax, and one word takes a
+(the default) reads with it when onnxruntime is installed and at most ``ONNX_UP_TO``
+images are given: the command then never imports jax, and one word takes a
 fraction of a second instead of the ~3 s of starting jax. Beyond that, jax's batched
 evaluation is the faster. ``--engine jax`` / ``--engine onnx`` choose for themselves.
 
@@ -200,10 +200,10 @@ def _define_flags() -> None:
 
     runtime.define_checkpoint_flags()
     flags.DEFINE_enum("engine", "auto", ["auto", "jax", "onnx"], "How the shipped reader "
-                      "runs: onnx = its ONNX form in onnxruntime (starts at once; greedy "
-                      "decoding and lexicons), jax = the jitted model (beam search too; faster "
-                      f"over a thousand images), auto = onnx for greedy reads of up to "
-                      f"{ONNX_UP_TO} images where onnxruntime is installed, else jax.")
+                      "runs: onnx = its ONNX form in onnxruntime (starts at once), jax = the "
+                      "jitted model (starts in seconds, faster over a thousand images), auto = "
+                      f"onnx for up to {ONNX_UP_TO} images where onnxruntime is installed, "
+                      "else jax.")
     flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
                         "likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
@@ -215,10 +215,42 @@ def _define_flags() -> None:
                         "--format onnx (model.onnx + meta.json) with onnxruntime.")
 
 
-def _shipped_reader_asked(FLAGS) -> bool:
-    """No checkpoint named (or 'pretrained'): the shipped reader."""
-    return (not FLAGS.workdir and FLAGS.checkpoint in (None, assets.PRETRAINED)
-            and not FLAGS["step"].present and not FLAGS.exported and not FLAGS.onnx)
+def choose_folder(workdir: str | None, checkpoint: str | None, step_given: bool,
+                  exported: str | None, onnx: str | None, engine: str = "auto",
+                  n_images: int = 1) -> tuple[str, str | None]:
+    """What runs a command's model flags: ('onnx', folder), ('exported', folder) or
+    ('checkpoint', None) for ``checkpoints.load_for_inference(workdir, checkpoint, step)``.
+    The shipped reader (no flags, or checkpoint 'pretrained') runs as its ONNX form with
+    ``engine`` 'onnx', and with 'auto' where onnxruntime is installed and at most
+    ``ONNX_UP_TO`` images are read. Raises ValueError naming flags that cannot go together."""
+    if (exported or onnx) and (workdir or checkpoint or step_given or (exported and onnx)):
+        name = "onnx" if onnx else "exported"
+        raise ValueError(f"--{name} runs a model folder of its own: give it without --workdir, "
+                         "--checkpoint, --step" + (" and --exported" if onnx else ""))
+    shipped = not (workdir or step_given or exported or onnx) and checkpoint in (
+        None, assets.PRETRAINED)
+    if engine != "auto" and not shipped:
+        raise ValueError("--engine chooses how the shipped reader runs: give it without "
+                         "--workdir, --checkpoint (but 'pretrained'), --step, --exported and "
+                         "--onnx (export a checkpoint with grcnn-export --format onnx and read "
+                         "it with --onnx DIR)")
+    if onnx:
+        return "onnx", onnx
+    if exported:
+        return "exported", exported
+    if shipped:
+        if engine == "onnx" or (engine == "auto" and n_images <= ONNX_UP_TO
+                                and _shipped_onnx_usable()):
+            return "onnx", assets.READER_ONNX_DIR
+        return "checkpoint", None
+    from grcnn_jax.export import is_exported_folder
+    from grcnn_jax.onnx_reader import is_onnx_folder
+
+    if checkpoint and is_exported_folder(checkpoint):
+        return "exported", checkpoint           # --checkpoint names an exported folder
+    if checkpoint and is_onnx_folder(checkpoint):
+        return "onnx", checkpoint               # ... or an ONNX one
+    return "checkpoint", None
 
 
 def _shipped_onnx_usable() -> bool:
@@ -239,50 +271,24 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give image files and/or folders to read")
     if FLAGS.beam_width < 1:
         raise app.UsageError(f"--beam_width must be >= 1, got {FLAGS.beam_width}")
-    for name in ("exported", "onnx"):
-        if FLAGS[name].value and (FLAGS.workdir or FLAGS.checkpoint or FLAGS["step"].present
-                                  or (name == "onnx" and FLAGS.exported)):
-            raise app.UsageError(f"--{name} runs a model folder of its own: give it without "
-                                 "--workdir, --checkpoint, --step" + (" and --exported"
-                                                                     if name == "onnx" else ""))
-    shipped = _shipped_reader_asked(FLAGS)
-    if FLAGS["engine"].present and not shipped:
-        raise app.UsageError("--engine chooses how the shipped reader runs: give it without "
-                             "--workdir, --checkpoint (but 'pretrained'), --step, --exported "
-                             "and --onnx (export a checkpoint with grcnn-export --format onnx "
-                             "and read it with --onnx DIR)")
-    if FLAGS.onnx and FLAGS.beam_width > 1:
-        raise app.UsageError("--onnx reads greedily (or with --lexicon): give it without "
-                             "--beam_width")
-    if FLAGS.engine == "onnx" and FLAGS.beam_width > 1:
-        raise app.UsageError("--engine onnx reads greedily (or with --lexicon): give "
-                             "--beam_width with --engine jax")
+    files, problems = expand_paths(paths)
+    try:
+        kind, folder = choose_folder(FLAGS.workdir, FLAGS.checkpoint, FLAGS["step"].present,
+                                     FLAGS.exported, FLAGS.onnx, FLAGS.engine, len(files))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     runtime.log_our_progress()
-    exported, onnx = FLAGS.exported, FLAGS.onnx
-    if FLAGS.checkpoint and not shipped:
-        from grcnn_jax.export import is_exported_folder
-        from grcnn_jax.onnx_reader import is_onnx_folder
-
-        if not exported and is_exported_folder(FLAGS.checkpoint):
-            exported = FLAGS.checkpoint         # --checkpoint names an exported folder
-        if not onnx and is_onnx_folder(FLAGS.checkpoint):
-            onnx = FLAGS.checkpoint             # ... or an ONNX one
     with runtime.refusals_as_one_line():
         lexicon = read_lexicon(FLAGS.lexicon) if FLAGS.lexicon else None
-        files, problems = expand_paths(paths)
-        if shipped and (FLAGS.engine == "onnx" or (
-                FLAGS.engine == "auto" and FLAGS.beam_width == 1 and len(files) <= ONNX_UP_TO
-                and _shipped_onnx_usable())):
-            onnx = assets.READER_ONNX_DIR
-        if exported or onnx:
-            if onnx:
+        if kind != "checkpoint":
+            if kind == "onnx":
                 from grcnn_jax.onnx_reader import OnnxReader
 
-                reader = OnnxReader(onnx)
+                reader = OnnxReader(folder)
             else:
                 from grcnn_jax.export import load_exported
 
-                reader = load_exported(exported)
+                reader = load_exported(folder)
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
@@ -297,10 +303,10 @@ def main(argv: list[str]) -> None:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
-        if onnx:
-            predictions = reader.read(list(images), lexicon,
-                                      batch_size=FLAGS.batch_size or 64)
-        elif exported:
+        if kind == "onnx":
+            predictions = reader.read(list(images), lexicon, batch_size=FLAGS.batch_size or 64,
+                                      beam_width=FLAGS.beam_width)
+        elif kind == "exported":
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
                                              FLAGS.batch_size)
         else:

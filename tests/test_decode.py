@@ -137,7 +137,7 @@ def test_wide_beam_finds_the_most_likely_labelling(seed):
     lp = random_log_probs(rng, t, c, sharpness=1.0)
     exact = labelling_log_probs(lp)
     best = max(exact, key=exact.get)
-    beam = decode.prefix_beam_search(lp, beam_width=len(exact))
+    beam = ctc_host.prefix_beam_search(lp, beam_width=len(exact))
     assert beam[0][0] == best
     assert beam[0][1] == pytest.approx(exact[best], abs=1e-9)
     # With no pruning every reachable labelling is in the beam with its exact probability.
@@ -151,7 +151,7 @@ def test_beam_differs_from_best_path_where_the_sum_over_alignments_wins():
     exact = labelling_log_probs(lp)
     assert ctc_host.greedy_decode(lp.argmax(-1)[None], Charset("ab")) == [""]
     assert max(exact, key=exact.get) == (1,)
-    assert decode.prefix_beam_search(lp, beam_width=4)[0][0] == (1,)
+    assert ctc_host.prefix_beam_search(lp, beam_width=4)[0][0] == (1,)
 
 
 def test_beam_width_one_is_greedy_on_confident_frames():
@@ -162,7 +162,7 @@ def test_beam_width_one_is_greedy_on_confident_frames():
         path = rng.integers(0, charset.num_classes, size=t)
         logits = rng.normal(size=(t, charset.num_classes))
         logits[np.arange(t), path] += 6.0             # argmax prob >~ 0.9, like a trained model
-        [(text, score)] = decode.beam_search_decode(logits[None], charset, beam_width=1,
+        [(text, score)] = ctc_host.beam_search_decode(logits[None], charset, beam_width=1,
                                                     class_threshold=None)
         assert text == ctc_host.greedy_decode(path[None], charset)[0]
         lp = ctc_host.log_softmax(logits)
@@ -174,8 +174,8 @@ def test_beam_width_one_can_differ_from_greedy_on_flat_frames():
     lp = np.log(np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.4, 0.15, 0.45]]) + 1e-12)
     charset = Charset("ab")
     assert ctc_host.greedy_decode(lp.argmax(-1)[None], charset) == ["ab"]
-    assert decode.prefix_beam_search(lp, beam_width=1)[0][0] == (1,)
-    assert decode.prefix_beam_search(lp, beam_width=3)[0][0] == (1,)   # and it is the likelier
+    assert ctc_host.prefix_beam_search(lp, beam_width=1)[0][0] == (1,)
+    assert ctc_host.prefix_beam_search(lp, beam_width=3)[0][0] == (1,)   # and it is the likelier
 
 
 def test_greedy_on_device_matches_host():

@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from helpers import IC03_MINI, WORDS as ALL_WORDS
 from helpers import free_port, make_lmdb, run_module, subprocess_env, tiny_config, trained_once
-from grcnn_jax import checkpoints, ctc_host, decode
+from grcnn_jax import checkpoints, ctc_host
 from grcnn_jax.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
 from grcnn_jax.data.crnn_lmdb import LmdbSource
 from grcnn_jax.writers import read_metrics
@@ -260,7 +260,7 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
         assert p.lexicon_text == max(scores, key=scores.get)
         assert p.lexicon_confidence == pytest.approx(np.exp(scores[p.lexicon_text]), rel=1e-3,
                                                      abs=1e-12)
-        [(beam_text, _)] = decode.beam_search_decode(lp[None], ckpt.charset, 3)
+        [(beam_text, _)] = ctc_host.beam_search_decode(lp[None], ckpt.charset, 3)
         assert p.text == beam_text
         assert p.confidence == pytest.approx(
             np.exp(ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(p.text))), rel=1e-6)

@@ -142,14 +142,25 @@ def test_recognize_reads_one_word_without_importing_jax(tmp_path):
 
 
 @pytest.mark.parametrize("args, culprit", [
-    (["--engine", "onnx", "--beam_width", "3"], "--beam_width with --engine jax"),
-    (["--onnx", "x", "--beam_width", "3"], "--onnx reads greedily"),
     (["--engine", "onnx", "--workdir", "runs/x"], "--engine chooses how the shipped reader"),
     (["--engine", "jax", "--onnx", "x"], "--engine chooses how the shipped reader"),
+    (["--onnx", "x", "--exported", "y"], "--onnx runs a model folder of its own"),
 ])
 def test_engine_choices_that_cannot_hold_are_refused(args, culprit):
     proc = run_module("grcnn_jax.recognize", *args, IC03_MINI, check=False, env=ENV)
     assert proc.returncode != 0 and culprit in proc.stderr, proc.stderr[-2000:]
+
+
+def test_beam_search_in_onnxruntime_prints_what_jax_prints():
+    def rows(engine):
+        out = run_module("grcnn_jax.recognize", "--engine", engine, "--beam_width", "5",
+                         IC03_MINI, env=ENV).stdout
+        return [line.split("\t") for line in out.splitlines()]
+
+    onnx, ours = rows("onnx"), rows("jax")
+    assert len(onnx) == len(ours) == 6 and [r[:2] for r in onnx] == [r[:2] for r in ours]
+    for a, b in zip(onnx, ours):
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-3, abs=1e-4)
 
 
 def test_the_meta_says_how_to_prepare_and_read(onnx_dir, shipped):
