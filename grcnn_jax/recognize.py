@@ -85,6 +85,11 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]
     return files, problems
 
 
+def split_words(text: str) -> list[str]:
+    """Words separated by commas and/or newlines, stripped, blank entries dropped."""
+    return [w.strip() for line in text.splitlines() for w in line.split(",") if w.strip()]
+
+
 def read_lexicon(path: str) -> list[str]:
     """Words from a file, separated by commas and/or newlines (blank entries dropped)."""
     try:
@@ -92,7 +97,7 @@ def read_lexicon(path: str) -> list[str]:
             text = f.read()
     except OSError as e:
         raise FileNotFoundError(f"cannot read --lexicon {path!r}: {e}") from None
-    words = [w.strip() for line in text.splitlines() for w in line.split(",") if w.strip()]
+    words = split_words(text)
     if not words:
         raise ValueError(f"--lexicon {path!r} holds no words")
     return words

@@ -110,7 +110,7 @@ def test_slurm_one_process_per_node_with_all_its_gpus(fakes, tmp_path):
 COMMAND_FLAGS = {"grcnn-train": "--workdir: ", "grcnn-evaluate": "--workdir: ",
                  "grcnn-export": "--platforms: ", "grcnn-make-lmdb": "--icdar03: ",
                  "grcnn-tfds": "--manual_dir: ", "grcnn-synth": "--contact_sheet: ",
-                 "grcnn-visualize": "--profiles: "}
+                 "grcnn-visualize": "--profiles: ", "grcnn-demo": "--concurrency: "}
 
 
 @pytest.mark.parametrize("command", [*COMMAND_FLAGS, "grcnn-recognize"])

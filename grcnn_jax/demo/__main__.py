@@ -1,0 +1,3 @@
+from grcnn_jax.demo.page import run
+
+run()

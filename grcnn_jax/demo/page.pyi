@@ -1,0 +1,207 @@
+"""The demo page: a local web page where a person reads word images with a model.
+
+    pip install 'grcnn_jax[demo]'
+    grcnn-demo                                  # the shipped reader, http://127.0.0.1:7860
+    grcnn-demo --checkpoint runs/mine --port 8000 --host 0.0.0.0
+    grcnn-demo --onnx model_onnx/               # or --exported model/, a reader folder, ...
+
+A person drops, pastes or picks a word image and sees the text, its confidence, the beam
+search's alternatives, the best words of an optional lexicon, and a picture of what the
+model read where: each frame's character probabilities drawn under the image as the model
+saw it. Any checkpoint, reader folder, exported or ONNX model can be served (the model flags
+are ``recognize``'s); the shipped reader runs as its ONNX form where onnxruntime is installed.
+A bad upload (empty, not an image, too large) gets a sentence on the page; the server goes on
+serving. Gradio (the ``[demo]`` extra) serves the page and queues requests.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Sequence
+
+from grcnn_jax.demo.reading import MAX_BYTES, UploadError, draw_reading, read_word
+
+EXAMPLE_WORDS = ("Hotel", "EXIT", "12:45", "Coffee")
+TITLE = "grcnn_jax: read a word"
+
+
+def load_reader(workdir: str | None = None, checkpoint: str | None = None, step: str = "latest",
+                step_given: bool = False, exported: str | None = None, onnx: str | None = None,
+                engine: str = "auto") -> tuple[Any, str]:
+    """The model to serve, chosen as ``recognize`` chooses it, and a line saying what it is."""
+    from grcnn_jax import assets
+    from grcnn_jax.recognize import choose_folder
+
+    kind, folder = choose_folder(workdir, checkpoint, step_given, exported, onnx, engine)
+    if kind == "onnx":
+        from grcnn_jax.onnx_reader import OnnxReader
+
+        reader, how = OnnxReader(folder), "ONNX, onnxruntime"
+    elif kind == "exported":
+        from grcnn_jax.export import load_exported
+
+        reader, how = load_exported(folder), "jax.export program"
+    else:
+        from grcnn_jax.checkpoints import load_for_inference
+        from grcnn_jax.demo.reading import CheckpointReader
+
+        reader, how = CheckpointReader(load_for_inference(workdir, checkpoint, step)), "jax"
+    source = reader.meta.get("source", folder)
+    name = "the shipped reader" if source == assets.PRETRAINED else str(source)
+    return reader, (f"{name}: step {reader.meta.get('step', '?')}, "
+                    f"{len(reader.charset.chars)} characters, {how}")
+
+
+def example_images(folder: str, words: Sequence[str] = EXAMPLE_WORDS) -> list[str]:
+    """PNG files of ``words`` drawn by the synthetic generator (fixed seeds, legible ones),
+    for the page's examples: the package ships no photographs."""
+    import numpy as np
+    from PIL import Image
+
+    from grcnn_jax.data import fonts, synth
+
+    faces = fonts.usable_fonts()
+    paths = []
+    for k, word in enumerate(words):
+        for seed in range(100 * k + 1, 100 * k + 50):
+            r = synth.render(np.random.default_rng(seed), word, faces, 64)
+            if r.legible:
+                break
+        path = os.path.join(folder, f"{k + 1}_{word.replace(':', '')}.png")
+        Image.fromarray(r.rgb).save(path)
+        paths.append(path)
+    return paths
+
+
+def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width: int = 5):
+    """The Gradio page (``gr.Blocks``) serving ``reader``."""
+    import gradio as gr
+
+    from grcnn_jax.recognize import split_words
+from gradio.events import Dependency
+
+    class WordImage(gr.Image):
+        """gr.Image that hands a file Pillow cannot open to ``answer`` as its path, so that
+        the page says what is wrong with it (Gradio's own preprocessing raises)."""
+
+        is_template = True                  # drawn by the page as a gr.Image
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except Exception:  # noqa: BLE001 -- not an image: answer() says so on the page
+                return None if payload is None else str(payload.path)
+
+    def answer(path: str | None, lexicon_text: str, width: float):
+        blank = ("", "", {}, {}, None)
+        if not path:
+            return ("Drop, paste or pick a word image first.", *blank)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            words = split_words(lexicon_text or "")
+            reading = read_word(reader, data, words or None, int(width))
+        except UploadError as e:
+            return (f"**{e}**", *blank)
+        except ValueError as e:             # e.g. no lexicon word fits the charset
+            return (f"**{e}.**", *blank)
+        shown = lambda t: t if t else "(nothing)"  # noqa: E731
+        alternatives = {shown(t): p for t, p in reading.alternatives}
+        best = {w: p for w, p in reading.lexicon} if reading.lexicon else {}
+        status = (f"Read **{shown(reading.text)}** with confidence {reading.confidence:.3f}"
+                  + (f"; best lexicon word **{reading.lexicon[0][0]}**" if reading.lexicon
+                     else "") + ".")
+        return (status, reading.text, f"{reading.confidence:.4f}", alternatives, best,
+                draw_reading(reading, reader.charset))
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
+        gr.Markdown(f"# {TITLE}\nServing {what}. Drop, paste or pick a photo of **one "
+                    "word**; the model reads it as a 32 x 100 gray image.")
+        with gr.Row():
+            with gr.Column():
+                image = WordImage(type="filepath", label="Word image",
+                                  sources=["upload", "clipboard"], elem_id="word-image")
+                lexicon = gr.Textbox(label="Lexicon (optional): words separated by commas or "
+                                     "lines", lines=2, elem_id="lexicon")
+                width = gr.Slider(1, 20, value=beam_width, step=1, label="Beam width "
+                                  "(alternatives)", elem_id="beam-width")
+                button = gr.Button("Read", variant="primary", elem_id="read")
+                if examples:
+                    gr.Examples(examples=[[p] for p in examples], inputs=[image],
+                                label="Examples (drawn by the synthetic generator)")
+            with gr.Column():
+                status = gr.Markdown(elem_id="status")
+                text = gr.Textbox(label="Text", elem_id="text")
+                confidence = gr.Textbox(label="Confidence p(text | image)",
+                                        elem_id="confidence")
+                alternatives = gr.Label(label="Beam alternatives", num_top_classes=5,
+                                        elem_id="alternatives")
+                best = gr.Label(label="Best lexicon words", num_top_classes=5,
+                                elem_id="lexicon-words")
+        picture = gr.Image(label="What the model read where: the characters read at their "
+                           "frames, and each frame's probabilities (darker = likelier)",
+                           type="pil", elem_id="picture", interactive=False)
+        outputs = [status, text, confidence, alternatives, best, picture]
+        button.click(answer, [image, lexicon, width], outputs, api_name="read")
+        image.upload(answer, [image, lexicon, width], outputs, api_name=False)
+    return page
+
+
+# ----------------------------------------------------------------------------- command line
+def _define_flags() -> None:
+    from absl import flags
+
+    from grcnn_jax import runtime
+
+    runtime.define_checkpoint_flags()
+    flags.DEFINE_string("exported", None, "Serve a model folder written by grcnn_jax.export.")
+    flags.DEFINE_string("onnx", None, "Serve an ONNX model folder (grcnn_jax.export --format "
+                        "onnx).")
+    flags.DEFINE_enum("engine", "auto", ["auto", "jax", "onnx"], "How the shipped reader runs "
+                      "(auto: its ONNX form where onnxruntime is installed).")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).")
+    flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535)
+    flags.DEFINE_integer("beam_width", 5, "The beam width the page starts with.",
+                         lower_bound=1, upper_bound=20)
+    flags.DEFINE_integer("concurrency", 2, "Requests read at once (the rest wait in the queue).",
+                         lower_bound=1)
+
+
+def main(argv: list[str]) -> None:
+    from absl import app, flags
+
+    from grcnn_jax import runtime
+
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        raise app.UsageError(f"grcnn-demo takes flags only, got {' '.join(argv[1:])}")
+    runtime.log_our_progress()
+    with runtime.refusals_as_one_line():
+        try:
+            import gradio  # noqa: F401
+        except ImportError:
+            raise SystemExit("FATAL the demo page needs gradio: pip install "
+                             "'grcnn_jax[demo]'") from None
+        try:
+            reader, what = load_reader(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
+                                       FLAGS["step"].present, FLAGS.exported, FLAGS.onnx,
+                                       FLAGS.engine)
+        except ValueError as e:
+            if "give it without" in str(e):
+                raise app.UsageError(str(e)) from None
+            raise
+        examples = example_images(tempfile.mkdtemp(prefix="grcnn_demo_"))
+        page = build_page(reader, what, examples, FLAGS.beam_width)
+        print(f"serving {what}", flush=True)
+        page.queue(default_concurrency_limit=FLAGS.concurrency).launch(
+            server_name=FLAGS.host, server_port=FLAGS.port, max_file_size=MAX_BYTES,
+            show_error=True, quiet=False)
+
+
+def run() -> None:
+    """The ``grcnn-demo`` command (``python -m grcnn_jax.demo``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine
+    from grcnn_jax import runtime
+
+    runtime.run_command(main, _define_flags, huge_pages=False)
