@@ -74,23 +74,25 @@ def example_images(folder: str, words: Sequence[str] = EXAMPLE_WORDS) -> list[st
     return paths
 
 
+def _tolerant(preprocess):
+    """An image input's preprocessing that hands a file Pillow cannot open to ``answer`` as its
+    path, so that the page says what is wrong with it (Gradio's own raises). Set on the
+    instance: a subclass of a Gradio component makes Gradio write a .pyi stub beside this
+    file, inside the installed package."""
+    def tolerant(payload):
+        try:
+            return preprocess(payload)
+        except Exception:  # noqa: BLE001 -- not an image: answer() says so on the page
+            return None if payload is None else str(payload.path)
+
+    return tolerant
+
+
 def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width: int = 5):
     """The Gradio page (``gr.Blocks``) serving ``reader``."""
     import gradio as gr
 
     from grcnn_jax.recognize import split_words
-
-    class WordImage(gr.Image):
-        """gr.Image that hands a file Pillow cannot open to ``answer`` as its path, so that
-        the page says what is wrong with it (Gradio's own preprocessing raises)."""
-
-        is_template = True                  # drawn by the page as a gr.Image
-
-        def preprocess(self, payload):
-            try:
-                return super().preprocess(payload)
-            except Exception:  # noqa: BLE001 -- not an image: answer() says so on the page
-                return None if payload is None else str(payload.path)
 
     def answer(path: str | None, lexicon_text: str, width: float):
         blank = ("", "", {}, {}, None)
@@ -119,8 +121,9 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
                     "word**; the model reads it as a 32 x 100 gray image.")
         with gr.Row():
             with gr.Column():
-                image = WordImage(type="filepath", label="Word image",
-                                  sources=["upload", "clipboard"], elem_id="word-image")
+                image = gr.Image(type="filepath", label="Word image",
+                                 sources=["upload", "clipboard"], elem_id="word-image")
+                image.preprocess = _tolerant(image.preprocess)
                 lexicon = gr.Textbox(label="Lexicon (optional): words separated by commas or "
                                      "lines", lines=2, elem_id="lexicon")
                 width = gr.Slider(1, 20, value=beam_width, step=1, label="Beam width "
