@@ -4,7 +4,7 @@ with XLA's convolutions.
 
 It compiles and runs a step in seconds on a CPU, so the test suite trains it
 (tests/helpers.py: ``tiny_config``, ``tiny_overrides``), the benchmarks time it
-(``python -m grcnn_jax.benchmarks.peer --configs tiny``) and the notebooks run their quick
+(``python -m benchmarks.peer --configs tiny``) and the notebooks run their quick
 path with it. Data: the synthetic words, as every config's default; the tests point
 ``data.train`` and ``data.val`` at small LMDBs.
 

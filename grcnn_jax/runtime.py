@@ -7,7 +7,7 @@ as new pages: ~270,000 page faults (~1 GB) per step of the paper model at batch 
 0.10.2). With ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` glibc asks for transparent huge
 pages, 2 MiB instead of 4 KiB, and those faults all but vanish: the paper model's gradient
 on a 2-core VM 2.1 s -> 1.85 s before the Winograd convolutions, 5-10% faster now
-(grcnn_jax/benchmarks/NOTES.md, entry 7). glibc reads the variable only at start-up, so
+(benchmarks/NOTES.md, entry 7). glibc reads the variable only at start-up, so
 where it is missing and would help (Linux, glibc >= 2.35, transparent huge pages in
 'madvise' mode) the command starts itself again with it set.
 ``GRCNN_HUGE_PAGES=0`` turns this off.
@@ -130,7 +130,7 @@ def step_compiler_options() -> dict[str, str] | None:
     follows it, and so computes it 16 times; this preset fuses less greedily and computes it
     once. Measured, both compiled in one process, alternating rounds: the paper config's step
     626 -> 594 ms at batch 32, 1,331 -> 1,302 ms at 64, the small config's 551 -> 527 ms;
-    compile time and inference the same (grcnn_jax/benchmarks/NOTES.md, 24).
+    compile time and inference the same (benchmarks/NOTES.md, 24).
     """
     import jax
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from helpers import IC03_MINI
-from grcnn_jax.benchmarks import peer
+from benchmarks import peer
 
 # The peer script's shape without torch: what peer.py runs as a script, and what
 # peer_widths.py loads as a module and resizes (its GRCNN, GRCL, BLSTM, nn, torch, main).
@@ -99,7 +99,7 @@ def test_command_runs_ours_and_a_peer_and_writes_json(tmp_path, capsys):
 
 
 def run_peer_widths(capsys, script, widths="48,48,96,160,256"):
-    from grcnn_jax.benchmarks import peer_widths
+    from benchmarks import peer_widths
 
     peer_widths.main(["--peer", str(script), "--widths", widths, "--gflop", "0.4,1.2", "--",
                       "train", "--batch", "2", "--T", "2", "--hidden", "16", "--reps", "1"])
@@ -160,7 +160,7 @@ def test_bad_flags_exit_with_one_fatal_line(argv, flag):
 # --- accuracy side by side ----------------------------------------------------------------
 
 def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
-    from grcnn_jax.benchmarks import peer_accuracy as pa
+    from benchmarks import peer_accuracy as pa
 
     assert pa.normalize("Caf-é 24!") == "caf24"
     assert pa.edit_distance("kitten", "sitting") == 3
@@ -178,7 +178,7 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
 def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, capsys):
     import os
 
-    from grcnn_jax.benchmarks import peer_accuracy as pa
+    from benchmarks import peer_accuracy as pa
 
     fixture = IC03_MINI
     fake = tmp_path / "fake_python"
@@ -230,7 +230,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
     run end to end by the test above; here a stand-in parses the command line gpu_check gives
     it with peer's own flags and writes peer's JSON from summarize (seconds saved)."""
     from grcnn_jax import runtime
-    from grcnn_jax.benchmarks import gpu_check
+    from benchmarks import gpu_check
 
     def peer_main(argv):
         flags, _ = runtime.parse_command_line(peer.define_flags, argv)

@@ -12,7 +12,7 @@ construction with the transposed transforms, the kernel gradient 16 products [Ci
 [tiles, Cout] of the tiles of the channel-major input, which are recomputed rather than saved
 (4x the input's size). On XLA:CPU this is faster than its convolutions, forward and backward,
 and it removes a CPU-specific problem: inside the GRCL's ``lax.scan``, the kernel gradient of
-``lax.conv_general_dilated`` runs as a naive loop nest (grcnn_jax/benchmarks/NOTES.md, 1 and
+``lax.conv_general_dilated`` runs as a naive loop nest (benchmarks/NOTES.md, 1 and
 8). The results equal a direct convolution's to float32 rounding, and to ~1e-15 in float64
 (tests/test_conv.py).
 
@@ -118,7 +118,7 @@ def _tiles_transpose(dv: list[jax.Array], h: int, w: int) -> jax.Array:
     """The transpose of ``_tiles`` (NHWC): 16 arrays [B, nh, nw, C] -> [B, h, w, C].
 
     Each of the output's four (row, column) parity planes is one elementwise sum of four
-    shifted arrays, then one interleave (grcnn_jax/benchmarks/NOTES.md, 26: with the train
+    shifted arrays, then one interleave (benchmarks/NOTES.md, 26: with the train
     step's XLA preset, 2-3% faster steps than overlap-adding the padded tiles per axis).
     """
     b, nh, nw, c = dv[0].shape

@@ -1,6 +1,6 @@
 """Weights from flat, '/'-separated names into this package's Flax variable trees.
 
-The mapping (used to load ../shared/golden/grcnn_reference.npz, and any weights
+The mapping (used to load the reference weights in tests/golden, and any weights
 exported in the same flat style) is three rules:
 
 1. A BatchNorm's ``scale``/``bias`` go to ``params``; its ``mean``/``var`` go to

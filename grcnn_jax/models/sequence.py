@@ -7,7 +7,7 @@ and the two directions then advance together in one ``lax.scan`` (the forward di
 frame t while the backward one is at frame F-1-t), each step one batched product of the
 hidden states with the recurrent kernels. The generic version runs 2 x F steps per layer with
 a small input product in each; on a 2-core CPU this one's gradient of the paper's two
-BLSTM layers takes 172 ms where theirs took 226 (batch 32; grcnn_jax/benchmarks/NOTES.md).
+BLSTM layers takes 172 ms where theirs took 226 (batch 32; benchmarks/NOTES.md).
 The recurrence's backward is written by hand (``recurrence``: the recurrent kernel's gradient
 as one product after the loop, NOTES.md 23).
 """
@@ -98,7 +98,7 @@ def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
     the whole [2, H, 4H] gradient per frame) and multiplies by the kernel's transpose without
     transposing it once. Here the loop carries (dh, dc) and returns each frame's gate
     gradients; the kernel gradient is one [H, F*B] x [F*B, 4H] product per direction after
-    the loop (grcnn_jax/benchmarks/NOTES.md, 23). Equal to autodiff's to float64 rounding
+    the loop (benchmarks/NOTES.md, 23). Equal to autodiff's to float64 rounding
     (tests/test_model.py).
     """
     return _run(wh, xw)[0]

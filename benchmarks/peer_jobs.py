@@ -1,7 +1,7 @@
 """The measurements of ``benchmarks/peer.py``, our side: each runs in a fresh subprocess
 (``run_ours``), so that its peak memory and compile time are its own.
 
-    python -m grcnn_jax.benchmarks.peer_jobs '["ours", "train", "grcl", 32, 5, 2, "float32"]'
+    python -m benchmarks.peer_jobs '["ours", "train", "grcl", 32, 5, 2, "float32"]'
 
 prints one JSON record: ``ours`` (compile and time our train step or inference),
 ``ceiling`` (the device's float32 matmul rate), ``loader`` (the training loader's images/s).
@@ -28,7 +28,7 @@ PEER_CLASSES = 37                         # and its NUM_CLASSES, IMG_H x IMG_W
 PEER_IMAGE = (32, 100)
 MODES = ("train", "infer")
 DTYPES = ("float32", "bfloat16")         # ours; the peer computes in float32
-REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
 def model_config(name: str, dtype: str):
@@ -177,7 +177,7 @@ def matmul_ceiling(size: int = 2048, reps: int = 10) -> dict:
 def loader(batch: int, batches: int, warmup: int) -> dict:
     """Runs in the subprocess: the training loader's images/s with the config's workers."""
     from grcnn_jax import components
-    from grcnn_jax.benchmarks.data_loader import loader_images_per_s
+    from benchmarks.data_loader import loader_images_per_s
 
     config = model_config("grcl", "float32")
     source = components.open_split(config, "train")
@@ -193,8 +193,8 @@ def run_ours(job: str, *args) -> dict:
     # The persistent compilation cache off: compile_s is the real compile time.
     env = dict(os.environ, GRCNN_COMPILATION_CACHE="0")
     out = subprocess.run(
-        [sys.executable, "-m", "grcnn_jax.benchmarks.peer_jobs", json.dumps([job, *args])],
-        capture_output=True, text=True, check=False, env=env)
+        [sys.executable, "-m", "benchmarks.peer_jobs", json.dumps([job, *args])],
+        capture_output=True, text=True, check=False, env=env, cwd=REPO)
     if out.returncode != 0:
         raise RuntimeError(f"our {job} benchmark {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

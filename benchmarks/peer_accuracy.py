@@ -1,7 +1,7 @@
 """Side by side on real words: our reader, EasyOCR and PP-OCRv4, one scoring function.
 
-    python -m grcnn_jax.benchmarks.peer_accuracy --data ../shared/ic03_dev
-    python -m grcnn_jax.benchmarks.peer_accuracy --data DIR --workdir runs/reader --json out.json
+    python -m benchmarks.peer_accuracy --data ../shared/ic03_dev
+    python -m benchmarks.peer_accuracy --data DIR --workdir runs/reader --json out.json
 
 All read the same images (an ICDAR-03 folder or an LMDB, with or without lexicons) and are
 scored by one function under two protocols: the standard one (letters and digits only,
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.peer_accuracy`` command."""
+    """The ``python -m benchmarks.peer_accuracy`` command."""
     runtime.configure()
     sys.exit(main())
 

@@ -1,6 +1,6 @@
 """EasyOCR's English recognizer on a list of word images; run by the peer's Python.
 
-    .venv-peer/bin/python grcnn_jax/benchmarks/easyocr_peer.py files.json
+    .venv-peer/bin/python benchmarks/easyocr_peer.py files.json
 
 ``files.json`` is a JSON list of image paths. Each image is read whole as one word
 (``Reader.recognize`` with no boxes: the crop is the box), greedy decoding, letters and

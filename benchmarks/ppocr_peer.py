@@ -1,6 +1,6 @@
 """PP-OCRv4's recognizer (RapidOCR) on a list of word images; run by the peer's Python.
 
-    .venv-peer/bin/python grcnn_jax/benchmarks/ppocr_peer.py files.json
+    .venv-peer/bin/python benchmarks/ppocr_peer.py files.json
 
 The same contract as ``easyocr_peer.py``: ``files.json`` is a JSON list of image paths;
 each image is read whole as one word (recognition only: no detection, no angle

@@ -1,8 +1,8 @@
 """Compile time and forward time of the GRCNN versus T: scanned (one while loop) vs unrolled.
 
-    python -m grcnn_jax.benchmarks.compile_time                 # paper config, T = 1, 3, 5
-    python -m grcnn_jax.benchmarks.compile_time --batch 8 --T 1,3,5,8 --json out.json
-    python -m grcnn_jax.benchmarks.compile_time --T 5 --nounrolled     # the scanned model only
+    python -m benchmarks.compile_time                 # paper config, T = 1, 3, 5
+    python -m benchmarks.compile_time --batch 8 --T 1,3,5,8 --json out.json
+    python -m benchmarks.compile_time --T 5 --nounrolled     # the scanned model only
 
 For every T it builds the paper model (configs/grcl.py's model section), then
 times ``jax.jit(...).lower(...).compile()`` of the eval forward and of the
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.compile_time`` command."""
+    """The ``python -m benchmarks.compile_time`` command."""
     runtime.use_huge_pages()     # not the persistent compilation cache: it measures compiles
     main()
 

@@ -1,8 +1,8 @@
 """Evaluation throughput: the eval pipeline (decoding and metrics included) vs bare inference.
 
-    python -m grcnn_jax.benchmarks.eval_throughput                       # quickstart model
-    python -m grcnn_jax.benchmarks.eval_throughput --config configs/grcl.py --batch 256
-    python -m grcnn_jax.benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
+    python -m benchmarks.eval_throughput                       # quickstart model
+    python -m benchmarks.eval_throughput --config configs/grcl.py --batch 256
+    python -m benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
 
 The data are synthetic validation words (``SynthWords``), rendered, preprocessed
 and batched into memory before anything is timed: the loader is not measured
@@ -43,7 +43,7 @@ from grcnn_jax.data.synth import SynthWords
 from grcnn_jax.models import create_model
 from grcnn_jax.components import make_mesh, make_preprocess
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.eval_throughput`` command."""
+    """The ``python -m benchmarks.eval_throughput`` command."""
     runtime.configure()
     main()
 

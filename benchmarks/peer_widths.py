@@ -1,6 +1,6 @@
 """The PyTorch peer at other widths: runs its script with its GRCNN's layers resized.
 
-    PEER_PYTHON grcnn_jax/benchmarks/peer_widths.py --peer torch_grcnn.py \\
+    PEER_PYTHON benchmarks/peer_widths.py --peer torch_grcnn.py \\
         --widths 48,48,96,160,256 --gflop 0.21,0.62 -- train --batch 32 --T 2 --hidden 128
 
 The peer (shared/bench/torch_grcnn.py) builds the paper's widths (64 / 64, 128, 256 / 512);

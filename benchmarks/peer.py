@@ -1,10 +1,10 @@
 """Side by side with the PyTorch peer: train step and inference images/s, one table.
 
-    python -m grcnn_jax.benchmarks.peer                                    # paper + small, batch 32
-    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 32,192 --rounds 3 --json out.json
-    python -m grcnn_jax.benchmarks.peer --peer_python .venv-peer/bin/python \\
+    python -m benchmarks.peer                                    # paper + small, batch 32
+    python -m benchmarks.peer --configs grcl --batches 32,192 --rounds 3 --json out.json
+    python -m benchmarks.peer --peer_python .venv-peer/bin/python \\
         --peer ../shared/bench/torch_grcnn.py
-    python -m grcnn_jax.benchmarks.peer --configs grcl --batches 192 --dtypes float32,bfloat16 \\
+    python -m benchmarks.peer --configs grcl --batches 192 --dtypes float32,bfloat16 \\
         --peak_gflops 989000                                               # a GPU: MFU column
 
 Every measurement runs in a fresh subprocess (so peak memory is its own; ours are
@@ -63,7 +63,7 @@ from typing import Sequence
 from absl import flags
 
 from grcnn_jax import runtime
-from grcnn_jax.benchmarks.peer_jobs import (CONFIGS, DTYPES, MODES, PEER_WIDTHS, REPO,
+from benchmarks.peer_jobs import (CONFIGS, DTYPES, MODES, PEER_WIDTHS, REPO,
                                             peer_model, run_ours)
 
 DEFAULT_PEER = os.path.join(REPO, "..", "shared", "bench", "torch_grcnn.py")
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.peer`` command."""
+    """The ``python -m benchmarks.peer`` command."""
     runtime.configure()
     main()
 

@@ -2,15 +2,15 @@
 with MFU, then a few minutes of paper-config training from the generator, in one JSON and a
 short table.
 
-    python -m grcnn_jax.benchmarks.gpu_check --out runs/gpu_check
-    python -m grcnn_jax.benchmarks.gpu_check --out /tmp/g --config tiny --batch 4 \\
+    python -m benchmarks.gpu_check --out runs/gpu_check
+    python -m benchmarks.gpu_check --out /tmp/g --config tiny --batch 4 \\
         --train_seconds 25 --rounds 1                                       # a CPU smoke run
 
 Not yet run on a GPU. Its length: 3 rounds x 2 dtypes x 2 modes of our subprocesses (each
 compiles) plus the peer's, then ``--train_seconds`` (180) of training after its compile,
 then the loader; the CPU smoke run above took 88 s on the 2-core machine.
 
-1. ``grcnn_jax.benchmarks.peer`` (its own subprocess per measurement, ours and the peer's
+1. ``benchmarks.peer`` (its own subprocess per measurement, ours and the peer's
    alternating over ``--rounds``): train step and inference images/s, peak memory, compile
    time, and MFU against the device's peak (``PEAK_GFLOPS`` by device name, or
    ``--peak_gflops``; the bfloat16 dense tensor-core peak, which float32 does not reach).
@@ -36,9 +36,9 @@ from typing import Sequence
 from absl import flags
 
 from grcnn_jax import runtime
-from grcnn_jax.benchmarks import peer
+from benchmarks import peer
 
-REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 # Dense bfloat16 tensor-core peaks, GFLOP/s (vendor data sheets, without sparsity).
 PEAK_GFLOPS = {"H200": 989_000.0, "H100": 989_000.0, "A100": 312_000.0, "L4": 121_000.0}
 
@@ -93,7 +93,7 @@ def train_for(config: str, batch: int, seconds: float, workdir: str, workers: in
 
 def loader_rate(batch: int, workers: int, batches: int) -> float:
     """The training loader alone on the generator: images/s at ``batch`` with ``workers``."""
-    from grcnn_jax.benchmarks.data_loader import loader_images_per_s
+    from benchmarks.data_loader import loader_images_per_s
     from grcnn_jax.data.synth import SynthWords
 
     return loader_images_per_s(SynthWords(length=10**8, seed=0), batch, workers, batches, 2)
@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.gpu_check`` command."""
+    """The ``python -m benchmarks.gpu_check`` command."""
     with runtime.refusals_as_one_line():
         sys.exit(main())
 

@@ -1,7 +1,7 @@
 """Data throughput: the synthetic generator on one core, and the loader with 0, 1, 2 workers.
 
-    python -m grcnn_jax.benchmarks.data_loader
-    python -m grcnn_jax.benchmarks.data_loader --source /data/train.lmdb --workers 0,2,4
+    python -m benchmarks.data_loader
+    python -m benchmarks.data_loader --source /data/train.lmdb --workers 0,2,4
 
 Rows:
   generator   ``SynthWords`` rendering in this process (one core): images/s per core.
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.data_loader`` command."""
+    """The ``python -m benchmarks.data_loader`` command."""
     runtime.configure()
     main()
 

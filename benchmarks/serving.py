@@ -1,6 +1,6 @@
 """Serving speed: one word at a time and in batches, ours in three forms beside the peers.
 
-    python -m grcnn_jax.benchmarks.serving --data ../shared/ic03_dev [--n 200] [--json out.json]
+    python -m benchmarks.serving --data ../shared/ic03_dev [--n 200] [--json out.json]
 
 Every row reads the same ``--n`` word crops from encoded bytes (what a server is sent):
 decoding, grayscale, resizing, the model and CTC decoding are all inside the timed call.
@@ -33,7 +33,7 @@ import numpy as np
 from absl import flags
 
 from grcnn_jax import runtime
-from grcnn_jax.benchmarks import peer_accuracy
+from benchmarks import peer_accuracy
 
 
 def _percentiles(seconds: Sequence[float]) -> tuple[float, float]:
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``python -m grcnn_jax.benchmarks.serving`` command."""
+    """The ``python -m benchmarks.serving`` command."""
     runtime.configure()
     sys.exit(main())
 
