@@ -23,10 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from grcnn_jax import runtime
-from grcnn_jax.charset import Charset
-from grcnn_jax.config_base import get_base_config
-from grcnn_jax.losses import ctc_loss
+from grcnn_jax import process as runtime
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.config.defaults import get_base_config
+from grcnn_jax.text.losses import ctc_loss
 from grcnn_jax.models import create_model
 
 

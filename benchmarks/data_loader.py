@@ -22,12 +22,12 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import runtime
-from grcnn_jax.charset import Charset
+from grcnn_jax import process as runtime
+from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import open_source
-from grcnn_jax.data.synth import SynthWords
-from grcnn_jax.data.synth import benchmark as synth_benchmark
+from grcnn_jax.data.synth.generator import SynthWords
+from grcnn_jax.data.synth.generator import benchmark as synth_benchmark
 
 
 def loader_images_per_s(source, batch_size: int, num_workers: int, batches: int,

@@ -36,12 +36,13 @@ import numpy as np
 from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from grcnn_jax import evaluation, runtime
-from grcnn_jax.charset import Charset
+from grcnn_jax.evaluation import evaluator as evaluation
+from grcnn_jax import process as runtime
+from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
-from grcnn_jax.data.synth import SynthWords
+from grcnn_jax.data.synth.generator import SynthWords
 from grcnn_jax.models import create_model
-from grcnn_jax.components import make_mesh, make_preprocess
+from grcnn_jax.assemble import make_mesh, make_preprocess
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
 
     if FLAGS.workdir:
-        from grcnn_jax.checkpoints import load_for_inference
+        from grcnn_jax.workdir.checkpoints import load_for_inference
 
         ckpt = load_for_inference(FLAGS.workdir)
         config, charset = ckpt.config, ckpt.charset
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         what = f"checkpoint {ckpt.path}"
     else:
-        from grcnn_jax.config_base import load_config_file
+        from grcnn_jax.config.defaults import load_config_file
 
         config = load_config_file(FLAGS.config)
         charset = Charset.from_spec(config.charset)

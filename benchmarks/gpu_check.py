@@ -35,7 +35,7 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 from benchmarks import peer
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
@@ -94,7 +94,7 @@ def train_for(config: str, batch: int, seconds: float, workdir: str, workers: in
 def loader_rate(batch: int, workers: int, batches: int) -> float:
     """The training loader alone on the generator: images/s at ``batch`` with ``workers``."""
     from benchmarks.data_loader import loader_images_per_s
-    from grcnn_jax.data.synth import SynthWords
+    from grcnn_jax.data.synth.generator import SynthWords
 
     return loader_images_per_s(SynthWords(length=10**8, seed=0), batch, workers, batches, 2)
 

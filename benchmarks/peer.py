@@ -10,7 +10,7 @@
 Every measurement runs in a fresh subprocess (so peak memory is its own; ours are
 ``benchmarks/peer_jobs.py``), and ours and the peer's alternate, round after round, so
 that a machine whose speed drifts treats both alike. Both run in the same environment:
-this command sets the process settings of ``grcnn_jax.runtime`` (glibc's malloc on
+this command sets the process settings of ``grcnn_jax.process`` (glibc's malloc on
 transparent huge pages) before it starts either, and the header says what they were. Per
 (config, batch, mode, dtype) the table shows the median over rounds of each subprocess's
 median step time, as images/s, plus:
@@ -62,7 +62,7 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 from benchmarks.peer_jobs import (CONFIGS, DTYPES, MODES, PEER_WIDTHS, REPO,
                                             peer_model, run_ours)
 

@@ -15,7 +15,7 @@ batches of the config's ``eval_batch_size`` (decoding and resizing from the byte
 memory included), the peers one image at a time as their own APIs are used, all on this
 machine in one run, one after the other.
 
-Ours: the shipped model (``grcnn_jax.pretrained``) unless --workdir/--checkpoint. The
+Ours: the shipped model (``grcnn_jax.inference.pretrained``) unless --workdir/--checkpoint. The
 peers, each in the peer environment (never a dependency of this package)::
 
     python3 -m venv .venv-peer
@@ -39,7 +39,7 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # name -> (script, the module the peer's Python must have)
@@ -104,8 +104,8 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
 
     import numpy as np
 
-    from grcnn_jax.checkpoints import load_for_inference
-    from grcnn_jax.components import gray_mode, make_evaluator, make_mesh
+    from grcnn_jax.workdir.checkpoints import load_for_inference
+    from grcnn_jax.assemble import gray_mode, make_evaluator, make_mesh
     from grcnn_jax.data.preprocess import prepare_image
 
     ckpt = load_for_inference(workdir, checkpoint, step)
@@ -127,7 +127,7 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     rows = [{"key": r["key"], "text": r["text"], "prediction": p.text,
              "lexicon_prediction": p.lexicon_text if r.get("lexicon") else None}
             for r, p in zip(records, predictions)]
-    from grcnn_jax.pretrained import ASSET_DIR
+    from grcnn_jax.inference.pretrained import ASSET_DIR
 
     shipped = os.path.abspath(ckpt.path) == ASSET_DIR
     return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path})",

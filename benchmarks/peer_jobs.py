@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 
 # Model fields over config_base's; "reader" is configs/reader.py's model section (the model
 # that ships), "tiny" configs/tiny.py's (the tests').
@@ -35,7 +35,7 @@ def model_config(name: str, dtype: str):
     """config_base's config (ADADELTA, as the peer) with the model of ``CONFIGS[name]``."""
     import runpy
 
-    from grcnn_jax.config_base import get_base_config
+    from grcnn_jax.config.defaults import get_base_config
 
     config = get_base_config()
     fields = dict(CONFIGS[name])
@@ -54,7 +54,7 @@ def peer_model(name: str) -> dict | None:
     gives a gate convolution, another class count or image size).
 
     At the peer's own widths it runs as it is; at others, through ``peer_widths.py``."""
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.models.flops import forward_flops, train_flops
 
     config = model_config(name, "float32")
@@ -74,8 +74,8 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     import jax
     import numpy as np
 
-    from grcnn_jax import train
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.training import train
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.models import create_model
     from grcnn_jax.models.flops import forward_flops, train_flops
 
@@ -176,7 +176,7 @@ def matmul_ceiling(size: int = 2048, reps: int = 10) -> dict:
 
 def loader(batch: int, batches: int, warmup: int) -> dict:
     """Runs in the subprocess: the training loader's images/s with the config's workers."""
-    from grcnn_jax import components
+    from grcnn_jax import assemble as components
     from benchmarks.data_loader import loader_images_per_s
 
     config = model_config("grcl", "float32")

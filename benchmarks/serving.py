@@ -10,8 +10,8 @@ images that are not timed); batched: all images in calls of ``--batch``, images/
   ours in-process   the checkpoint (default: the shipped reader) through the ``Evaluator``
                     that ``recognize`` uses, built once, jitted per batch size
   ours exported     the same weights as a ``jax.export`` program (``grcnn_jax.export``)
-  ours onnxruntime  the same weights as ONNX (``grcnn_jax.onnx_export``), read by
-                    ``grcnn_jax.onnx_reader`` (no jax in that path)
+  ours onnxruntime  the same weights as ONNX (``grcnn_jax.inference.onnx_export``), read by
+                    ``grcnn_jax.inference.onnx_reader`` (no jax in that path)
   PP-OCRv4, EasyOCR the peers in their own environment (``peer_accuracy``), one image at a
                     time as their recognition APIs are used; no batched row (their public
                     calls take one image)
@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 from absl import flags
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 from benchmarks import peer_accuracy
 
 
@@ -68,16 +68,16 @@ def time_system(name: str, one: Callable[[bytes], str], batch: Callable[[list], 
 
 def ours(ckpt, onnx_dir: str, exported_dir: str) -> list[tuple[str, Callable, Callable]]:
     """(name, one, batch) for the checkpoint in-process, exported, and in onnxruntime."""
-    from grcnn_jax.components import gray_mode, make_evaluator, make_mesh
-    from grcnn_jax.export import load_exported
-    from grcnn_jax.onnx_reader import OnnxReader
-    from grcnn_jax.recognize import _ExportedModule
+    from grcnn_jax.assemble import gray_mode, make_evaluator, make_mesh
+    from grcnn_jax.inference.export import load_exported
+    from grcnn_jax.inference.onnx_reader import OnnxReader
+    from grcnn_jax.inference.recognize import _ExportedModule
 
     import jax
     from jax.sharding import Mesh
 
     from grcnn_jax.data.preprocess import prepare_image
-    from grcnn_jax.evaluation import Evaluator
+    from grcnn_jax.evaluation.evaluator import Evaluator
 
     c = ckpt.config
     shape = (c.image_height, c.image_width)
@@ -150,9 +150,9 @@ def define_flags(flag_values) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
-    from grcnn_jax.checkpoints import load_for_inference
-    from grcnn_jax.export import export_model
-    from grcnn_jax.onnx_export import export_onnx
+    from grcnn_jax.workdir.checkpoints import load_for_inference
+    from grcnn_jax.inference.export import export_model
+    from grcnn_jax.inference.onnx_export import export_onnx
 
     with runtime.refusals_as_one_line(argv):
         records = peer_accuracy.read_records(FLAGS.data)[:FLAGS.n]

@@ -1,6 +1,6 @@
 """Ablation: the plain feed-forward CNN (T = 0: each GRCL is conv + BN + ReLU)."""
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

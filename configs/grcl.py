@@ -9,7 +9,7 @@ no clipping) is configs/grcl_seed.py.
     python -m grcnn_jax.main --config configs/grcl.py --config.model.T=3
 """
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

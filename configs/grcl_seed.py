@@ -6,7 +6,7 @@ empty optimConfig), no gradient clipping, batch 192, 300k iterations, 32x100, 36
     python -m grcnn_jax.main --config configs/grcl_seed.py --workdir runs/seed
 """
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

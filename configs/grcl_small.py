@@ -1,6 +1,6 @@
 """A smaller GRCNN: T = 3 (recurrent weights shared), BLSTM 512; otherwise configs/grcl.py."""
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

@@ -12,7 +12,7 @@ synthetic validation word accuracy 0.6 / 44.4 / 57.6 / 64.2 / 65.4% at steps 600
 (``--config.data.val=synth,../shared/ic03_dev``) 68.4% lexicon-free, 96.3% with lexicons.
 """
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

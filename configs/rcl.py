@@ -1,6 +1,6 @@
 """Ablation: the ungated recurrent convolution layer (RCL), otherwise the paper's model."""
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

@@ -15,7 +15,7 @@ perspective, curve, crop, blur, contrast, polarity, noise: ``data.preprocess.aug
 Labels holding a space are skipped (the charset has none).
 """
 
-from grcnn_jax.config_base import CASED_CHARSET, load_config_file
+from grcnn_jax.config.defaults import CASED_CHARSET, load_config_file
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -14,7 +14,7 @@ Some tests compare runs of it bit for bit or against reference runs: changing a 
 changes what they compare.
 """
 
-from grcnn_jax.config_base import get_base_config
+from grcnn_jax.config.defaults import get_base_config
 
 
 def get_config():

@@ -42,6 +42,6 @@ def lmdb_path(tmp_path_factory) -> str:
 
 def load_config(name: str):
     """Loads configs/<name>.py's get_config() the way config_flags does: by file path."""
-    from grcnn_jax.config_base import load_config_file
+    from grcnn_jax.config.defaults import load_config_file
 
     return load_config_file(str(REPO / "configs" / f"{name}.py"))

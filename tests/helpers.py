@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from conftest import REPO, load_config
-from grcnn_jax import visualize
+from grcnn_jax.analysis import plots as visualize
 
 TINY = REPO / "configs" / "tiny.py"
 IC03_MINI = REPO / "tests" / "fixtures" / "ic03_mini"   # 6 ICDAR-03 crops, with lexicons
@@ -87,7 +87,7 @@ def save_checkpoint(workdir, model, step: int) -> None:
 
     import orbax.checkpoint as ocp
 
-    from grcnn_jax import checkpoints
+    from grcnn_jax.workdir import checkpoints
 
     config = load_config("grcl")
     config.model = model.model_config
@@ -126,7 +126,7 @@ def trained_once(tmp_path_factory, name: str, config) -> pathlib.Path:
     """The workdir of ``train.train_and_evaluate(config)``, trained in this process once per
     test session (``once_per_session``); ``config`` may be a function of the folder (for
     data made there), returning the config."""
-    from grcnn_jax import train
+    from grcnn_jax.training import train
 
     def build(folder):
         c = config(folder) if callable(config) else config
@@ -151,7 +151,7 @@ def word_png(text: str, i: int) -> bytes:
 def make_lmdb(path, n: int = 48, words=WORDS, lexicons: bool = False) -> str:
     """An LMDB of ``n`` word images cycling through ``words``; with ``lexicons`` each record
     has one: the word, three others, one in capitals and one that cannot be encoded."""
-    from grcnn_jax.data.crnn_lmdb import write_lmdb
+    from grcnn_jax.data.formats.crnn_lmdb import write_lmdb
 
     def record(i):
         text = words[i % len(words)]

@@ -16,13 +16,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from helpers import IC03_MINI as IC03
 from helpers import run_module
-from grcnn_jax import ctc_host, decode
-from grcnn_jax.benchmark_protocol import (GROUPS, STANDARD_SETS, combine, evaluate_benchmark,
+from grcnn_jax.text import ctc_host
+from grcnn_jax.text import decode
+from grcnn_jax.evaluation.protocol import (GROUPS, STANDARD_SETS, combine, evaluate_benchmark,
                                           find_sets, format_table)
-from grcnn_jax.charset import Charset
-from grcnn_jax.data.crnn_lmdb import NUM_SAMPLES_KEY, write_lmdb
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.formats.crnn_lmdb import NUM_SAMPLES_KEY, write_lmdb
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.benchmark_protocol import normalize as bp_normalize
+from grcnn_jax.evaluation.protocol import normalize as bp_normalize
 from grcnn_jax.data.pipeline import Preprocess, adapt_label
 
 CORRUPT = b"\x89PNG\r\n\x1a\n not an image"
@@ -104,7 +105,7 @@ def bench(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt():
-    from grcnn_jax.checkpoints import load_for_inference
+    from grcnn_jax.workdir.checkpoints import load_for_inference
 
     return load_for_inference()                     # the shipped model
 

@@ -229,7 +229,7 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
     by SIGTERM, the loader, one JSON and the table. The side-by-side benchmark is peer.main,
     run end to end by the test above; here a stand-in parses the command line gpu_check gives
     it with peer's own flags and writes peer's JSON from summarize (seconds saved)."""
-    from grcnn_jax import runtime
+    from grcnn_jax import process as runtime
     from benchmarks import gpu_check
 
     def peer_main(argv):

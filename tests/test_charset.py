@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from grcnn_jax.charset import BLANK_ID, DEFAULT_CHARS, Charset, CharsetError
+from grcnn_jax.text.charset import BLANK_ID, DEFAULT_CHARS, Charset, CharsetError
 
 
 def test_default_is_the_papers_36_characters():

@@ -6,7 +6,11 @@ import pytest
 
 from helpers import IC03_MINI, make_lmdb, tiny_config
 
-from grcnn_jax import checkpoints, components, evaluate, recognize, train
+from grcnn_jax.workdir import checkpoints
+from grcnn_jax import assemble as components
+from grcnn_jax.cli import evaluate
+from grcnn_jax.inference import recognize
+from grcnn_jax.training import train
 
 FIXTURE = str(IC03_MINI)
 

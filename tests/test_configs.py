@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import REPO, load_config
-from grcnn_jax.charset import Charset
+from grcnn_jax.text.charset import Charset
 from grcnn_jax.models import create_model
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py"))
@@ -45,7 +45,7 @@ def test_the_seed_recipe_is_torchs_adadelta_without_clipping():
     (rho 0.9, eps 1e-6, lr 1) on the unclipped gradient; the paper config clips it at 5."""
     import numpy as np
 
-    from grcnn_jax.train import create_optimizer
+    from grcnn_jax.training.train import create_optimizer
 
     g = {"w": jnp.array([100.0, -0.5, 3.0])}
     params = {"w": jnp.zeros(3)}

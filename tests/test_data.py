@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from helpers import IC03_MINI as IC03
-from grcnn_jax.charset import Charset
-from grcnn_jax.data import crnn_lmdb
-from grcnn_jax.data.crnn_lmdb import LmdbSource, write_lmdb
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.formats import crnn_lmdb
+from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, write_lmdb
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.folders import Icdar03Folder
+from grcnn_jax.data.formats.folders import Icdar03Folder
 from grcnn_jax.data.images import to_grayscale
 from grcnn_jax.data.pipeline import (BatchIterator, Preprocess, Problem, check_policy,
                                      make_dataset, resize)
@@ -317,7 +317,7 @@ def test_augmentation_varies_training_images_only_and_is_reproducible():
 
 
 def test_a_cased_charset_keeps_the_label_case_under_the_lower_policy():
-    from grcnn_jax.config_base import CASED_CHARSET
+    from grcnn_jax.config.defaults import CASED_CHARSET
 
     cased, plain = Charset(CASED_CHARSET), Charset()
     record = {"key": "k", "image": np.full((32, 80), 200, np.uint8), "text": "EXIT-Now!"}
@@ -364,7 +364,7 @@ def test_configs_saved_before_the_grayscale_field_read_luminance():
     import ml_collections
 
     from conftest import load_config
-    from grcnn_jax.components import gray_mode
+    from grcnn_jax.assemble import gray_mode
 
     assert gray_mode(ml_collections.ConfigDict({"data": {"keep_aspect": False}})) == "luma"
     assert gray_mode(load_config("quickstart")) == "principal"
@@ -372,7 +372,7 @@ def test_configs_saved_before_the_grayscale_field_read_luminance():
 
 def test_several_validation_sets_are_scored_each_under_its_name():
     from conftest import load_config
-    from grcnn_jax.components import open_val_sets
+    from grcnn_jax.assemble import open_val_sets
 
     config = load_config("quickstart")
     config.data.synth_val_size = 10

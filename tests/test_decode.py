@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from grcnn_jax import ctc_host, decode
-from grcnn_jax.charset import Charset
-from grcnn_jax.ctc_host import required_frames
-from grcnn_jax.losses import ctc_loss
+from grcnn_jax.text import ctc_host
+from grcnn_jax.text import decode
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.text.ctc_host import required_frames
+from grcnn_jax.text.losses import ctc_loss
 
 CHARSET = Charset("abc")            # classes: blank, a, b, c
 
@@ -207,7 +208,7 @@ def test_pad_lexicons_keeps_the_scores():
 
 
 def test_a_cased_charset_scores_every_case_form_of_a_lexicon_word():
-    from grcnn_jax.config_base import CASED_CHARSET
+    from grcnn_jax.config.defaults import CASED_CHARSET
 
     cased = Charset(CASED_CHARSET)
     assert ctc_host.writes_both_cases(cased) and not ctc_host.writes_both_cases(Charset())

@@ -17,7 +17,7 @@ from PIL import Image
 from helpers import IC03_MINI, REPO, subprocess_env
 
 from grcnn_jax.demo.reading import UploadError, check_upload, draw_reading, read_word
-from grcnn_jax.onnx_reader import OnnxReader
+from grcnn_jax.inference.onnx_reader import OnnxReader
 
 WORD = str(IC03_MINI / "word_1.png")            # "Hotel"
 FILES = sorted(glob.glob(str(IC03_MINI / "**" / "*.png"), recursive=True))

@@ -14,10 +14,11 @@ import pytest
 from conftest import REPO
 from helpers import IC03_MINI, WORDS as ALL_WORDS
 from helpers import free_port, make_lmdb, run_module, subprocess_env, tiny_config, trained_once
-from grcnn_jax import checkpoints, ctc_host
-from grcnn_jax.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
-from grcnn_jax.data.crnn_lmdb import LmdbSource
-from grcnn_jax.writers import read_metrics
+from grcnn_jax.workdir import checkpoints
+from grcnn_jax.text import ctc_host
+from grcnn_jax.workdir.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
+from grcnn_jax.data.formats.crnn_lmdb import LmdbSource
+from grcnn_jax.workdir.writers import read_metrics
 
 WORDS = ALL_WORDS[:10]                 # grcnn ... 2017
 STEPS = 4
@@ -59,7 +60,7 @@ def model_log_probs(ckpt, images: np.ndarray) -> np.ndarray:
 
 
 def preprocessed(ckpt, source):
-    from grcnn_jax.components import make_preprocess
+    from grcnn_jax.assemble import make_preprocess
 
     pre = make_preprocess(ckpt.config, ckpt.charset)
     examples = [pre(source[i]) for i in range(len(source))]
@@ -88,7 +89,7 @@ def test_evaluate_cli_equals_training_validation(trained):
 
 
 def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_path):
-    from grcnn_jax.evaluate import evaluate_checkpoint, format_table
+    from grcnn_jax.cli.evaluate import evaluate_checkpoint, format_table
 
     ic03 = str(IC03_MINI)
     predictions = {}
@@ -120,7 +121,7 @@ def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_
 
 
 def test_evaluate_beam_search_and_case_flags(trained, ckpt):
-    from grcnn_jax.evaluate import evaluate_checkpoint
+    from grcnn_jax.cli.evaluate import evaluate_checkpoint
 
     greedy = evaluate_checkpoint(ckpt, [trained.lex], batch_size=8)["datasets"][0]
     beam = evaluate_checkpoint(ckpt, [trained.lex], batch_size=8, beam_width=4,
@@ -241,7 +242,7 @@ def test_recognize_with_nothing_readable_fails(trained, image_dir):
 
 
 def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
-    from grcnn_jax.recognize import load_images, read_lexicon, recognize_images
+    from grcnn_jax.inference.recognize import load_images, read_lexicon, recognize_images
 
     folder, paths = image_dir
     lexicon_file = tmp_path / "lexicon.txt"
@@ -287,11 +288,11 @@ def evaluate_in_memory(workdir: str, data: str) -> dict:
     """Evaluator over ``data`` with the checkpoint in ``workdir``, this host's share of it."""
     import jax
 
-    from grcnn_jax import evaluation
+    from grcnn_jax.evaluation import evaluator as evaluation
     from grcnn_jax.data import pipeline
     from grcnn_jax.data.sources import open_source
     from grcnn_jax.models import create_model
-    from grcnn_jax.components import make_mesh, make_preprocess
+    from grcnn_jax.assemble import make_mesh, make_preprocess
 
     ckpt = load_for_inference(workdir)
     model = create_model(ckpt.config.model, ckpt.charset.num_classes)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from helpers import IC03_MINI, fatal_lines, run_command, run_module
-from grcnn_jax import export, recognize
-from grcnn_jax.checkpoints import load_for_inference
+from grcnn_jax.inference import export
+from grcnn_jax.inference import recognize
+from grcnn_jax.workdir.checkpoints import load_for_inference
 
 IMAGES = [str(IC03_MINI / f"word_{i}.png") for i in (1, 3, 5)]
 
@@ -82,10 +83,10 @@ def test_loader_runs_without_flax_or_the_model_code(model_dir, tmp_path):
     script = f"""
 import sys
 for name in ("flax", "optax", "orbax", "grain", "ml_collections", "grcnn_jax.models",
-             "grcnn_jax.train", "grcnn_jax.checkpoints", "grcnn_jax.decode"):
+             "grcnn_jax.training.train", "grcnn_jax.workdir.checkpoints", "grcnn_jax.text.decode"):
     sys.modules[name] = None                 # importing any of them now raises ImportError
 import numpy as np
-from grcnn_jax.export import load_exported
+from grcnn_jax.inference.export import load_exported
 reader = load_exported({str(model_dir)!r})
 print(",".join(reader.read(np.load({str(tmp_path / "images.npy")!r}))))
 print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sys.modules[m])))
@@ -93,7 +94,8 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
     proc = run_command([sys.executable, "-c", script])
     texts, modules = proc.stdout.split()
     assert texts == "Hotel,park,Coffee"
-    assert modules == "grcnn_jax,grcnn_jax.charset,grcnn_jax.export"
+    assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.export,grcnn_jax.text,"
+                       "grcnn_jax.text.charset")
 
 
 def test_bad_paths_end_in_one_fatal_line(tmp_path):

@@ -17,10 +17,11 @@ from conftest import load_config
 from helpers import (IC03_MINI, assert_one_fatal_line, make_lmdb, run_command, run_main,
                      tiny_config, tiny_overrides, trained_once)
 
-from grcnn_jax import checkpoints, train
-from grcnn_jax.checkpoints import CheckpointError, load_for_inference
-from grcnn_jax.config_check import ConfigError, validate
-from grcnn_jax.workdir_lock import WorkdirLock, WorkdirLockedError
+from grcnn_jax.workdir import checkpoints
+from grcnn_jax.training import train
+from grcnn_jax.workdir.checkpoints import CheckpointError, load_for_inference
+from grcnn_jax.config.check import ConfigError, validate
+from grcnn_jax.workdir.lock import WorkdirLock, WorkdirLockedError
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_geometry_that_cannot_fit_the_labels_is_refused_before_the_workdir(tmp_p
 
 
 def test_the_refusal_is_one_line_and_its_traceback_is_there_with_v1(tmp_path):
-    from grcnn_jax.runtime import traceback_requested
+    from grcnn_jax.process import traceback_requested
 
     plain = run_main(tmp_path / "a", ["--config.image_width=7"], check=False)
     assert_one_fatal_line(plain.stderr, "ConfigError")
@@ -170,7 +171,7 @@ def test_the_shipped_configs_are_valid():
 
 # ----------------------------------------------------------------------------- 6. case
 def test_case_sensitive_evaluation_compares_the_labels_true_case():
-    from grcnn_jax import evaluate
+    from grcnn_jax.cli import evaluate
 
     ckpt = load_for_inference(checkpoint="pretrained")
     fixture = str(IC03_MINI)   # Hotel EXIT park 2017 Coffee Stop
@@ -199,9 +200,9 @@ def test_case_sensitive_evaluation_compares_the_labels_true_case():
 def test_missing_lmdb_records_have_their_own_reason(tmp_path):
     import lmdb
 
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.data import pipeline
-    from grcnn_jax.data.crnn_lmdb import LmdbSource, image_key, label_key
+    from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, image_key, label_key
 
     path = make_lmdb(tmp_path / "holes.lmdb", n=10)
     env = lmdb.open(path)
@@ -224,9 +225,9 @@ def test_missing_lmdb_records_have_their_own_reason(tmp_path):
 
 
 def test_the_skip_summary_lists_distinct_keys_over_epochs(tmp_path):
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.data import pipeline
-    from grcnn_jax.data.folders import Icdar03Folder
+    from grcnn_jax.data.formats.folders import Icdar03Folder
 
     folder = Icdar03Folder(str(IC03_MINI))
     narrow = pipeline.Preprocess(Charset("abcdefghijklmnopqrstuvwxyz"))   # no digits: 2017
@@ -243,9 +244,9 @@ def test_the_skip_summary_lists_distinct_keys_over_epochs(tmp_path):
 
 def test_loader_workers_leave_no_shared_memory_at_exit(lmdb_path):
     script = f"""
-from grcnn_jax.charset import Charset
+from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
-from grcnn_jax.data.crnn_lmdb import LmdbSource
+from grcnn_jax.data.formats.crnn_lmdb import LmdbSource
 if __name__ == "__main__":
     it = pipeline.BatchIterator(pipeline.make_dataset(
         LmdbSource({lmdb_path!r}), pipeline.Preprocess(Charset()), 4, train=False,

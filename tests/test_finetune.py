@@ -12,16 +12,19 @@ from flax import traverse_util
 
 from helpers import IC03_MINI, tiny_config
 
-from grcnn_jax import checkpoints, components, pretrained, train
-from grcnn_jax.charset import Charset
-from grcnn_jax.config_check import ConfigError, validate
+from grcnn_jax.workdir import checkpoints
+from grcnn_jax import assemble as components
+from grcnn_jax.inference import pretrained
+from grcnn_jax.training import train
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import WeightedSources
 from grcnn_jax.models import create_model
 
 
 def fixture_images(config):
-    from grcnn_jax.recognize import expand_paths, load_images
+    from grcnn_jax.inference.recognize import expand_paths, load_images
 
     files, _ = expand_paths([str(IC03_MINI)])
     images, good, _ = load_images(files, config.image_height, config.image_width,
@@ -31,7 +34,8 @@ def fixture_images(config):
 
 
 def greedy(logits, charset):
-    from grcnn_jax import ctc_host, decode
+    from grcnn_jax.text import ctc_host
+    from grcnn_jax.text import decode
 
     return ctc_host.greedy_decode(np.asarray(jnp.argmax(logits, -1)), charset)
 

@@ -5,8 +5,8 @@ import numpy as np
 import optax
 
 from conftest import load_config
-from grcnn_jax.charset import Charset
-from grcnn_jax.losses import ctc_loss
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.text.losses import ctc_loss
 from grcnn_jax.models import create_model
 
 

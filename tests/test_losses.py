@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from grcnn_jax.ctc_host import required_frames
-from grcnn_jax.losses import ctc_loss
+from grcnn_jax.text.ctc_host import required_frames
+from grcnn_jax.text.losses import ctc_loss
 
 
 def collapse(path):

@@ -157,7 +157,7 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train, pr
     iterations were unrolled (T = 1 always is). Float64 central differences along random
     directions agree with a right gradient to ~1e-9. ``preset``: compiled with the options
     the train step is compiled with (``runtime.step_compiler_options``)."""
-    from grcnn_jax import runtime
+    from grcnn_jax import process as runtime
     from grcnn_jax.models import Backbone
 
     with jax.enable_x64(True):

@@ -14,9 +14,9 @@ from helpers import IC03_MINI, REPO, assert_one_fatal_line, run_module, subproce
 pytest.importorskip("jax2onnx")
 pytest.importorskip("onnxruntime")
 
-from grcnn_jax.checkpoints import load_for_inference  # noqa: E402
-from grcnn_jax.onnx_export import PARITY_TOLERANCE, export_onnx  # noqa: E402
-from grcnn_jax.onnx_reader import OnnxReader  # noqa: E402
+from grcnn_jax.workdir.checkpoints import load_for_inference  # noqa: E402
+from grcnn_jax.inference.onnx_export import PARITY_TOLERANCE, export_onnx  # noqa: E402
+from grcnn_jax.inference.onnx_reader import OnnxReader  # noqa: E402
 
 ENV = subprocess_env(GRCNN_HUGE_PAGES="0")
 
@@ -65,7 +65,7 @@ def test_the_onnx_logits_match_jax_at_any_batch_size(any_onnx_dir, shipped, n):
 
 def test_recognize_with_onnx_prints_what_the_checkpoint_path_prints(onnx_dir, shipped,
                                                                     tmp_path):
-    from grcnn_jax.recognize import recognize_images
+    from grcnn_jax.inference.recognize import recognize_images
 
     reader = OnnxReader(str(onnx_dir))
     _, images = _fixture_images(reader)
@@ -93,7 +93,7 @@ def test_reading_needs_no_jax(onnx_dir):
     code = (
         "import sys\n"
         "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'grain'): sys.modules[m] = None\n"
-        "from grcnn_jax.onnx_reader import OnnxReader\n"
+        "from grcnn_jax.inference.onnx_reader import OnnxReader\n"
         f"reader = OnnxReader({str(onnx_dir)!r})\n"
         "import pathlib\n"
         f"files = sorted(str(p) for p in pathlib.Path({str(IC03_MINI)!r}).rglob('*.png'))\n"
@@ -111,7 +111,8 @@ def test_reading_needs_no_jax(onnx_dir):
 
 
 def test_the_shipped_onnx_form_is_of_the_shipped_weights(shipped):
-    from grcnn_jax import assets, pretrained
+    from grcnn_jax import assets
+    from grcnn_jax.inference import pretrained
 
     onnx_meta = json.loads((REPO / "grcnn_jax" / "assets" / "reader_onnx" / "meta.json")
                            .read_text())

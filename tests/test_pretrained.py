@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from grcnn_jax import pretrained
-from grcnn_jax.checkpoints import load_for_inference
+from grcnn_jax.inference import pretrained
+from grcnn_jax.workdir.checkpoints import load_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def shipped():
 
 
 def test_the_shipped_model_loads_with_its_config_and_charset(shipped):
-    from grcnn_jax.config_base import CASED_CHARSET
+    from grcnn_jax.config.defaults import CASED_CHARSET
 
     assert shipped.charset.chars == CASED_CHARSET           # digits, both cases, punctuation
     assert shipped.config.image_height == 32 and shipped.step > 0
@@ -45,7 +45,7 @@ def test_the_shipped_model_reads_rendered_words(shipped):
 
     from grcnn_jax.data.images import to_grayscale
     from grcnn_jax.data.preprocess import resize
-    from grcnn_jax.recognize import recognize_images
+    from grcnn_jax.inference.recognize import recognize_images
 
     ttf = pathlib.Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf"
     face = ttf / "DejaVuSans.ttf"
@@ -81,9 +81,9 @@ def test_a_damaged_file_is_refused_naming_it(tmp_path):
 def test_init_from_copies_weights_and_names_a_mismatch(shipped):
     import jax
 
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.models import create_model
-    from grcnn_jax.train import create_train_state
+    from grcnn_jax.training.train import create_train_state
 
     config = shipped.config
     charset = Charset(shipped.charset.chars)
@@ -124,7 +124,7 @@ def test_the_export_command_refuses_in_one_line(tmp_path):
 def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
     from helpers import tiny_config
 
-    from grcnn_jax import train
+    from grcnn_jax.training import train
 
     train.train_and_evaluate(tiny_config(lmdb_path, 3), str(tmp_path / "a"))
     first = pretrained.export(load_for_inference(workdir=str(tmp_path / "a")),

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from grcnn_jax import runtime
+from grcnn_jax import process as runtime
 
 
 @pytest.mark.parametrize("environ,glibc,thp,expect", [
@@ -29,7 +29,7 @@ def test_restart_keeps_the_command_line_and_other_tunables(tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("the restart is for Linux only")
     script = tmp_path / "show.py"
-    script.write_text("import os, sys\nfrom grcnn_jax import runtime\n"
+    script.write_text("import os, sys\nfrom grcnn_jax import process as runtime\n"
                       "runtime._thp_mode = lambda: 'madvise'\n"
                       "runtime._glibc_version = lambda: (2, 36)\n"
                       "runtime.use_huge_pages()\n"
@@ -69,7 +69,7 @@ def test_step_compiler_options_leave_a_users_preset_alone(monkeypatch):
 def test_the_compilation_cache_is_set_without_importing_jax(tmp_path):
     """A command that never needs jax does not import it to set the cache; jax, imported
     later, still uses the folder."""
-    code = ("import sys\nfrom grcnn_jax import runtime\n"
+    code = ("import sys\nfrom grcnn_jax import process as runtime\n"
             "print(runtime.enable_compilation_cache(), 'jax' in sys.modules)\n"
             "import jax\nprint(jax.config.jax_compilation_cache_dir)\n")
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))

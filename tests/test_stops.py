@@ -16,12 +16,14 @@ import pytest
 from helpers import (REPO, assert_one_fatal_line, main_argv, run_main, run_module,
                      subprocess_env, tiny_config, tiny_overrides, word_png)
 
-from grcnn_jax import checkpoints, pretrained, train
-from grcnn_jax.checkpoints import load_for_inference, load_state_arrays
+from grcnn_jax.workdir import checkpoints
+from grcnn_jax.inference import pretrained
+from grcnn_jax.training import train
+from grcnn_jax.workdir.checkpoints import load_for_inference, load_state_arrays
 from grcnn_jax.data import pipeline
-from grcnn_jax.data.crnn_lmdb import write_lmdb
+from grcnn_jax.data.formats.crnn_lmdb import write_lmdb
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.writers import read_metrics
+from grcnn_jax.workdir.writers import read_metrics
 
 
 def _start(workdir, overrides, env=None) -> subprocess.Popen:
@@ -76,7 +78,7 @@ def test_ctrl_c_in_a_data_tool_leaves_no_partial_output(tmp_path):
     image.write_bytes(word_png("word", 0))
     labels.write_text("".join(f"w.png\tword{i}\n" for i in range(400_000)))
     out = tmp_path / "out.lmdb"
-    proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.data.crnn_lmdb", "--labels",
+    proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.data.formats.crnn_lmdb", "--labels",
                              str(labels), str(out)], cwd=REPO, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -190,7 +192,7 @@ def test_a_long_run_of_refused_records_between_good_ones_is_not_refused(tmp_path
                for i in range(400)]
     path = tmp_path / "mostly_bad.lmdb"
     write_lmdb(path, records)
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.data.sources import open_source
 
     batches = pipeline.BatchIterator(pipeline.make_dataset(

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grcnn_jax.charset import Charset
-from grcnn_jax.data import fonts as fonts_lib
-from grcnn_jax.data import synth
-from grcnn_jax.data import words as words_lib
-from grcnn_jax.data.synth import SynthWords
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.synth import fonts as fonts_lib
+from grcnn_jax.data.synth import generator as synth
+from grcnn_jax.data.synth import words as words_lib
+from grcnn_jax.data.synth.generator import SynthWords
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MPL_TTF = pathlib.Path(__import__("matplotlib").__file__).parent / "mpl-data" / "fonts" / "ttf"
@@ -56,7 +56,7 @@ def test_different_seeds_and_indices_differ():
 
 def test_samples_do_not_depend_on_hash_seed_or_process():
     code = ("import sys; sys.path.insert(0, {repo!r}); import hashlib; "
-            "from grcnn_jax.data.synth import SynthWords; s = SynthWords(100, seed=9); "
+            "from grcnn_jax.data.synth.generator import SynthWords; s = SynthWords(100, seed=9); "
             "print(' '.join(hashlib.sha256(s[i]['image'].tobytes()).hexdigest() + s[i]['text'] "
             "for i in range(0, 100, 11)))").format(repo=str(REPO))
     env = dict(os.environ, PYTHONHASHSEED="12345")
@@ -140,8 +140,8 @@ def test_text_mix_of_words_strings_numbers_and_cases(renderings):
 def test_a_charset_with_punctuation_gets_punctuated_texts_the_others_none():
     import string
 
-    from grcnn_jax.config_base import CASED_CHARSET
-    from grcnn_jax.data.synth_text import PUNCTUATED, punctuate, sample_text
+    from grcnn_jax.config.defaults import CASED_CHARSET
+    from grcnn_jax.data.synth.text import PUNCTUATED, punctuate, sample_text
 
     cased = SynthWords(2_000, seed=7, charset=Charset(CASED_CHARSET))
     plain = SynthWords(2_000, seed=7)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grcnn_jax.charset import Charset
-from grcnn_jax.data import tfds_builders as tb
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.formats import tfds_builders as tb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.pipeline import Preprocess, make_dataset
 
@@ -288,7 +288,7 @@ def test_synth_builder_with_stand_in_source(tmp_path, monkeypatch):
 
 
 def test_synth_builder_roundtrips_synthwords(tmp_path):
-    synth = pytest.importorskip("grcnn_jax.data.synth")
+    synth = pytest.importorskip("grcnn_jax.data.synth.generator")
     data_dir = tmp_path / "tfds"
     tb.build("grcnn_synth", str(data_dir), size=20)
     # The spec form 'tfds:NAME/SPLIT' carries the config in the split: 'grcnn_synth', '20/test'.

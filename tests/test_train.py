@@ -13,9 +13,10 @@ import pytest
 
 from helpers import (free_port, make_lmdb, once_per_session, run_main, start_main,
                      subprocess_env, tiny_config, tiny_overrides, trained_once)
-from grcnn_jax import runtime, train
-from grcnn_jax.checkpoints import load_state_arrays
-from grcnn_jax.writers import read_metrics
+from grcnn_jax import process as runtime
+from grcnn_jax.training import train
+from grcnn_jax.workdir.checkpoints import load_state_arrays
+from grcnn_jax.workdir.writers import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def train_lmdb(tmp_path_factory):
 # KILL_AT is on disk: a crash at a known point, with nothing in the product for it.
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-from grcnn_jax import checkpoints
+from grcnn_jax.workdir import checkpoints
 KILL_AT, save = int(sys.argv.pop(1)), checkpoints.Saver.save
 def save_then_die(self, step, *args, **kwargs):
     save(self, step, *args, **kwargs)
@@ -81,7 +82,7 @@ def initial_state(config):
     """The train state training starts from for ``config`` (same seed)."""
     import jax
 
-    from grcnn_jax.charset import Charset
+    from grcnn_jax.text.charset import Charset
     from grcnn_jax.models import create_model
 
     model = create_model(config.model, Charset.from_spec(config.charset).num_classes)

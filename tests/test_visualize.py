@@ -7,7 +7,7 @@ from PIL import Image
 from conftest import load_config
 from helpers import IC03_MINI, save_checkpoint, tiny_widths
 from helpers import tiny_untrained as tiny
-from grcnn_jax import visualize
+from grcnn_jax.analysis import plots as visualize
 from grcnn_jax.models import Backbone, GRCLOptions
 
 
@@ -101,7 +101,7 @@ def test_effective_columns_mass():
 
 def test_untrained_configs_are_the_config_files():
     for name in ("cnn", "rcl", "grcl"):
-        from grcnn_jax.config_base import get_base_config
+        from grcnn_jax.config.defaults import get_base_config
 
         fallback = get_base_config()
         fallback.model.update(visualize.ABLATIONS[name])

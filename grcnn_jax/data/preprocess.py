@@ -14,10 +14,10 @@ import unicodedata
 import numpy as np
 from PIL import Image, ImageFilter
 
-from grcnn_jax.charset import Charset
+from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.images import GRAY_MODES, to_grayscale
-from grcnn_jax.ctc_host import required_frames
+from grcnn_jax.text.ctc_host import required_frames
 
 
 POLICIES = {

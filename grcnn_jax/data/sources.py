@@ -83,11 +83,11 @@ def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
                              for p in parts])
     spec = parts[0]
     if spec == "synth":
-        from grcnn_jax.data.synth import SynthWords
+        from grcnn_jax.data.synth.generator import SynthWords
 
         return SynthWords(**(synth or {}))
     if spec.startswith("tfds:"):
-        from grcnn_jax.data.tfds_builders import TfdsSource
+        from grcnn_jax.data.formats.tfds_builders import TfdsSource
 
         name, _, split = spec[len("tfds:"):].partition("/")
         return TfdsSource(name, split=split or "test", data_dir=tfds_data_dir)
@@ -95,11 +95,11 @@ def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
     if not os.path.exists(path):
         raise DataError(f"{what}={spec!r}: no such file or folder")
     if os.path.isfile(os.path.join(path, "test.txt")):
-        from grcnn_jax.data.folders import Icdar03Folder
+        from grcnn_jax.data.formats.folders import Icdar03Folder
 
         return Icdar03Folder(path)
     if os.path.isfile(os.path.join(path, "data.mdb")) or os.path.isfile(path):
-        from grcnn_jax.data.crnn_lmdb import LmdbSource
+        from grcnn_jax.data.formats.crnn_lmdb import LmdbSource
 
         return LmdbSource(path)
     raise DataError(f"{what}={spec!r} is neither an LMDB (no data.mdb inside) nor an "

@@ -31,19 +31,19 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
                 engine: str = "auto") -> tuple[Any, str]:
     """The model to serve, chosen as ``recognize`` chooses it, and a line saying what it is."""
     from grcnn_jax import assets
-    from grcnn_jax.recognize import choose_folder
+    from grcnn_jax.inference.recognize import choose_folder
 
     kind, folder = choose_folder(workdir, checkpoint, step_given, exported, onnx, engine)
     if kind == "onnx":
-        from grcnn_jax.onnx_reader import OnnxReader
+        from grcnn_jax.inference.onnx_reader import OnnxReader
 
         reader, how = OnnxReader(folder), "ONNX, onnxruntime"
     elif kind == "exported":
-        from grcnn_jax.export import load_exported
+        from grcnn_jax.inference.export import load_exported
 
         reader, how = load_exported(folder), "jax.export program"
     else:
-        from grcnn_jax.checkpoints import load_for_inference
+        from grcnn_jax.workdir.checkpoints import load_for_inference
         from grcnn_jax.demo.reading import CheckpointReader
 
         reader, how = CheckpointReader(load_for_inference(workdir, checkpoint, step)), "jax"
@@ -59,7 +59,8 @@ def example_images(folder: str, words: Sequence[str] = EXAMPLE_WORDS) -> list[st
     import numpy as np
     from PIL import Image
 
-    from grcnn_jax.data import fonts, synth
+    from grcnn_jax.data.synth import fonts
+    from grcnn_jax.data.synth import generator as synth
 
     faces = fonts.usable_fonts()
     paths = []
@@ -72,6 +73,41 @@ def example_images(folder: str, words: Sequence[str] = EXAMPLE_WORDS) -> list[st
         Image.fromarray(r.rgb).save(path)
         paths.append(path)
     return paths
+
+
+class _Pictures:
+    """The answers' pictures as PNG files named by their content, each written whole
+    (``os.replace``), for Gradio to copy into its cache. Handed a PIL image, Gradio rewrites
+    its cached file in place whenever two answers draw the same picture, and a download of
+    it at that moment gets a truncated file. Files older than ``keep_s`` are deleted."""
+
+    def __init__(self, folder: str, keep_s: float = 600.0):
+        self.folder, self.keep_s = folder, keep_s
+        os.makedirs(folder, exist_ok=True)
+
+    def save(self, picture: Any) -> str:
+        import hashlib
+        import io
+        import time
+
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        path = os.path.join(self.folder, hashlib.sha256(data).hexdigest()[:24] + ".png")
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        now = time.time()
+        for name in os.listdir(self.folder):
+            old = os.path.join(self.folder, name)
+            try:
+                if now - os.path.getmtime(old) > self.keep_s and old != path:
+                    os.remove(old)
+            except OSError:                 # removed by a concurrent answer
+                pass
+        return path
 
 
 def _tolerant(preprocess):
@@ -88,11 +124,16 @@ def _tolerant(preprocess):
     return tolerant
 
 
-def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width: int = 5):
-    """The Gradio page (``gr.Blocks``) serving ``reader``."""
+def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width: int = 5,
+               work_dir: str | None = None):
+    """The Gradio page (``gr.Blocks``) serving ``reader``; ``work_dir`` holds the answers'
+    pictures (default: a new temporary folder)."""
     import gradio as gr
 
-    from grcnn_jax.recognize import split_words
+    from grcnn_jax.inference.recognize import split_words
+
+    pictures = _Pictures(os.path.join(work_dir or tempfile.mkdtemp(prefix="grcnn_demo_"),
+                                      "pictures"))
 
     def answer(path: str | None, lexicon_text: str, width: float):
         blank = ("", "", {}, {}, None)
@@ -114,9 +155,10 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
                   + (f"; best lexicon word **{reading.lexicon[0][0]}**" if reading.lexicon
                      else "") + ".")
         return (status, reading.text, f"{reading.confidence:.4f}", alternatives, best,
-                draw_reading(reading, reader.charset))
+                pictures.save(draw_reading(reading, reader.charset)))
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
+    # Gradio's cache of uploads and answers: files older than an hour go, hourly.
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"# {TITLE}\nServing {what}. Drop, paste or pick a photo of **one "
                     "word**; the model reads it as a 32 x 100 gray image.")
         with gr.Row():
@@ -143,7 +185,7 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
                                 elem_id="lexicon-words")
         picture = gr.Image(label="What the model read where: the characters read at their "
                            "frames, and each frame's probabilities (darker = likelier)",
-                           type="pil", format="png", elem_id="picture", interactive=False)
+                           type="filepath", elem_id="picture", interactive=False)
         outputs = [status, text, confidence, alternatives, best, picture]
         button.click(answer, [image, lexicon, width], outputs, api_name="read")
         image.upload(answer, [image, lexicon, width], outputs, api_name=False)
@@ -154,7 +196,7 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
 def _define_flags() -> None:
     from absl import flags
 
-    from grcnn_jax import runtime
+    from grcnn_jax import process as runtime
 
     runtime.define_checkpoint_flags()
     flags.DEFINE_string("exported", None, "Serve a model folder written by grcnn_jax.export.")
@@ -173,7 +215,7 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax import runtime
+    from grcnn_jax import process as runtime
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -193,8 +235,9 @@ def main(argv: list[str]) -> None:
             if "give it without" in str(e):
                 raise app.UsageError(str(e)) from None
             raise
-        examples = example_images(tempfile.mkdtemp(prefix="grcnn_demo_"))
-        page = build_page(reader, what, examples, FLAGS.beam_width)
+        work_dir = tempfile.mkdtemp(prefix="grcnn_demo_")
+        examples = example_images(work_dir)
+        page = build_page(reader, what, examples, FLAGS.beam_width, work_dir)
         print(f"serving {what}", flush=True)
         page.queue(default_concurrency_limit=FLAGS.concurrency).launch(
             server_name=FLAGS.host, server_port=FLAGS.port, max_file_size=MAX_BYTES,
@@ -204,6 +247,6 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """The ``grcnn-demo`` command (``python -m grcnn_jax.demo``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine
-    from grcnn_jax import runtime
+    from grcnn_jax import process as runtime
 
     runtime.run_command(main, _define_flags, huge_pages=False)

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from grcnn_jax.charset import BLANK_ID
-from grcnn_jax.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
+from grcnn_jax.text.charset import BLANK_ID
+from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
                                 lexicon_forms, log_softmax, prefix_beam_search)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
@@ -58,7 +58,7 @@ class CheckpointReader:
     def __init__(self, ckpt: Any):
         import jax
 
-        from grcnn_jax.export import serving_meta
+        from grcnn_jax.inference.export import serving_meta
         from grcnn_jax.models import create_model, frames_for_width
 
         model = create_model(ckpt.config.model, ckpt.charset.num_classes)

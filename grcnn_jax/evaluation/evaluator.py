@@ -1,0 +1,342 @@
+"""The jitted evaluation loop shared by training's validation, ``evaluate`` and ``recognize``.
+
+One compiled eval step for a fixed batch shape (the loader pads the last batch
+and masks the filler rows): logits, the best path (argmax per frame) and, with
+labels, the per-example CTC loss, on the device. Lexicons, where the records
+carry them, are scored on the device too, by a second small jitted function on
+the logits that never leave the device (``decode.lexicon_log_likelihoods``;
+one compilation per padded lexicon shape, see ``decode.bucket``). The host
+decodes (greedy from the best path; beam search from the fetched logits) and
+accumulates the word metrics while the device already runs the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from grcnn_jax.text import ctc_host
+from grcnn_jax.text import decode
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.pipeline import BATCH_KEYS
+from grcnn_jax.text.losses import ctc_loss
+from grcnn_jax.text.metrics import WordMetrics
+from grcnn_jax.evaluation.overlap import OneBehind
+
+
+
+def host_rows(array: jax.Array) -> np.ndarray:
+    """The rows of a batch-sharded global array that live on this host, in batch order."""
+    if jax.process_count() == 1:
+        return np.asarray(array)
+    shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+    unique, seen = [], set()
+    for s in shards:                              # replicas of one row block appear once
+        if (s.index[0].start, s.index[0].stop) not in seen:
+            seen.add((s.index[0].start, s.index[0].stop))
+            unique.append(np.asarray(s.data))
+    return np.concatenate(unique)
+
+
+def _spelling(lexicon: Sequence[str], word: str) -> str:
+    """The first word of ``lexicon`` that lowercases to ``word`` (``word`` if none does)."""
+    return next((w.strip() for w in lexicon if w.strip().lower() == word), word)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "sharding", "likelihood"))
+def eval_step(params: Any, batch_stats: Any, batch: dict, *, model: Any, sharding: NamedSharding,
+              likelihood: bool = False) -> dict:
+    """The model on one global batch, in inference mode; one compilation per model, batch
+    shape and sharding, shared by every ``Evaluator``.
+
+    Args:
+      params, batch_stats: the variables (replicated).
+      batch: ``image`` uint8 [B, H, W]; with ``labels`` / ``label_paddings`` the CTC loss too.
+      model: the flax module (static: its config is the compiled program's).
+      sharding: the batch's sharding (along the mesh's 'data' axis); outputs keep it.
+      likelihood: also log p(best path's text | image), summed over its alignments.
+
+    Returns:
+      ``logits`` float32 [B, T, C], ``best_path`` int32 [B, T] (argmax per frame), and
+      ``loss`` [B] (nats) and ``log_likelihood`` [B] where asked.
+    """
+    logits = model.apply({"params": params, "batch_stats": batch_stats}, batch["image"],
+                         train=False)
+    best_path = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    out = {"logits": logits, "best_path": best_path}
+    if "labels" in batch:
+        out["loss"] = ctc_loss(logits, batch["labels"], batch["label_paddings"])
+    if likelihood:
+        out["log_likelihood"] = decode.greedy_log_likelihood(logits, best_path)
+    return jax.lax.with_sharding_constraint(out, sharding)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """One image's reading.
+
+    Attributes:
+      text: the lexicon-free reading (greedy, or beam search if ``beam_width > 1``).
+      confidence: p(text | image) in [0, 1], summed over CTC alignments (None unless
+        the Evaluator was built with ``confidence=True``).
+      lexicon_text: the most likely word of the image's lexicon ('' if none of its
+        words encodes); None without a lexicon.
+      lexicon_confidence: p(lexicon_text | image); None without a lexicon.
+    """
+
+    text: str
+    confidence: float | None = None
+    lexicon_text: str | None = None
+    lexicon_confidence: float | None = None
+
+
+class Evaluator:
+    """Runs the model over batches; returns loss and word metrics, or per-image predictions.
+
+    Args:
+      model: the GRCNN module.
+      charset: decodes the outputs and encodes lexicon words.
+      mesh: the device mesh (batch split along its 'data' axis).
+      batch_size: the global eval batch size (fixed: one compilation).
+      case_sensitive: compare words case-sensitively (default: the standard protocol,
+        case-insensitive, letters and digits only).
+      beam_width: 1 = greedy decoding; more = prefix beam search on the host (the
+        logits are fetched then, [B, T, C] float32 per batch).
+      lexicon_lowercase: lowercase lexicon words before encoding (the labels' default
+        policy ``unknown_chars='lower'``); words that still do not encode are skipped. For a
+        charset with both cases, each word is scored in its case forms instead
+        (``decode.encode_lexicons``'s ``case_variants``) and answered as the lexicon spells it.
+      confidence: also compute p(text | image) of each lexicon-free reading.
+    """
+
+    def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
+                 case_sensitive: bool = False, beam_width: int = 1,
+                 lexicon_lowercase: bool = True, confidence: bool = False):
+        if beam_width < 1:
+            raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+        if batch_size % mesh.size:
+            raise ValueError(f"eval batch size {batch_size} is not divisible by the {mesh.size} "
+                             "devices")
+        self.model, self.charset, self.batch_size = model, charset, batch_size
+        self.case_sensitive, self.beam_width = case_sensitive, beam_width
+        self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
+        self.case_variants = ctc_host.writes_both_cases(charset)
+        self._data = NamedSharding(mesh, P("data"))
+        self._replicated = NamedSharding(mesh, P())
+        self._step = functools.partial(eval_step, model=model, sharding=self._data,
+                                       likelihood=confidence and beam_width == 1)
+        self._chunk = decode.default_chunk()
+        self._lexicon_step = jax.jit(functools.partial(decode.lexicon_log_likelihoods,
+                                                       chunk=self._chunk),
+                                     in_shardings=(self._data,) * 3, out_shardings=self._data)
+        self._word_cache: dict = {}                   # lexicon word -> encoding, across batches
+        self._local_batch = batch_size // jax.process_count()
+
+    # ------------------------------------------------------------------------- device
+    def _put(self, array: np.ndarray) -> jax.Array:
+        return jax.make_array_from_process_local_data(self._data, np.asarray(array))
+
+    def _dispatch(self, params, batch_stats, batch: dict) -> tuple[dict, Any]:
+        """Starts the device work for one host batch; returns (outputs, lexicon candidates)."""
+        out = self._step(params, batch_stats,
+                         {k: self._put(batch[k]) for k in BATCH_KEYS if k in batch})
+        lexicons = list(batch.get("meta", {}).get("lexicon") or [])
+        encoded = None
+        if any(lexicons) or jax.process_count() > 1:
+            rows = lexicons + [None] * (self._local_batch - len(lexicons))
+            encoded = decode.encode_lexicons(rows, self.charset, max_frames=out["logits"].shape[1],
+                                             lowercase=self.lexicon_lowercase, chunk=self._chunk,
+                                             cache=self._word_cache,
+                                             case_variants=self.case_variants)
+            if jax.process_count() > 1:
+                # The lexicon step is one program over all hosts: same decision, same shape.
+                local = np.array([any(lexicons), *encoded.labels.shape[1:]], np.int64)
+                every = multihost_utils.process_allgather(local)
+                if not every[:, 0].any():
+                    return out, None
+                encoded = decode.pad_lexicons(encoded, int(every[:, 1].max()),
+                                              int(every[:, 2].max()))
+            out["lexicon_scores"] = self._lexicon_step(out["logits"], self._put(encoded.labels),
+                                                       self._put(encoded.paddings))
+        return out, encoded
+
+    # ------------------------------------------------------------------------- host
+    def _read(self, batch: dict, out: dict, encoded) -> tuple[list[Prediction], np.ndarray]:
+        """Fetches one batch's outputs; predictions for its real rows, and their indices."""
+        rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
+        if self.beam_width > 1:
+            logits = host_rows(out["logits"])[rows]
+            beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
+            texts = [t for t, _ in beams]
+            log_p = None
+            if self.confidence:
+                log_probs = ctc_host.log_softmax(logits)
+                log_p = [ctc_host.ctc_log_likelihood(lp, self.charset.encode(t))
+                         for lp, t in zip(log_probs, texts)]
+        else:
+            texts = ctc_host.greedy_decode(host_rows(out["best_path"])[rows], self.charset)
+            log_p = host_rows(out["log_likelihood"])[rows] if self.confidence else None
+        lexicon = [None] * len(rows)
+        if encoded is not None:
+            picks = decode.pick_words(host_rows(out["lexicon_scores"])[rows],
+                                      [encoded.words[r] for r in rows])
+            lexicons = batch["meta"].get("lexicon") or []
+            lexicon = [picks[i] if r < len(lexicons) and lexicons[r] else None
+                       for i, r in enumerate(rows)]
+            if self.case_sensitive and self.lexicon_lowercase and not self.case_variants:
+                # Words were lowercased to be scored; answer with the lexicon's own spelling.
+                lexicon = [None if pick is None else
+                           (_spelling(lexicons[r], pick[0]), pick[1])
+                           for pick, r in zip(lexicon, rows)]
+        predictions = [
+            Prediction(text=t, confidence=None if log_p is None else float(np.exp(log_p[i])),
+                       lexicon_text=None if lex is None else lex[0],
+                       lexicon_confidence=None if lex is None else float(np.exp(lex[1])))
+            for i, (t, lex) in enumerate(zip(texts, lexicon))]
+        return predictions, rows
+
+    def _filler(self, like: dict | None) -> dict:
+        shape = (self._local_batch,)
+        return {"image": np.zeros(shape + like["image"].shape[1:], np.uint8),
+                "labels": np.zeros(shape + like["labels"].shape[1:], np.int32),
+                "label_paddings": np.ones(shape + like["labels"].shape[1:], np.float32),
+                "mask": np.zeros(shape, np.float32), "meta": {"text": [], "key": [],
+                                                              "lexicon": []}}
+
+    # ------------------------------------------------------------------------- API
+    def evaluate(self, params: Any, batch_stats: Any, batches: Iterable[dict],
+                 predictions: list | None = None) -> dict:
+        """One pass over ``batches``; every host must call it (multi-host: in lockstep).
+
+        Args:
+          params, batch_stats: the model variables (numpy or device arrays).
+          batches: loader batches (``pipeline`` format: image, labels, label_paddings,
+            mask, meta with text and optionally lexicon).
+          predictions: if a list, one dict per image is appended: key, text (target),
+            prediction, lexicon_prediction (None without a lexicon), and confidence
+            (p(prediction | image)) if the Evaluator computes it.
+
+        Returns:
+          loss (mean CTC NLL, nats), word_accuracy, normalized_edit_distance, count,
+          images_per_s (steady state: excludes the first batch, which compiles, unless it
+          is the only one); with lexicons also lexicon_word_accuracy, lexicon_count (the
+          images that have a lexicon) and lexicon_words_skipped.
+        """
+        params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
+        metrics = WordMetrics(case_sensitive=self.case_sensitive)
+        lexicon_metrics = WordMetrics(case_sensitive=self.case_sensitive)
+        acc = {"loss": 0.0, "count": 0, "skipped_words": 0}
+
+        def consume(batch, out, encoded):
+            preds, rows = self._read(batch, out, encoded)
+            targets = [batch["meta"]["text"][r] for r in rows]
+            metrics.update([p.text for p in preds], targets)
+            with_lexicon = [(p.lexicon_text, t) for p, t in zip(preds, targets)
+                            if p.lexicon_text is not None]
+            if with_lexicon:
+                lexicon_metrics.update(*zip(*with_lexicon))
+            if encoded is not None:
+                acc["skipped_words"] += len(encoded.skipped)
+            acc["loss"] += float(host_rows(out["loss"])[rows].sum())
+            acc["count"] += len(rows)
+            if predictions is not None:
+                keys = batch["meta"].get("key") or [None] * (max(rows, default=-1) + 1)
+                predictions.extend({"key": keys[r], "text": t, "prediction": p.text,
+                                    "lexicon_prediction": p.lexicon_text,
+                                    **({"confidence": p.confidence} if self.confidence else {})}
+                                   for r, t, p in zip(rows, targets, preds))
+            return len(rows)
+
+        it = iter(batches)
+        last = None
+        unread: OneBehind[tuple] = OneBehind()
+        start = time.perf_counter()
+        steady_start, steady_images, batches_done = None, 0, 0
+        while True:
+            batch = next(it, None)
+            if jax.process_count() > 1:           # run until every host is out of data
+                alive = multihost_utils.process_allgather(np.array(batch is not None))
+                if not alive.any():
+                    break
+                if batch is None:
+                    batch = self._filler(last)
+            elif batch is None:
+                break
+            last = batch
+            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
+            if previous is not None:              # the device is busy with this batch meanwhile
+                n = consume(*previous)
+                if steady_start is not None:
+                    steady_images += n
+            if batches_done == 0:                 # the first batch compiles: not timed
+                consume(*unread.flush())
+                steady_start = time.perf_counter()
+            batches_done += 1
+        final = unread.flush()
+        if final is not None:
+            steady_images += consume(*final)
+        end = time.perf_counter()
+
+        totals = np.array([metrics.correct, metrics.count, metrics.ned_sum, acc["loss"],
+                           lexicon_metrics.correct, lexicon_metrics.count, acc["skipped_words"],
+                           steady_images], np.float64)
+        if jax.process_count() > 1:
+            # (float32 on the wire without jax x64: exact for counts below 2**24)
+            totals = multihost_utils.process_allgather(totals).astype(np.float64).sum(axis=0)
+        correct, n, ned_sum, loss_sum, lex_correct, lex_n, skipped_words, steady = (
+            float(x) for x in totals)           # plain floats: JSON and the metric writer
+        if steady > 0:
+            speed = steady / max(end - steady_start, 1e-9)
+        else:
+            speed = n / max(end - start, 1e-9)
+        result = {"loss": loss_sum / max(n, 1), "word_accuracy": correct / max(n, 1),
+                  "normalized_edit_distance": ned_sum / max(n, 1), "count": int(n),
+                  "images_per_s": float(speed)}
+        if lex_n > 0:
+            result.update(lexicon_word_accuracy=lex_correct / lex_n, lexicon_count=int(lex_n),
+                          lexicon_words_skipped=int(skipped_words))
+        return result
+
+    def predict(self, params: Any, batch_stats: Any, images: np.ndarray,
+                lexicons: Sequence[Sequence[str] | None] | None = None) -> list[Prediction]:
+        """Reads preprocessed images (single process).
+
+        Args:
+          images: uint8 [N, H, W], already resized like the loader does.
+          lexicons: per image a word list (or None), or None for no lexicon decoding.
+
+        Returns:
+          N ``Prediction``s, in order.
+        """
+        if jax.process_count() > 1:
+            raise NotImplementedError("predict runs in a single process")
+        images = np.asarray(images, np.uint8)
+        if images.ndim != 3:
+            raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
+        params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
+        results: list[Prediction] = []
+        unread: OneBehind[tuple] = OneBehind()
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            n = len(chunk)
+            image = np.zeros((self.batch_size, *images.shape[1:]), np.uint8)
+            image[:n] = chunk
+            batch = {"image": image, "mask": (np.arange(self.batch_size) < n).astype(np.float32),
+                     "meta": {}}
+            if lexicons is not None:
+                batch["meta"]["lexicon"] = list(lexicons[start:start + n])
+            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
+            if previous is not None:              # read while the device runs this batch
+                results.extend(self._read(*previous)[0])
+        last = unread.flush()
+        if last is not None:
+            results.extend(self._read(*last)[0])
+        return results

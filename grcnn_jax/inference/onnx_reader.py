@@ -1,0 +1,144 @@
+"""Read words with an exported ONNX model: onnxruntime, numpy and Pillow, no jax.
+
+    from grcnn_jax.inference.onnx_reader import OnnxReader
+    reader = OnnxReader("model/")                      # python -m grcnn_jax.export --format onnx
+    for r in reader.read(["word.png", "sign.jpg"]):
+        print(r.text, r.confidence)
+
+Images are prepared as training and ``recognize`` prepare them (``meta.json``: grayscale
+mode, size, keep_aspect; ``grcnn_jax.data.images`` and ``grcnn_jax.data.preprocess``, which
+import no jax), read by greedy CTC, and given the same confidence as ``recognize``:
+p(text | image) summed over all CTC alignments. With a lexicon, each image's answer is the
+lexicon word of highest CTC likelihood (scored in its case forms for a model that writes
+both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses. Nothing here imports jax, flax or the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
+                                lexicon_forms, log_softmax, prefix_beam_search)
+
+ONNX_FILE, META_FILE = "model.onnx", "meta.json"
+
+
+def is_onnx_folder(path: str) -> bool:
+    """Whether ``path`` is a folder ``grcnn_jax.inference.onnx_export`` wrote (it holds model.onnx)."""
+    return os.path.isfile(os.path.join(os.path.expanduser(path), ONNX_FILE))
+
+
+def session(model: str | bytes) -> Any:
+    """An onnxruntime CPU session on a model file or its bytes, its warnings off."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("reading an ONNX model needs onnxruntime: pip install "
+                          "'grcnn_jax[onnx]' (or just onnxruntime)") from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3          # not the unused-initializer notes of every load
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+@dataclasses.dataclass
+class Reading:
+    """One image's reading: the text, p(text | image), and with a lexicon its best word and
+    that word's probability (None without one)."""
+
+    text: str
+    confidence: float
+    lexicon_text: str | None = None
+    lexicon_confidence: float | None = None
+
+
+class OnnxReader:
+    """A model folder written by ``python -m grcnn_jax.export --format onnx``.
+
+    Attributes:
+      meta: ``meta.json`` as a dict.
+      charset: the label alphabet.
+      shape: (height, width) of the images the model takes.
+    """
+
+    def __init__(self, model_dir: str):
+        model_dir = os.path.expanduser(model_dir)
+        paths = {name: os.path.join(model_dir, name) for name in (ONNX_FILE, META_FILE)}
+        for path in paths.values():
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no ONNX model at {model_dir!r}: {path!r} is missing "
+                                        "(write one with python -m grcnn_jax.export --format "
+                                        "onnx --out DIR)")
+        try:
+            with open(paths[META_FILE], encoding="utf-8") as f:
+                self.meta = json.load(f)
+            self.charset = Charset(self.meta["charset"])
+            self.shape = (int(self.meta["image_height"]), int(self.meta["image_width"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{paths[META_FILE]!r} is not an ONNX reader's meta.json "
+                             f"({type(e).__name__}: {e})") from None
+        try:
+            self._session = session(paths[ONNX_FILE])
+        except ImportError:                 # onnxruntime missing: its own message
+            raise
+        except Exception as e:  # noqa: BLE001 -- onnxruntime's load errors: not a model
+            raise ValueError(f"{paths[ONNX_FILE]!r} does not load as an ONNX model "
+                             f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+    def prepare(self, image: Any) -> np.ndarray:
+        """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""
+        from grcnn_jax.data.preprocess import prepare_image
+
+        if isinstance(image, (str, os.PathLike)):
+            with open(image, "rb") as f:
+                image = f.read()
+        return prepare_image(image, *self.shape, bool(self.meta.get("keep_aspect", False)),
+                             self.meta.get("grayscale", "luma"))
+
+    def __call__(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 [N, H, W] prepared images -> float32 [N, frames, classes] logits."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != self.shape:
+            raise ValueError(f"images must be uint8 [N, {self.shape[0]}, {self.shape[1]}], got "
+                             f"{images.dtype} {list(images.shape)}")
+        out = [self._session.run(None, {"images": images[i:i + batch_size]})[0]
+               for i in range(0, len(images), batch_size)]
+        if not out:
+            return np.zeros((0, self.meta["frames"], self.meta["num_classes"]), np.float32)
+        return np.concatenate(out)
+
+    def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
+             batch_size: int = 64, beam_width: int = 1) -> list[Reading]:
+        """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each;
+        ``beam_width`` > 1 reads with a prefix beam search instead of greedy CTC (the text's
+        confidence is still its exact probability)."""
+        def ready(im: Any) -> bool:
+            return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
+
+        prepared = np.zeros((len(images), *self.shape), np.uint8)
+        for k, im in enumerate(images):
+            prepared[k] = im if ready(im) else self.prepare(im)
+        log_probs = log_softmax(self(prepared, batch_size))
+        forms = None if lexicon is None else lexicon_forms(
+            lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
+        readings = []
+        if beam_width > 1:
+            best = [prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0]
+                    for lp in log_probs]
+        else:
+            best = collapse(log_probs.argmax(-1))
+        for lp, ids in zip(log_probs, best):
+            ids = list(ids)
+            reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))))
+            if forms:                       # ties go to the earlier word, as recognize's
+                scores = [ctc_log_likelihood(lp, f_ids) for _, f_ids in forms]
+                best = int(np.argmax(scores))
+                reading.lexicon_text = forms[best][0]
+                reading.lexicon_confidence = float(np.exp(scores[best]))
+            readings.append(reading)
+        return readings

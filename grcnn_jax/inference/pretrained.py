@@ -1,0 +1,293 @@
+"""The shipped reader: weights trained by configs/reader.py, carried inside the package.
+
+    python -m grcnn_jax.recognize word.png                  # reads with the shipped model
+    python -m grcnn_jax.evaluate --data DIR                 # scores it
+    python -m grcnn_jax.main --config configs/reader.py --workdir DIR --config.init_from=pretrained
+
+The folder ``grcnn_jax/assets/reader/`` holds
+
+    variables.npz   params and batch statistics, float32, flat names
+                    ``params/<module>/.../<leaf>`` and ``batch_stats/...``
+    meta.json       the training config, the charset, the step, what it measured, and
+                    ``sha256`` of variables.npz (checked on every load)
+
+Write it from a training checkpoint with
+
+    python -m grcnn_jax.inference.pretrained --workdir runs/reader [--step latest] \
+        [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
+    python -m grcnn_jax.inference.pretrained --checkpoint runs/reader/checkpoints/12000 [...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+from absl import flags
+from flax import traverse_util
+
+from grcnn_jax import assets
+from grcnn_jax import process as runtime
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
+from grcnn_jax.models.grcnn import CLASSIFIER
+from grcnn_jax.workdir.writers import atomic_path
+
+log = logging.getLogger(__name__)
+
+NAME = assets.PRETRAINED   # the word that selects it: --checkpoint, --config.init_from
+ASSET_DIR = assets.READER_DIR
+VARIABLES_FILE, META_FILE = "variables.npz", "meta.json"
+
+
+class PretrainedError(ValueError):
+    """The shipped model is missing or damaged (the message names the file)."""
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_reader_folder(path: str) -> bool:
+    """Whether ``path`` is a folder in the shipped model's format (it holds ``meta.json`` or
+    ``variables.npz``; ``load`` says what is missing or damaged)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name))
+                                       for name in (VARIABLES_FILE, META_FILE))
+
+
+def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
+    """The shipped model, or a reader folder in its format, as an ``InferenceCheckpoint``
+    (``workdir`` is '': it has none).
+
+    Raises PretrainedError naming the file when a file is missing, unreadable, or the
+    weights do not match the recorded checksum.
+    """
+    shipped = os.path.abspath(folder) == ASSET_DIR
+    what = "the shipped model's" if shipped else "reader folder file"
+    fix = "reinstall the package" if shipped else f"write {folder!r} again"
+    var_path, meta_path = os.path.join(folder, VARIABLES_FILE), os.path.join(folder, META_FILE)
+    for path in (var_path, meta_path):
+        if not os.path.isfile(path):
+            raise PretrainedError(f"{what} {path!r} is missing; {fix}"
+                                  + (" or give --workdir/--checkpoint" if shipped else ""))
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        step, charset = int(meta["step"]), Charset(meta["charset"])
+        config = ml_collections.ConfigDict(meta["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PretrainedError(f"cannot read {meta_path!r} ({type(e).__name__}: {e}); {fix}") \
+            from None
+    digest = _sha256(var_path)
+    if digest != meta.get("sha256"):
+        raise PretrainedError(f"{var_path!r} does not match its checksum in {meta_path!r} "
+                              f"(sha256 {digest}, expected {meta.get('sha256')}): the file is "
+                              f"damaged; {fix}")
+    with np.load(var_path) as npz:
+        flat = {tuple(k.split("/")): np.asarray(npz[k]) for k in npz.files}
+    tree = traverse_util.unflatten_dict(flat)
+    return InferenceCheckpoint(
+        path=folder, workdir="", step=step, config=config, charset=charset,
+        params=tree["params"], batch_stats=tree.get("batch_stats", {}))
+
+
+def training_leg(ckpt: InferenceCheckpoint) -> dict:
+    """What the run behind ``ckpt`` did, from its config and its workdir's metrics.jsonl:
+    the data, where it started, the steps, the batch size and the minutes of training
+    (evaluations and restarts left out)."""
+    c = ckpt.config
+    leg = {"train": c.data.train, "train_weights": c.data.get("train_weights", ""),
+           "augment": bool(c.data.get("augment", False)), "init_from": c.get("init_from", ""),
+           "steps": ckpt.step, "batch_size": c.batch_size, "charset_size": len(ckpt.charset)}
+    if ckpt.workdir:
+        from grcnn_jax.workdir.writers import read_metrics
+
+        try:
+            rows = [r for r in read_metrics(ckpt.workdir) if "train/loss" in r]
+        except (OSError, ValueError):
+            rows = []
+        # Time between consecutive log rows, scaled to all the steps trained; a span over 5x
+        # the median time per step (a stopped run and its restart, with an evaluation or a
+        # compile between them) is left out.
+        spans = [(b["time"] - a["time"], b["step"] - a["step"]) for a, b in zip(rows, rows[1:])
+                 if b["step"] > a["step"]]
+        if spans:
+            median = float(np.median([t / n for t, n in spans]))
+            spans = [(t, n) for t, n in spans if t / n <= 5 * median]
+        covered = sum(n for _, n in spans)
+        if covered:
+            leg["minutes"] = round(sum(t for t, _ in spans) / 60 * ckpt.step / covered, 2)
+    return leg
+
+
+def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
+    """The legs that made ``ckpt``: those of the reader its run started from (its
+    ``init_from``, when that is 'pretrained' or a reader folder), then its own."""
+    spec = ckpt.config.get("init_from", "")
+    before: list[dict] = []
+    if spec:
+        folder = ASSET_DIR if spec == NAME else os.path.expanduser(spec)
+        try:
+            with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            meta = None
+        if meta is not None:
+            before = meta.get("lineage") or [{"note": meta.get("note", ""),
+                                              "steps": meta.get("step"),
+                                              "charset_size": len(meta.get("charset", ""))}]
+    return [*before, training_leg(ckpt)]
+
+
+def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
+    """Writes ``ckpt``'s params, batch statistics, config and charset as a shipped-model folder.
+
+    The validation sets of the training run are not part of the model: the saved config's
+    ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``). ``lineage``
+    records the training legs behind the weights (``lineage``).
+    Returns the written meta dict.
+    """
+    legs = lineage(ckpt)             # read before ``out`` (perhaps the source) is rewritten
+    os.makedirs(out, exist_ok=True)
+    flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
+                                      sep="/")
+    var_path = os.path.join(out, VARIABLES_FILE)
+    with atomic_path(var_path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
+    config = ckpt.config.to_dict()
+    monitored = config["data"]["val"]
+    config["data"]["val"] = "synth"
+    meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
+            "parameters": int(sum(np.size(v) for v in flat.values())),
+            "monitored_on": monitored, "note": note, "lineage": legs, "config": config}
+    # Written last: a folder whose meta.json is missing or older is refused by ``load``.
+    with atomic_path(os.path.join(out, META_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return meta
+
+
+def load_variables(spec: str) -> InferenceCheckpoint:
+    """``--config.init_from``: 'pretrained', a reader folder, a training workdir or a
+    checkpoint step directory (``checkpoints.load_for_inference``), named in any refusal."""
+    from grcnn_jax.workdir import checkpoints
+
+    try:
+        return checkpoints.load_for_inference(checkpoint=spec)
+    except (OSError, ValueError) as e:
+        e.args = (f"config.init_from={spec!r}: {e}",)
+        raise e from None
+
+
+# The classifier's parameters: one output column per class (blank = 0).
+CLASS_PARAMS = (f"{CLASSIFIER}/kernel", f"{CLASSIFIER}/bias")
+NEW_CLASS_BIAS_MARGIN = 4.0     # new characters start this far below the weakest old bias
+
+
+def remap_classes(new: np.ndarray, old: np.ndarray, old_charset: Charset, charset: Charset,
+                  name: str) -> np.ndarray:
+    """``old``'s class columns (last axis) placed at ``charset``'s ids: the blank and every
+    character in both charsets keep their trained column; a new character's column starts
+    at zero weights and, for the bias, ``NEW_CLASS_BIAS_MARGIN`` below the lowest trained
+    bias, so the fine-tune's first predictions are the source model's (the new character is
+    never the argmax yet) while its gradient is that of any other class."""
+    out = np.zeros(np.shape(new), np.asarray(new).dtype)
+    old = np.asarray(old)
+    out[..., 0] = old[..., 0]
+    for j, ch in enumerate(charset.chars, start=1):
+        i = old_charset.chars.find(ch)
+        if i >= 0:
+            out[..., j] = old[..., i + 1]
+        elif name.endswith("bias"):
+            out[..., j] = old.min() - NEW_CLASS_BIAS_MARGIN
+    return out
+
+
+def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -> Any:
+    """``state`` with params and batch statistics taken from ``source`` (optimizer state and
+    step stay fresh).
+
+    When the charsets differ, the classifier (``CLASS_PARAMS``) keeps the columns of the
+    characters in both, and new characters start as ``remap_classes`` says; the log lists
+    the kept, new and dropped characters. Raises ValueError naming the parameter when any
+    other shape differs (the model config must build the same network).
+    """
+    import jax
+
+    where = source.path
+    remap = source.charset.chars != charset.chars
+    if remap:
+        old, new = set(source.charset.chars), set(charset.chars)
+        log.info("config.init_from=%s: charset differs; classifier columns kept for %d "
+                 "characters, initialized for %d new (%r), dropped for %d (%r)", where,
+                 len(old & new), len(new - old), "".join(sorted(new - old)), len(old - new),
+                 "".join(sorted(old - new)))
+    out = {}
+    for name, new_tree, old_tree in (("params", state.params, source.params),
+                                     ("batch_stats", state.batch_stats, source.batch_stats)):
+        a = traverse_util.flatten_dict(new_tree, sep="/")
+        b = traverse_util.flatten_dict(old_tree, sep="/")
+        merged = {}
+        for key in sorted(set(a) | set(b)):
+            if remap and name == "params" and key in CLASS_PARAMS and key in a and key in b:
+                merged[key] = remap_classes(a[key], b[key], source.charset, charset, key)
+                continue
+            if key not in b or key not in a or tuple(np.shape(a[key])) != tuple(np.shape(b[key])):
+                raise ValueError(
+                    f"config.init_from={where!r}: {name}/{key} is "
+                    f"{np.shape(b[key]) if key in b else 'missing'} there, "
+                    f"{np.shape(a[key]) if key in a else 'missing'} in this run's model; "
+                    "use the same config.model as the source")
+            merged[key] = np.asarray(b[key], np.asarray(a[key]).dtype)
+        out[name] = jax.tree.map(lambda x, y: y, new_tree,
+                                 traverse_util.unflatten_dict(merged, sep="/"))
+    return state.replace(params=out["params"], batch_stats=out["batch_stats"])
+
+
+def define_flags(flag_values) -> None:
+    """The flags of ``python -m grcnn_jax.inference.pretrained`` (on ``flag_values``)."""
+    flags.DEFINE_string("workdir", None, "training workdir", flag_values=flag_values)
+    flags.DEFINE_string("checkpoint", None, "a checkpoint step directory (instead of --workdir)",
+                        flag_values=flag_values)
+    flags.DEFINE_string("step", "latest", "checkpoint of --workdir: 'latest', 'best' or a step "
+                        "number", flag_values=flag_values)
+    flags.DEFINE_string("out", ASSET_DIR, "the folder to write", flag_values=flag_values)
+    flags.DEFINE_string("note", "", "a line stored in meta.json (what it measured)",
+                        flag_values=flag_values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Writes a checkpoint as the shipped model's folder; returns the exit status."""
+    from grcnn_jax.workdir import checkpoints
+
+    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    if not FLAGS.workdir and not FLAGS.checkpoint:
+        raise runtime.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
+    with runtime.refusals_as_one_line(argv):
+        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        meta = export(ckpt, FLAGS.out, FLAGS.note)
+    size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
+    print(f"wrote {FLAGS.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
+          f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
+    return 0
+
+
+def run() -> None:
+    """The ``python -m grcnn_jax.inference.pretrained`` command: refusals exit with one FATAL line."""
+    # A failed checkpoint read leaves orbax's pending I/O callbacks: one error, not hundreds.
+    runtime.quiet_closed_loop_callbacks()
+    with runtime.refusals_as_one_line():
+        raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    run()

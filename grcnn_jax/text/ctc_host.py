@@ -1,0 +1,204 @@
+"""CTC on the host, in numpy alone: what reading a model's logits needs without jax.
+
+Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
+(``ctc_log_likelihood``, the confidence ``recognize`` reports), the standard CTC prefix
+beam search (``prefix_beam_search``: Hannun et al. 2014, no language model), the frames a
+labelling needs, and the forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.text.decode``
+builds the device-side decoders on these; ``grcnn_jax.inference.onnx_reader`` reads with them.
+Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, blank = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from grcnn_jax.text.charset import BLANK_ID, Charset
+
+NEG_INF = -math.inf
+
+
+def required_frames(ids: Sequence[int]) -> int:
+    """The fewest frames CTC needs to emit ``ids``: one per label plus a blank between repeats."""
+    repeats = sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+    return len(ids) + repeats
+
+
+def collapse(best_path: np.ndarray) -> list[list[int]]:
+    """[B, frames] argmax ids -> per example the label ids (repeats merged, blanks dropped)."""
+    best_path = np.asarray(best_path)
+    previous = np.pad(best_path[:, :-1], ((0, 0), (1, 0)), constant_values=BLANK_ID)
+    keep = (best_path != BLANK_ID) & (best_path != previous)
+    return [row[k].tolist() for row, k in zip(best_path, keep)]
+
+
+def greedy_decode(best_path: np.ndarray, charset: Charset) -> list[str]:
+    """[B, frames] argmax ids -> texts."""
+    return [charset.decode(ids) for ids in collapse(best_path)]
+
+
+
+def encode_word(word: str, charset: Charset, max_frames: int, lowercase: bool
+                ) -> tuple[str, list[int]] | None:
+    """``word`` (stripped, lowercased if ``lowercase``) and its ids, or None where it has
+    characters outside the charset or needs more than ``max_frames`` CTC frames."""
+    w = word.strip()
+    if lowercase:
+        w = w.lower()
+    if not w or charset.unknown_chars(w):
+        return None
+    ids = charset.encode(w)
+    return (w, ids) if required_frames(ids) <= max_frames else None
+
+
+def writes_both_cases(charset: Charset) -> bool:
+    """Whether a model of ``charset`` tells lower from upper case: its lexicon words are then
+    scored in their case forms (``encode_lexicons``'s ``case_variants``)."""
+    return charset.chars != charset.chars.lower() and charset.chars != charset.chars.upper()
+
+
+def word_forms(word: str, charset: Charset, max_frames: int, lowercase: bool,
+               case_variants: bool) -> list[tuple[str, list[int]]]:
+    """The forms of ``word`` to score and their ids: the word (lowercased if ``lowercase``),
+    or with ``case_variants`` the word as given, lower, UPPER and Capitalized; a form that
+    has characters outside the charset or needs more than ``max_frames`` frames is left
+    out."""
+    w = word.strip()
+    forms = [w]
+    if case_variants:
+        forms = list(dict.fromkeys([w, w.lower(), w.upper(), w[:1].upper() + w[1:].lower()]))
+    encoded = (encode_word(f, charset, max_frames, lowercase and not case_variants)
+               for f in forms if f)
+    return [e for e in encoded if e is not None]
+
+
+def lexicon_forms(lexicon: Sequence[str], charset: Charset, max_frames: int, lowercase: bool
+                  ) -> list[tuple[str, list[int]]]:
+    """(answer, ids) for every scored form of every lexicon word, in order: for a model that
+    writes both cases the answer is the word as given (its case forms all score for it),
+    else the form scored. Raises ValueError if no word fits the charset and the frames."""
+    variants = writes_both_cases(charset)
+    out = []
+    for word in lexicon:
+        for form, ids in word_forms(word, charset, max_frames, lowercase, variants):
+            out.append((word.strip() if variants else form, ids))
+    if not out:
+        raise ValueError("no lexicon word fits the charset")
+    return out
+
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Numpy log-softmax over the last axis (float64)."""
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
+    """log p(ids | frames) summed over all CTC alignments (numpy forward algorithm).
+
+    Args:
+      log_probs: [T, C] per-frame log-probabilities, blank = 0.
+      ids: the labelling (no blanks). -inf if it cannot be aligned to T frames.
+    """
+    log_probs = np.asarray(log_probs, np.float64)
+    ext = [BLANK_ID]
+    for i in ids:
+        ext += [int(i), BLANK_ID]
+    s = len(ext)
+    ext_arr = np.array(ext)
+    # May skip from s-2 to s: a label that differs from the label two positions back.
+    skip = np.zeros(s, bool)
+    skip[2:] = (ext_arr[2:] != BLANK_ID) & (ext_arr[2:] != ext_arr[:-2])
+    alpha = np.full(s, -np.inf)
+    alpha[0] = log_probs[0, ext_arr[0]]
+    if s > 1:
+        alpha[1] = log_probs[0, ext_arr[1]]
+    for t in range(1, log_probs.shape[0]):
+        stay = alpha
+        one = np.concatenate([[-np.inf], alpha[:-1]])
+        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(stay, one), two) + log_probs[t, ext_arr]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
+                       class_threshold: float | None = None
+                       ) -> list[tuple[tuple[int, ...], float]]:
+    """Standard CTC prefix beam search over one example.
+
+    Args:
+      log_probs: [T, C] per-frame log-probabilities (log-softmax), blank = 0.
+      beam_width: prefixes kept after each frame (>= 1).
+      class_threshold: skip extensions by classes with ``log_probs[t, c]`` below this
+        (natural log; e.g. ``log(1e-4)``) -- a speed-up that changes nothing on
+        confident frames; None considers every class.
+
+    Returns:
+      The final beam: (label ids, log p(labelling | image)) pairs, best first. A
+      labelling's score sums its alignments that survived the pruning (exact when
+      nothing was pruned).
+    """
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    log_probs = np.asarray(log_probs, np.float64)
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must be [T, C], got shape {log_probs.shape}")
+    # prefix -> [log p(prefix, path ends in blank), log p(prefix, path ends in its last label)]
+    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+    classes = np.arange(log_probs.shape[1])
+    for frame in log_probs:
+        lp = frame.tolist()
+        keep = classes != BLANK_ID
+        if class_threshold is not None:
+            keep &= frame >= class_threshold
+        candidates = classes[keep].tolist()
+        blank = lp[BLANK_ID]
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (pb, pnb) in beams.items():
+            total = _logaddexp(pb, pnb)
+            entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
+            entry[0] = _logaddexp(entry[0], total + blank)         # a blank: same prefix
+            last = prefix[-1] if prefix else None
+            if last is not None:                                   # repeat merged: same prefix
+                entry[1] = _logaddexp(entry[1], pnb + lp[last])
+            for c in candidates:
+                # A repeated label extends the prefix only after a blank.
+                p = (pb if c == last else total) + lp[c]
+                e = nxt.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
+                e[1] = _logaddexp(e[1], p)
+        scored = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
+        beams = {p: (v[0], v[1]) for p, v in scored[:beam_width]}
+    final = [(p, _logaddexp(*v)) for p, v in beams.items()]
+    return sorted(final, key=lambda pv: pv[1], reverse=True)
+
+
+# Classes below this log-probability in a frame are not tried as extensions: the beam
+# search's speed-up, which changes nothing on a trained model's confident frames.
+BEAM_CLASS_THRESHOLD = math.log(1e-4)
+
+
+def beam_search_decode(logits: np.ndarray, charset: Charset, beam_width: int,
+                       class_threshold: float | None = BEAM_CLASS_THRESHOLD
+                       ) -> list[tuple[str, float]]:
+    """[B, T, C] logits -> per example (best text, its beam log-probability)."""
+    log_probs = log_softmax(logits)
+    out = []
+    for row in log_probs:
+        ids, score = prefix_beam_search(row, beam_width, class_threshold)[0]
+        out.append((charset.decode(ids), score))
+    return out
