@@ -1,7 +1,7 @@
 """The parts every command builds from a config, in one place so that they agree: the device
 mesh, the loader's preprocessing, the data sources, batch-size checks and the evaluator.
 Training (its validation), ``evaluate``, ``recognize`` and ``evaluate --benchmark`` all
-build them here.
+build them here (``evaluation.evaluator.make_evaluator`` builds the evaluator on these).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from grcnn_jax.evaluation import evaluator as evaluation
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.pipeline import BATCH_KEYS
@@ -107,17 +106,3 @@ def check_divisible(batch_size: int, what: str) -> None:
     if batch_size <= 0 or batch_size % jax.device_count():
         raise ValueError(f"{what}={batch_size} is not a positive multiple of the "
                          f"{jax.device_count()} devices")
-
-
-def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Mesh,
-                   batch_size: int | None = None, *, what: str = "config.eval_batch_size",
-                   case_sensitive: bool = False, beam_width: int = 1,
-                   confidence: bool = False) -> evaluation.Evaluator:
-    """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
-    ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy."""
-    batch_size = batch_size or config.eval_batch_size
-    check_divisible(batch_size, what)
-    return evaluation.Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
-                                batch_size=batch_size, case_sensitive=case_sensitive,
-                                beam_width=beam_width, confidence=confidence,
-                                lexicon_lowercase=lexicon_lowercase(config))

@@ -114,7 +114,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     """
     import jax
 
-    from grcnn_jax.assemble import make_evaluator, make_mesh, make_preprocess
+    from grcnn_jax.assemble import make_mesh, make_preprocess
+    from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.data import pipeline
 
     config, charset = ckpt.config, ckpt.charset

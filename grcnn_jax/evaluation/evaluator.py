@@ -19,10 +19,13 @@ from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from grcnn_jax.assemble import check_divisible, lexicon_lowercase
+from grcnn_jax.models import create_model
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text import decode
 from grcnn_jax.text.charset import Charset
@@ -340,3 +343,17 @@ class Evaluator:
         if last is not None:
             results.extend(self._read(*last)[0])
         return results
+
+
+def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Mesh,
+                   batch_size: int | None = None, *, what: str = "config.eval_batch_size",
+                   case_sensitive: bool = False, beam_width: int = 1,
+                   confidence: bool = False) -> Evaluator:
+    """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
+    ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy."""
+    batch_size = batch_size or config.eval_batch_size
+    check_divisible(batch_size, what)
+    return Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
+                     batch_size=batch_size, case_sensitive=case_sensitive,
+                     beam_width=beam_width, confidence=confidence,
+                     lexicon_lowercase=lexicon_lowercase(config))

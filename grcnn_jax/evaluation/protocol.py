@@ -242,7 +242,8 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     """
     import jax
 
-    from grcnn_jax.assemble import make_evaluator, make_mesh, make_preprocess
+    from grcnn_jax.assemble import make_mesh, make_preprocess
+    from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.data import pipeline
     from grcnn_jax.data.sources import open_source
 

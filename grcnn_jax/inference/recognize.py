@@ -132,7 +132,8 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      batch_size: int | None = None) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
     ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``)."""
-    from grcnn_jax.assemble import lexicon_lowercase, make_evaluator, make_mesh
+    from grcnn_jax.assemble import lexicon_lowercase, make_mesh
+    from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.models import frames_for_width
 
     config, charset = ckpt.config, ckpt.charset

@@ -31,8 +31,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax.config import check as config_check
 from grcnn_jax import process as runtime
-from grcnn_jax.assemble import (device_batch, host_batch_size, make_evaluator, make_mesh,
-                                  make_preprocess, open_split, open_val_sets)
+from grcnn_jax.assemble import (device_batch, host_batch_size, make_mesh, make_preprocess,
+                                open_split, open_val_sets)
+from grcnn_jax.evaluation.evaluator import make_evaluator
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.text.losses import ctc_loss
