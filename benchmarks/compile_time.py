@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.defaults import get_base_config
 from grcnn_jax.text.losses import ctc_loss
@@ -73,7 +74,7 @@ def measure(T: int, unrolled: bool, batch: int, reps: int) -> dict:
 
 def define_flags(flag_values) -> None:
     """The command's flags, on ``flag_values``."""
-    runtime.define_int_list("T", [1, 3, 5], "GRCL iterations to measure, comma-separated",
+    common.define_int_list("T", [1, 3, 5], "GRCL iterations to measure, comma-separated",
                             flag_values, lower_bound=0)
     flags.DEFINE_integer("batch", 32, "images per batch", flag_values=flag_values)
     flags.DEFINE_integer("reps", 5, "timed forward passes per row (median)",
@@ -84,7 +85,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     print(f"# jax {jax.__version__}, backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s): {jax.devices()[0].device_kind}")
     header = (f"{'T':>3} {'mode':>9} {'batch':>5} {'fwd compile s':>13} {'grad compile s':>14} "
@@ -106,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 def run() -> None:
     """The ``python -m benchmarks.compile_time`` command."""
-    runtime.use_huge_pages()     # not the persistent compilation cache: it measures compiles
+    process.use_huge_pages()     # not the persistent compilation cache: it measures compiles
     main()
 
 

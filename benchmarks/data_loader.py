@@ -22,7 +22,8 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import open_source
@@ -48,7 +49,7 @@ def define_flags(flag_values) -> None:
     """The command's flags, on ``flag_values``."""
     flags.DEFINE_string("source", "synth", "a dataset spec as in config.data.train (default: "
                         "the generator)", flag_values=flag_values)
-    runtime.define_int_list("workers", [0, 1, 2], "loader worker counts to time, "
+    common.define_int_list("workers", [0, 1, 2], "loader worker counts to time, "
                             "comma-separated", flag_values, lower_bound=0)
     flags.DEFINE_integer("batch", 64, "images per batch", flag_values=flag_values)
     flags.DEFINE_integer("batches", 30, "timed batches per worker count",
@@ -60,7 +61,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
 
     rows = []
     if FLAGS.source == "synth":
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run() -> None:
     """The ``python -m benchmarks.data_loader`` command."""
-    runtime.configure()
+    process.configure()
     main()
 
 

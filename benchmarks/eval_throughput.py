@@ -37,7 +37,8 @@ from absl import flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from grcnn_jax.evaluation import evaluator as evaluation
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.synth.generator import SynthWords
@@ -97,7 +98,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
 
     if FLAGS.workdir:
         from grcnn_jax.workdir.checkpoints import load_for_inference
@@ -177,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
 
 def run() -> None:
     """The ``python -m benchmarks.eval_throughput`` command."""
-    runtime.configure()
+    process.configure()
     main()
 
 

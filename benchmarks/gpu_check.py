@@ -35,7 +35,8 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from benchmarks import peer
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
@@ -119,7 +120,7 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_integer("batch", 192, "images per batch, everywhere", flag_values=flag_values)
     flags.DEFINE_integer("rounds", 3, "peer.py's --rounds", flag_values=flag_values)
-    runtime.define_choice_list("dtypes", list(peer.DTYPES), lambda: peer.DTYPES,
+    common.define_choice_list("dtypes", list(peer.DTYPES), lambda: peer.DTYPES,
                                "our compute dtypes", flag_values)
     flags.DEFINE_float("train_seconds", 180.0, "seconds of training after its first logged "
                        "steps", flag_values=flag_values)
@@ -134,7 +135,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     os.makedirs(FLAGS.out, exist_ok=True)
     kind = device_kind()
     peak = FLAGS.peak_gflops or peak_for(kind)
@@ -176,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``python -m benchmarks.gpu_check`` command."""
-    with runtime.refusals_as_one_line():
+    with common.refusals_as_one_line():
         sys.exit(main())
 
 

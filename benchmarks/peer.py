@@ -20,7 +20,7 @@ median step time, as images/s, plus:
   step_ms        median step time
   peak_mb        peak resident memory of the subprocess (ours: the compile's included)
   run_mb         peak resident memory while the steps run (ours: after the compile, whose
-                 scratch memory training hands back, runtime.release_free_memory; the peer,
+                 scratch memory training hands back, process.release_free_memory; the peer,
                  eager, has no compile: its peak_mb)
   vs_peer        our speed / the peer's: per round, the peer's step time / ours (measured
                  back to back), then the median over rounds, and (min-max) over rounds; one
@@ -62,7 +62,8 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from benchmarks.peer_jobs import (CONFIGS, DTYPES, MODES, PEER_WIDTHS, REPO,
                                             peer_model, run_ours)
 
@@ -184,13 +185,13 @@ def environment() -> dict:
 
 def define_flags(flag_values) -> None:
     """The command's flags, on ``flag_values``."""
-    runtime.define_choice_list("configs", ["grcl", "small"], lambda: sorted(CONFIGS),
+    common.define_choice_list("configs", ["grcl", "small"], lambda: sorted(CONFIGS),
                                "model configs", flag_values)
-    runtime.define_int_list("batches", [32], "batch sizes, comma-separated", flag_values,
+    common.define_int_list("batches", [32], "batch sizes, comma-separated", flag_values,
                             lower_bound=1)
-    runtime.define_choice_list("modes", list(MODES), lambda: MODES, "train, infer or both",
+    common.define_choice_list("modes", list(MODES), lambda: MODES, "train, infer or both",
                                flag_values)
-    runtime.define_choice_list("dtypes", ["float32"], lambda: DTYPES,
+    common.define_choice_list("dtypes", ["float32"], lambda: DTYPES,
                                "our compute dtypes (the peer: float32)", flag_values)
     flags.DEFINE_integer("rounds", 3, "alternations of ours and the peer's",
                          flag_values=flag_values)
@@ -210,7 +211,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
 
     why_not = peer_available(FLAGS.peer_python, FLAGS.peer)
     if why_not:
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run() -> None:
     """The ``python -m benchmarks.peer`` command."""
-    runtime.configure()
+    process.configure()
     main()
 
 

@@ -39,7 +39,8 @@ from typing import Sequence
 
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # name -> (script, the module the peer's Python must have)
@@ -249,7 +250,7 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
-    runtime.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
+    common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
                                flag_values=flag_values)
     flags.DEFINE_string("json", None, "write the figures and every reading here",
                         flag_values=flag_values)
@@ -258,7 +259,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     records = read_records(FLAGS.data)
     results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)]
     for name in FLAGS.peers:
@@ -280,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``python -m benchmarks.peer_accuracy`` command."""
-    runtime.configure()
+    process.configure()
     sys.exit(main())
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
 
 # Model fields over config_base's; "reader" is configs/reader.py's model section (the model
 # that ships), "tiny" configs/tiny.py's (the tests').
@@ -101,7 +101,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
         key = jax.random.key(1)
         t0 = time.perf_counter()
         compiled = step.lower(state, batch_arrays, key).compile(
-            compiler_options=runtime.step_compiler_options())
+            compiler_options=process.step_compiler_options())
         compile_s = time.perf_counter() - t0
 
         def run():
@@ -124,7 +124,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     # The compiler's scratch memory back to the kernel (as training does), then the peak of
     # the steps alone (the peer is eager: its whole run is its steps).
     compile_peak_mb = _peak_rss_mb()
-    runtime.release_free_memory()
+    process.release_free_memory()
     _reset_peak_rss()
     for _ in range(warmup):
         run()
@@ -207,5 +207,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    runtime.configure()
+    process.configure()
     main(sys.argv)

@@ -32,7 +32,8 @@ from typing import Callable, Sequence
 import numpy as np
 from absl import flags
 
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from benchmarks import peer_accuracy
 
 
@@ -143,19 +144,19 @@ def define_flags(flag_values) -> None:
                          flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python",
                         flag_values=flag_values)
-    runtime.define_choice_list("peers", list(peer_accuracy.PEERS),
+    common.define_choice_list("peers", list(peer_accuracy.PEERS),
                                lambda: list(peer_accuracy.PEERS), "the peers to time",
                                flag_values=flag_values)
     flags.DEFINE_string("json", None, "also write the rows here", flag_values=flag_values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     from grcnn_jax.workdir.checkpoints import load_for_inference
     from grcnn_jax.inference.export import export_model
     from grcnn_jax.inference.onnx_export import export_onnx
 
-    with runtime.refusals_as_one_line(argv):
+    with common.refusals_as_one_line(argv):
         records = peer_accuracy.read_records(FLAGS.data)[:FLAGS.n]
         images = [bytes(r["image"]) for r in records]
         ckpt = load_for_inference(checkpoint=FLAGS.checkpoint)
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``python -m benchmarks.serving`` command."""
-    runtime.configure()
+    process.configure()
     sys.exit(main())
 
 

@@ -13,7 +13,7 @@ def _started_as_a_command() -> bool:
 
 if _started_as_a_command():
     # Ctrl-C while a command is still importing (jax takes seconds): one line, no traceback.
-    # Later, the command's own handling (runtime.refusals_as_one_line) takes over.
+    # Later, the command's own handling (common.refusals_as_one_line) takes over.
     _previous_hook = _sys.excepthook
 
     def _one_line_on_ctrl_c(kind, error, tb):

@@ -17,7 +17,7 @@ from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.data.sources import WeightedSources, open_source
-from grcnn_jax.models import create_model, frames_for_width
+from grcnn_jax.models import frames_for_width
 
 
 def make_mesh() -> Mesh:

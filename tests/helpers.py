@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from conftest import REPO, load_config
-from grcnn_jax.analysis import plots as visualize
+from grcnn_jax.analysis import receptive_fields
 
 TINY = REPO / "configs" / "tiny.py"
 IC03_MINI = REPO / "tests" / "fixtures" / "ic03_mini"   # 6 ICDAR-03 crops, with lexicons
@@ -63,7 +63,7 @@ def tiny_overrides(data=None, steps=None, **overrides) -> list[str]:
 
 
 def tiny_widths() -> dict:
-    """configs/tiny.py's model widths and convolutions (``visualize.untrained``'s overrides)."""
+    """configs/tiny.py's model widths and convolutions (``receptive_fields.untrained``'s overrides)."""
     model = load_config("tiny").model
     return {k: model[k] for k in ("conv0_features", "grcl_features", "out_features", "hidden",
                                   "conv_impl")}
@@ -76,12 +76,12 @@ def tiny_untrained(name: str, T: int, seed: int = 0):
     return _UNTRAINED(name, seed=seed, T=T, **tiny_widths())
 
 
-_UNTRAINED = visualize.untrained          # the real one (a test replaces it for a while)
+_UNTRAINED = receptive_fields.untrained          # the real one (a test replaces it for a while)
 
 
 def save_checkpoint(workdir, model, step: int) -> None:
     """A checkpoint as training writes it, as far as inference reads it (state with params and
-    batch stats, meta with config and charset) of a ``visualize.FieldModel``, without the
+    batch stats, meta with config and charset) of a ``receptive_fields.FieldModel``, without the
     cost of a training step."""
     import json
 

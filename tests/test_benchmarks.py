@@ -229,11 +229,12 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path, capsys, monkeypatch):
     by SIGTERM, the loader, one JSON and the table. The side-by-side benchmark is peer.main,
     run end to end by the test above; here a stand-in parses the command line gpu_check gives
     it with peer's own flags and writes peer's JSON from summarize (seconds saved)."""
-    from grcnn_jax import process as runtime
+    from grcnn_jax import process
+    from grcnn_jax.cli import common
     from benchmarks import gpu_check
 
     def peer_main(argv):
-        flags, _ = runtime.parse_command_line(peer.define_flags, argv)
+        flags, _ = common.parse_command_line(peer.define_flags, argv)
         records = [{"config": c, "batch": b, "mode": m, "dtype": d, "who": who, "round": r,
                     "median_s": b / (10.0 if who == "peer" else 15.0), "compile_s": 1.0,
                     "peak_rss_mb": 100.0, "gflop_per_image": 1.5}

@@ -8,7 +8,8 @@ from helpers import IC03_MINI, make_lmdb, tiny_config
 
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax import assemble as components
-from grcnn_jax.cli import evaluate
+from grcnn_jax.evaluation import evaluator as evaluator_lib
+from grcnn_jax.evaluation import scoring as evaluate
 from grcnn_jax.inference import recognize
 from grcnn_jax.training import train
 
@@ -19,14 +20,14 @@ FIXTURE = str(IC03_MINI)
 def built(monkeypatch):
     """The lexicon policy of every Evaluator made while the test runs."""
     seen = []
-    real = components.make_evaluator
+    real = evaluator_lib.make_evaluator
 
     def spy(*args, **kwargs):
         evaluator = real(*args, **kwargs)
         seen.append(evaluator.lexicon_lowercase)
         return evaluator
 
-    monkeypatch.setattr(components, "make_evaluator", spy)
+    monkeypatch.setattr(evaluator_lib, "make_evaluator", spy)
     monkeypatch.setattr(train, "make_evaluator", spy)
     return seen
 
@@ -51,6 +52,6 @@ def test_a_batch_that_does_not_split_over_the_devices_names_its_flag():
 
     config = checkpoints.load_for_inference().config
     with pytest.raises(ValueError, match=r"--batch_size=-4 is not a positive multiple"):
-        components.make_evaluator(config, checkpoints.load_for_inference().charset,
-                                  components.make_mesh(), -4, what="--batch_size")
+        evaluator_lib.make_evaluator(config, checkpoints.load_for_inference().charset,
+                                     components.make_mesh(), -4, what="--batch_size")
     assert components.host_batch_size(4 * jax.device_count(), "x") == 4 * jax.device_count()

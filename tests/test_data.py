@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from helpers import IC03_MINI as IC03
+from grcnn_jax.cli import make_lmdb
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.formats import crnn_lmdb
 from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, write_lmdb
@@ -59,7 +60,7 @@ def label_file(tmp_path):
 
 def test_lmdb_round_trip_through_the_tool(tmp_path, label_file):
     out = tmp_path / "lmdb"
-    assert crnn_lmdb.main(["--labels", str(label_file), str(out)]) == 0
+    assert make_lmdb.main(["--labels", str(label_file), str(out)]) == 0
     source = LmdbSource(out)
     expected = list(crnn_lmdb.read_label_file(label_file))
     assert len(source) == len(expected) == 12
@@ -84,7 +85,7 @@ def test_lmdb_tool_refuses_a_wrong_command_line_in_one_line(tmp_path, monkeypatc
                                                              culprit):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
-        crnn_lmdb.main(argv)
+        make_lmdb.main(argv)
     message = str(e.value.code)
     assert message.startswith("FATAL") and "\n" not in message and culprit in message
     assert os.listdir(tmp_path) == []                            # nothing written
@@ -102,17 +103,17 @@ def test_a_failed_lmdb_write_leaves_nothing_so_it_can_run_again(tmp_path, label_
     broken = tmp_path / "broken.txt"
     broken.write_text("\n".join(lines[:5] + ["imgs/gone.png\tgone"] + lines[5:]) + "\n",
                       encoding="utf-8")
-    assert crnn_lmdb.main(["--labels", str(broken), str(out)]) == 2
+    assert make_lmdb.main(["--labels", str(broken), str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]              # after the progress bar
     assert err.startswith("FATAL DataError") and f"{broken}:6" in err
     assert (os.listdir(out) == []) if existing else not out.exists()
-    assert crnn_lmdb.main(["--labels", str(label_file), str(out)]) == 0
+    assert make_lmdb.main(["--labels", str(label_file), str(out)]) == 0
     assert len(LmdbSource(out)) == 12
 
 
 def test_lmdb_through_the_loader_with_two_workers(tmp_path, label_file):
     out = tmp_path / "lmdb"
-    crnn_lmdb.main(["--labels", str(label_file), str(out)])
+    make_lmdb.main(["--labels", str(label_file), str(out)])
     source = LmdbSource(out)
     charset = Charset("0123456789abcdefghijklmnopqrstuvwxyzö ")
     pre = Preprocess(charset, max_label_length=8)
@@ -167,7 +168,7 @@ def test_icdar03_folder_resolves_foreign_paths_and_lexicons():
 
 def test_icdar03_folder_into_lmdb_keeps_lexicons(tmp_path):
     out = tmp_path / "ic03.lmdb"
-    assert crnn_lmdb.main(["--icdar03", str(IC03), str(out)]) == 0
+    assert make_lmdb.main(["--icdar03", str(IC03), str(out)]) == 0
     source, folder = LmdbSource(out), Icdar03Folder(IC03)
     for i in range(len(folder)):
         assert source[i]["lexicon"] == folder[i]["lexicon"]

@@ -89,7 +89,7 @@ def test_evaluate_cli_equals_training_validation(trained):
 
 
 def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_path):
-    from grcnn_jax.cli.evaluate import evaluate_checkpoint, format_table
+    from grcnn_jax.evaluation.scoring import evaluate_checkpoint, format_table
 
     ic03 = str(IC03_MINI)
     predictions = {}
@@ -121,7 +121,7 @@ def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_
 
 
 def test_evaluate_beam_search_and_case_flags(trained, ckpt):
-    from grcnn_jax.cli.evaluate import evaluate_checkpoint
+    from grcnn_jax.evaluation.scoring import evaluate_checkpoint
 
     greedy = evaluate_checkpoint(ckpt, [trained.lex], batch_size=8)["datasets"][0]
     beam = evaluate_checkpoint(ckpt, [trained.lex], batch_size=8, beam_width=4,

@@ -171,7 +171,7 @@ def test_the_shipped_configs_are_valid():
 
 # ----------------------------------------------------------------------------- 6. case
 def test_case_sensitive_evaluation_compares_the_labels_true_case():
-    from grcnn_jax.cli import evaluate
+    from grcnn_jax.evaluation import scoring as evaluate
 
     ckpt = load_for_inference(checkpoint="pretrained")
     fixture = str(IC03_MINI)   # Hotel EXIT park 2017 Coffee Stop

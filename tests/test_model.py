@@ -156,8 +156,8 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train, pr
     reshape-and-max pool wrong (off by O(1)) after a GRCL's BatchNorm + ReLU when the
     iterations were unrolled (T = 1 always is). Float64 central differences along random
     directions agree with a right gradient to ~1e-9. ``preset``: compiled with the options
-    the train step is compiled with (``runtime.step_compiler_options``)."""
-    from grcnn_jax import process as runtime
+    the train step is compiled with (``process.step_compiler_options``)."""
+    from grcnn_jax import process
     from grcnn_jax.models import Backbone
 
     with jax.enable_x64(True):
@@ -172,7 +172,7 @@ def test_jitted_backbone_gradient_equals_finite_differences(T, unroll, train, pr
             out = model.apply(variables, x, train=train, mutable=["batch_stats"])[0]
             return jnp.sum(jnp.sin(out[:, 0, 3]))
 
-        options = runtime.step_compiler_options() if preset else None
+        options = process.step_compiler_options() if preset else None
         if preset and options is None:
             pytest.skip("XLA_FLAGS names a preset of its own (or the backend is not the CPU)")
         grad = jax.jit(jax.grad(loss)).lower(x).compile(compiler_options=options)(x)

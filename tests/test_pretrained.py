@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
+from grcnn_jax.cli import pretrained as pretrained_cli
 from grcnn_jax.inference import pretrained
 from grcnn_jax.workdir.checkpoints import load_for_inference
 
@@ -115,7 +116,7 @@ def test_the_export_command_refuses_in_one_line(tmp_path):
     for argv, culprit in (([], "give --workdir or --checkpoint"),
                           (["--workdir", str(tmp_path / "none")], "none")):
         with pytest.raises(SystemExit) as e:
-            pretrained.main([*argv, "--out", str(tmp_path / "out")])
+            pretrained_cli.main([*argv, "--out", str(tmp_path / "out")])
         message = str(e.value.code)
         assert message.startswith("FATAL") and "\n" not in message and culprit in message
     assert not os.path.exists(tmp_path / "out")

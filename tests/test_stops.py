@@ -78,7 +78,7 @@ def test_ctrl_c_in_a_data_tool_leaves_no_partial_output(tmp_path):
     image.write_bytes(word_png("word", 0))
     labels.write_text("".join(f"w.png\tword{i}\n" for i in range(400_000)))
     out = tmp_path / "out.lmdb"
-    proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.data.formats.crnn_lmdb", "--labels",
+    proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.cli.make_lmdb", "--labels",
                              str(labels), str(out)], cwd=REPO, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

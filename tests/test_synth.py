@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from grcnn_jax.cli import synth as synth_cli
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.synth import fonts as fonts_lib
 from grcnn_jax.data.synth import generator as synth
@@ -282,7 +283,7 @@ def test_colour_renderings_and_their_gray(renderings):
 
 def test_contact_sheet_command(tmp_path):
     out = tmp_path / "sheet.png"
-    assert synth.main(["--contact_sheet", str(out), "--n", "16", "--seed", "1"]) == 0
+    assert synth_cli.main(["--contact_sheet", str(out), "--n", "16", "--seed", "1"]) == 0
     with Image.open(out) as im:
         assert im.size == (8 * 208 + 8, 2 * 74 + 8)
         assert np.asarray(im).std() > 20
@@ -291,6 +292,6 @@ def test_contact_sheet_command(tmp_path):
 def test_contact_sheet_with_real_crops_above_generated_rows(tmp_path):
     out = tmp_path / "beside.png"
     fixture = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
-    assert synth.main(["--contact_sheet", str(out), "--n", "8", "--real", str(fixture)]) == 0
+    assert synth_cli.main(["--contact_sheet", str(out), "--n", "8", "--real", str(fixture)]) == 0
     with Image.open(out) as im:
         assert im.size[1] == 2 * 74 + 8                    # one real row, one generated row

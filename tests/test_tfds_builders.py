@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from grcnn_jax.text.charset import Charset
+from grcnn_jax.cli import tfds as tfds_cli
 from grcnn_jax.data.formats import tfds_builders as tb
+from grcnn_jax.data.formats.tfds_source import TfdsSource
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.pipeline import Preprocess, make_dataset
 
@@ -71,7 +73,7 @@ def test_iiit5k_from_tar_roundtrips(tmp_path):
     data_dir = tmp_path / "tfds"
     tb.build("iiit5k", str(data_dir), str(manual))
     for split, rows in (("test", test_rows), ("train", train_rows)):
-        source = tb.TfdsSource("iiit5k", split=split, data_dir=data_dir)
+        source = TfdsSource("iiit5k", split=split, data_dir=data_dir)
         records = _read_all(source)
         assert len(records) == len(rows)
         for i, (rec, (name, text, small, medium)) in enumerate(zip(records, rows)):
@@ -119,7 +121,7 @@ def test_svt_from_folder_crops_boxes(tmp_path):
     data_dir = tmp_path / "tfds"
     builder = tb.build("svt", str(data_dir), str(tmp_path / "manual"))
     assert set(builder.info.splits.keys()) == {"test"}      # no train.xml: no train split
-    records = _read_all(tb.TfdsSource("svt", "test", data_dir))
+    records = _read_all(TfdsSource("svt", "test", data_dir))
 
     def pixels(name, box):
         with Image.open(io.BytesIO(jpgs[name])) as im:
@@ -161,7 +163,7 @@ def test_ic03_from_zip_with_lexicon(tmp_path):
     (manual / "test" / "lexicon_50.txt").write_text("\n".join(",".join(w) for w in lexicons) + "\n")
     data_dir = tmp_path / "tfds"
     tb.build("ic03", str(data_dir), str(manual))
-    records = _read_all(tb.TfdsSource("ic03", "test", data_dir))
+    records = _read_all(TfdsSource("ic03", "test", data_dir))
     assert [(r["key"], r["id"], r["text"], r["lexicon"]) for r in records] == [
         ("ic03/test:0", "word/1/1.jpg", "Tiredness", lexicons[0]),
         ("ic03/test:1", "word/1/2.jpg", "kills", lexicons[1]),
@@ -179,7 +181,7 @@ def test_ic03_without_lexicon_and_forgiving_xml(tmp_path):
         _write(manual / name, _encode(_image(k)))
     data_dir = tmp_path / "tfds"
     tb.build("ic03", str(data_dir), str(manual))
-    records = _read_all(tb.TfdsSource("ic03", "test", data_dir))
+    records = _read_all(TfdsSource("ic03", "test", data_dir))
     assert [r["text"] for r in records] == ["R&D", "café"]
     assert all("lexicon" not in r for r in records)     # empty lexicons are left out
 
@@ -207,12 +209,12 @@ def test_ic13_folder_and_training_zip(tmp_path):
         zf.writestr("gt.txt", 'word_1.png, "Train"\n')
     data_dir = tmp_path / "tfds"
     tb.build("ic13", str(data_dir), str(manual))
-    test = _read_all(tb.TfdsSource("ic13", "test", data_dir))
+    test = _read_all(TfdsSource("ic13", "test", data_dir))
     assert [(r["key"], r["id"], r["text"]) for r in test] == [
         ("ic13/test:0", "word_1.png", "Tiredness"), ("ic13/test:1", "word_2.png", '"Quoted"'),
         ("ic13/test:2", "word_3.png", "a, b")]
     assert [r["image"] for r in test] == list(test_images.values())
-    train = _read_all(tb.TfdsSource("ic13", "train", data_dir))
+    train = _read_all(TfdsSource("ic13", "train", data_dir))
     assert [(r["text"], r["image"]) for r in train] == [("Train", train_images["word_1.png"])]
 
 
@@ -272,7 +274,7 @@ def test_synth_builder_with_stand_in_source(tmp_path, monkeypatch):
     data_dir = tmp_path / "tfds"
     builder = tb.build("grcnn_synth", str(data_dir), size=5, seed=3)
     assert builder.builder_config.name == "5_seed3"
-    source = tb.TfdsSource("grcnn_synth/5_seed3", "test", data_dir)
+    source = TfdsSource("grcnn_synth/5_seed3", "test", data_dir)
     expected = _StandIn(5)
     for i in range(5):
         rec, want = source[i], expected[i]
@@ -292,7 +294,7 @@ def test_synth_builder_roundtrips_synthwords(tmp_path):
     data_dir = tmp_path / "tfds"
     tb.build("grcnn_synth", str(data_dir), size=20)
     # The spec form 'tfds:NAME/SPLIT' carries the config in the split: 'grcnn_synth', '20/test'.
-    source = tb.TfdsSource("grcnn_synth", split="20/test", data_dir=data_dir)
+    source = TfdsSource("grcnn_synth", split="20/test", data_dir=data_dir)
     words = synth.SynthWords(20, seed=tb.SYNTH_TEST_SEED)
     assert len(source) == 20
     for i in range(20):
@@ -318,7 +320,7 @@ def tiny_synth(tmp_path_factory):
 
 
 def test_source_pickles_and_reopens(tiny_synth):
-    source = tb.TfdsSource("grcnn_synth/7", "test", tiny_synth)
+    source = TfdsSource("grcnn_synth/7", "test", tiny_synth)
     before = source[3]
     clone = pickle.loads(pickle.dumps(source))
     assert clone._source is None                 # reopened lazily, not carried along
@@ -330,7 +332,7 @@ def test_source_pickles_and_reopens(tiny_synth):
 
 def test_source_by_builder_dir_and_slice(tiny_synth):
     builder_dir = tiny_synth / "grcnn_synth" / "7" / "1.0.0"
-    source = tb.TfdsSource(builder_dir=builder_dir, split="test[2:5]")
+    source = TfdsSource(builder_dir=builder_dir, split="test[2:5]")
     assert len(source) == 3
     assert source[0]["text"] == "w2"
     assert source[0]["key"] == "grcnn_synth/7/test[2:5]:0"     # the index within the slice
@@ -338,17 +340,17 @@ def test_source_by_builder_dir_and_slice(tiny_synth):
 
 def test_source_missing_dataset_split_or_empty(tmp_path, tiny_synth):
     with pytest.raises(DataError, match=r"'svt' is not prepared in data_dir .*build it"):
-        tb.TfdsSource("svt", "test", tmp_path)
+        TfdsSource("svt", "test", tmp_path)
     with pytest.raises(DataError, match=r"split 'validation'.*no such split; it has \['test'\]"):
-        tb.TfdsSource("grcnn_synth/7", "validation", tiny_synth)
+        TfdsSource("grcnn_synth/7", "validation", tiny_synth)
     with pytest.raises(DataError, match="is empty"):
-        tb.TfdsSource("grcnn_synth/7", "test[7:]", tiny_synth)
+        TfdsSource("grcnn_synth/7", "test[7:]", tiny_synth)
     with pytest.raises(DataError, match="not found"):
-        tb.TfdsSource("no_such_dataset_here", "test", tmp_path)
+        TfdsSource("no_such_dataset_here", "test", tmp_path)
 
 
 def test_source_feeds_the_loader(tiny_synth):
-    source = tb.TfdsSource("grcnn_synth/7", "test", tiny_synth)
+    source = TfdsSource("grcnn_synth/7", "test", tiny_synth)
     ds = make_dataset(source, Preprocess(Charset(), height=32, width=100), batch_size=4,
                       train=False, num_workers=0)
     batches = list(ds)
@@ -362,12 +364,12 @@ def test_source_feeds_the_loader(tiny_synth):
 
 def test_command_builds_synth(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tb, "make_synth_source", lambda config: _StandIn(config.size))
-    rc = tb.main(["build", "grcnn_synth", "--size", "3", "--data_dir", str(tmp_path)])
+    rc = tfds_cli.main(["build", "grcnn_synth", "--size", "3", "--data_dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "prepared grcnn_synth/3 1.0.0" in out and "test: 3 examples" in out
     assert "tfds:grcnn_synth/3/test" in out
-    rc = tb.main(["build", "ic13", "--manual_dir", str(tmp_path / "none"), "--data_dir",
+    rc = tfds_cli.main(["build", "ic13", "--manual_dir", str(tmp_path / "none"), "--data_dir",
                   str(tmp_path)])
     assert rc == 2 and "Challenge2_Test_Task3_Images.zip" in capsys.readouterr().err
 
@@ -383,11 +385,11 @@ def test_command_builds_synth(tmp_path, monkeypatch, capsys):
 ])
 def test_command_refuses_a_wrong_command_line_in_one_line(argv, culprit):
     with pytest.raises(SystemExit) as e:
-        tb.main(argv)
+        tfds_cli.main(argv)
     message = str(e.value.code)
     assert message.startswith("FATAL") and "\n" not in message and culprit in message
 
 
 def test_command_prints_instructions(capsys):
-    assert tb.main(["instructions", "svt"]) == 0
+    assert tfds_cli.main(["instructions", "svt"]) == 0
     assert capsys.readouterr().out.strip() == tb.Svt.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()

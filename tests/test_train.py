@@ -13,7 +13,8 @@ import pytest
 
 from helpers import (free_port, make_lmdb, once_per_session, run_main, start_main,
                      subprocess_env, tiny_config, tiny_overrides, trained_once)
-from grcnn_jax import process as runtime
+from grcnn_jax import process
+from grcnn_jax.cli import common
 from grcnn_jax.training import train
 from grcnn_jax.workdir.checkpoints import load_state_arrays
 from grcnn_jax.workdir.writers import read_metrics
@@ -175,8 +176,8 @@ def test_non_finite_loss_stops_with_the_step(train_lmdb, tmp_path):
     with pytest.raises(train.NonFiniteLossError, match=r"^step \d+: ") as e:
         train.train_and_evaluate(config, str(tmp_path))
     # The command refuses it with one line: 'FATAL NonFiniteLossError: step N: ...'.
-    assert isinstance(e.value, runtime.REFUSALS)
-    line = runtime.fatal_line(e.value)
+    assert isinstance(e.value, common.REFUSALS)
+    line = process.fatal_line(e.value)
     assert line.startswith("FATAL NonFiniteLossError: step ")
     failed_at = int(line.split("NonFiniteLossError: step ")[1].split(":")[0])
     step, state = final_params(tmp_path)
@@ -198,5 +199,5 @@ def test_model_mismatch_on_resume_is_reported(reference_run, train_lmdb, tmp_pat
     with pytest.raises(ValueError) as e:
         train.train_and_evaluate(tiny_config(train_lmdb, 8, **{"model.hidden": 12}),
                                  str(tmp_path))
-    assert isinstance(e.value, runtime.REFUSALS)          # the command: one FATAL line
+    assert isinstance(e.value, common.REFUSALS)          # the command: one FATAL line
     assert "model.hidden=8 there, 12 now" in str(e.value)

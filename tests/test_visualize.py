@@ -7,7 +7,8 @@ from PIL import Image
 from conftest import load_config
 from helpers import IC03_MINI, save_checkpoint, tiny_widths
 from helpers import tiny_untrained as tiny
-from grcnn_jax.analysis import plots as visualize
+from grcnn_jax.analysis import receptive_fields
+from grcnn_jax.cli import visualize
 from grcnn_jax.models import Backbone, GRCLOptions
 
 
@@ -18,7 +19,7 @@ def noise():
 
 @pytest.fixture(scope="module")
 def word():
-    return visualize.render_word("gates")
+    return receptive_fields.render_word("gates")
 
 
 def test_theoretical_columns_closed_form_and_paper_values():
@@ -27,32 +28,32 @@ def test_theoretical_columns_closed_form_and_paper_values():
         config.T = T
         R = T + 1
         for f in range(26):
-            assert visualize.theoretical_columns(config, f) == (
+            assert receptive_fields.theoretical_columns(config, f) == (
                 max(4 * f - 9 - 10 * R, 0), min(4 * f + 8 + 10 * R, 99)), (T, f)
     config.T = 1
-    assert visualize.theoretical_columns(config, 13) == (23, 80)
+    assert receptive_fields.theoretical_columns(config, 13) == (23, 80)
     config.T = 0
-    assert visualize.theoretical_columns(config, 13) == (33, 70)      # the CNN: 38 columns
+    assert receptive_fields.theoretical_columns(config, 13) == (33, 70)      # the CNN: 38 columns
     config.T = 5
-    assert visualize.theoretical_columns(config, 13) == (0, 99)       # the paper: everything
+    assert receptive_fields.theoretical_columns(config, 13) == (0, 99)       # the paper: everything
     with pytest.raises(ValueError, match="frames 0..25"):
-        visualize.theoretical_columns(config, 26)
+        receptive_fields.theoretical_columns(config, 26)
 
 
 @pytest.mark.parametrize("name,T", [("cnn", 0), ("rcl", 2), ("grcl", 2)])
 def test_field_extent_is_exactly_the_theoretical_field(name, T, noise, word):
     model = tiny(name, T)
-    fields = visualize.effective_fields(model, noise)                  # every frame
+    fields = receptive_fields.effective_fields(model, noise)                  # every frame
     assert fields.shape == (26, 32, 100) and fields.dtype == np.float32
     for f in range(26):
         # Zero outside the theoretical field, and (on a noise image, where every max-pool
         # window passes gradient somewhere) non-zero out to both of its ends.
-        assert visualize.effective_columns(fields[f]) == \
-            visualize.theoretical_columns(model.model_config, f), f
+        assert receptive_fields.effective_columns(fields[f]) == \
+            receptive_fields.theoretical_columns(model.model_config, f), f
     # On a word (flat background, dead ReLUs): still zero outside, non-zero inside.
-    for f, field in zip((0, 13, 25), visualize.effective_fields(model, word, (0, 13, 25)),
+    for f, field in zip((0, 13, 25), receptive_fields.effective_fields(model, word, (0, 13, 25)),
                         strict=True):
-        lo, hi = visualize.theoretical_columns(model.model_config, f)
+        lo, hi = receptive_fields.theoretical_columns(model.model_config, f)
         assert field[:, :lo].max(initial=0) == 0 and field[:, hi + 1:].max(initial=0) == 0
         assert field[:, lo:hi + 1].max() > 0
 
@@ -74,29 +75,29 @@ def test_fields_are_the_gradients_of_the_frame_outputs(noise):
             return jnp.abs(jax.grad(lambda x: scalar(backbone.apply(variables, x)[0, 0, f]))(x))
         return grad(jnp.sum)[0, ..., 0], grad(lambda y: 0.5 * jnp.sum(y ** 2))[0, ..., 0]
 
-    got = visualize.effective_fields(model, noise, [17, 3])           # two frames: [2, H, W]
+    got = receptive_fields.effective_fields(model, noise, [17, 3])           # two frames: [2, H, W]
     for k, f in enumerate((17, 3)):
         expect = np.asarray(grads(x, f)[0])
         np.testing.assert_allclose(got[k], expect, rtol=1e-4, atol=1e-6 * expect.max())
-    got = visualize.effective_fields(model, noise, 3, "energy")       # one frame: [H, W]
+    got = receptive_fields.effective_fields(model, noise, 3, "energy")       # one frame: [H, W]
     expect = np.asarray(grads(x, 3)[1])
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-6 * expect.max())
     # The predicted logit goes through the BLSTMs: it sees far beyond the backbone's field.
-    logit = visualize.effective_fields(model, noise, 0, "logit")
-    assert visualize.effective_columns(logit)[1] > visualize.theoretical_columns(
+    logit = receptive_fields.effective_fields(model, noise, 0, "logit")
+    assert receptive_fields.effective_columns(logit)[1] > receptive_fields.theoretical_columns(
         model.model_config, 0)[1] + 20
     with pytest.raises(ValueError, match="frames 0..25"):
-        visualize.effective_fields(model, noise, 26)
+        receptive_fields.effective_fields(model, noise, 26)
     with pytest.raises(ValueError, match="uint8 image of shape"):
-        visualize.effective_fields(model, noise[:, :64])
+        receptive_fields.effective_fields(model, noise[:, :64])
 
 
 def test_effective_columns_mass():
     field = np.zeros((2, 10))
     field[:, 2], field[:, 5], field[:, 8] = 1, 8, 1
-    assert visualize.effective_columns(field) == (2, 8)
-    assert visualize.effective_columns(field, 0.8) == (5, 5)
-    assert visualize.effective_columns(np.zeros((2, 10))) == (-1, -1)
+    assert receptive_fields.effective_columns(field) == (2, 8)
+    assert receptive_fields.effective_columns(field, 0.8) == (5, 5)
+    assert receptive_fields.effective_columns(np.zeros((2, 10))) == (-1, -1)
 
 
 def test_untrained_configs_are_the_config_files():
@@ -104,9 +105,9 @@ def test_untrained_configs_are_the_config_files():
         from grcnn_jax.config.defaults import get_base_config
 
         fallback = get_base_config()
-        fallback.model.update(visualize.ABLATIONS[name])
+        fallback.model.update(receptive_fields.ABLATIONS[name])
         assert load_config(name).model.to_dict() == fallback.model.to_dict()
-        assert visualize.untrained_config(name).model.to_dict() == fallback.model.to_dict()
+        assert receptive_fields.untrained_config(name).model.to_dict() == fallback.model.to_dict()
 
 
 def panels(fig, png):
@@ -184,7 +185,7 @@ def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path):
 
 @pytest.mark.parametrize("frame, culprit", [
     ("x", "--frame=x"), ("", "--frame is empty"),
-    (",".join(map(str, range(visualize.MAX_GRID_FRAMES + 1))), "frames in one figure")])
+    (",".join(map(str, range(receptive_fields.MAX_GRID_FRAMES + 1))), "frames in one figure")])
 def test_command_refuses_bad_frames_in_one_line(frame, culprit):
     with pytest.raises(SystemExit) as e:                 # before any model is built
         visualize.main(["--frame", frame])

@@ -44,9 +44,10 @@ def initialize_distributed() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from grcnn_jax import process as runtime
+    from grcnn_jax import process
+    from grcnn_jax.cli import common
 
-    runtime.log_our_progress()
+    process.log_our_progress()
     initialize_distributed()
     import jax
 
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> None:
     logging.info("JAX process %d of %d, %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].platform)
-    with runtime.refusals_as_one_line():
+    with common.refusals_as_one_line():
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
@@ -75,9 +76,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """The ``grcnn-train`` command (``python -m grcnn_jax.main``)."""
-    from grcnn_jax import process as runtime
+    from grcnn_jax.cli import common
 
-    runtime.run_command(main, flags_parser=parse_flags)
+    common.run_command(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
 
         return SynthWords(**(synth or {}))
     if spec.startswith("tfds:"):
-        from grcnn_jax.data.formats.tfds_builders import TfdsSource
+        from grcnn_jax.data.formats.tfds_source import TfdsSource
 
         name, _, split = spec[len("tfds:"):].partition("/")
         return TfdsSource(name, split=split or "test", data_dir=tfds_data_dir)

@@ -1,3 +1,3 @@
-from grcnn_jax.demo.page import run
+from grcnn_jax.cli.demo import run
 
 run()

@@ -20,7 +20,7 @@ import os
 import tempfile
 from typing import Any, Sequence
 
-from grcnn_jax.demo.reading import MAX_BYTES, UploadError, draw_reading, read_word
+from grcnn_jax.demo.reading import UploadError, draw_reading, read_word
 
 EXAMPLE_WORDS = ("Hotel", "EXIT", "12:45", "Coffee")
 TITLE = "grcnn_jax: read a word"
@@ -190,63 +190,3 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
         button.click(answer, [image, lexicon, width], outputs, api_name="read")
         image.upload(answer, [image, lexicon, width], outputs, api_name=False)
     return page
-
-
-# ----------------------------------------------------------------------------- command line
-def _define_flags() -> None:
-    from absl import flags
-
-    from grcnn_jax import process as runtime
-
-    runtime.define_checkpoint_flags()
-    flags.DEFINE_string("exported", None, "Serve a model folder written by grcnn_jax.export.")
-    flags.DEFINE_string("onnx", None, "Serve an ONNX model folder (grcnn_jax.export --format "
-                        "onnx).")
-    flags.DEFINE_enum("engine", "auto", ["auto", "jax", "onnx"], "How the shipped reader runs "
-                      "(auto: its ONNX form where onnxruntime is installed).")
-    flags.DEFINE_string("host", "127.0.0.1", "Address to serve on (0.0.0.0: every interface).")
-    flags.DEFINE_integer("port", 7860, "Port to serve on.", lower_bound=1, upper_bound=65535)
-    flags.DEFINE_integer("beam_width", 5, "The beam width the page starts with.",
-                         lower_bound=1, upper_bound=20)
-    flags.DEFINE_integer("concurrency", 2, "Requests read at once (the rest wait in the queue).",
-                         lower_bound=1)
-
-
-def main(argv: list[str]) -> None:
-    from absl import app, flags
-
-    from grcnn_jax import process as runtime
-
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise app.UsageError(f"grcnn-demo takes flags only, got {' '.join(argv[1:])}")
-    runtime.log_our_progress()
-    with runtime.refusals_as_one_line():
-        try:
-            import gradio  # noqa: F401
-        except ImportError:
-            raise SystemExit("FATAL the demo page needs gradio: pip install "
-                             "'grcnn_jax[demo]'") from None
-        try:
-            reader, what = load_reader(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
-                                       FLAGS["step"].present, FLAGS.exported, FLAGS.onnx,
-                                       FLAGS.engine)
-        except ValueError as e:
-            if "give it without" in str(e):
-                raise app.UsageError(str(e)) from None
-            raise
-        work_dir = tempfile.mkdtemp(prefix="grcnn_demo_")
-        examples = example_images(work_dir)
-        page = build_page(reader, what, examples, FLAGS.beam_width, work_dir)
-        print(f"serving {what}", flush=True)
-        page.queue(default_concurrency_limit=FLAGS.concurrency).launch(
-            server_name=FLAGS.host, server_port=FLAGS.port, max_file_size=MAX_BYTES,
-            show_error=True, quiet=False)
-
-
-def run() -> None:
-    """The ``grcnn-demo`` command (``python -m grcnn_jax.demo``)."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine
-    from grcnn_jax import process as runtime
-
-    runtime.run_command(main, _define_flags, huge_pages=False)

@@ -13,9 +13,9 @@ The folder ``grcnn_jax/assets/reader/`` holds
 
 Write it from a training checkpoint with
 
-    python -m grcnn_jax.inference.pretrained --workdir runs/reader [--step latest] \
+    grcnn-pretrained --workdir runs/reader [--step latest] \
         [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
-    python -m grcnn_jax.inference.pretrained --checkpoint runs/reader/checkpoints/12000 [...]
+    grcnn-pretrained --checkpoint runs/reader/checkpoints/12000 [...]
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
-from absl import flags
 from flax import traverse_util
 
 from grcnn_jax import assets
-from grcnn_jax import process as runtime
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
 from grcnn_jax.models.grcnn import CLASSIFIER
@@ -251,43 +249,3 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
         out[name] = jax.tree.map(lambda x, y: y, new_tree,
                                  traverse_util.unflatten_dict(merged, sep="/"))
     return state.replace(params=out["params"], batch_stats=out["batch_stats"])
-
-
-def define_flags(flag_values) -> None:
-    """The flags of ``python -m grcnn_jax.inference.pretrained`` (on ``flag_values``)."""
-    flags.DEFINE_string("workdir", None, "training workdir", flag_values=flag_values)
-    flags.DEFINE_string("checkpoint", None, "a checkpoint step directory (instead of --workdir)",
-                        flag_values=flag_values)
-    flags.DEFINE_string("step", "latest", "checkpoint of --workdir: 'latest', 'best' or a step "
-                        "number", flag_values=flag_values)
-    flags.DEFINE_string("out", ASSET_DIR, "the folder to write", flag_values=flag_values)
-    flags.DEFINE_string("note", "", "a line stored in meta.json (what it measured)",
-                        flag_values=flag_values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Writes a checkpoint as the shipped model's folder; returns the exit status."""
-    from grcnn_jax.workdir import checkpoints
-
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
-    if not FLAGS.workdir and not FLAGS.checkpoint:
-        raise runtime.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
-    with runtime.refusals_as_one_line(argv):
-        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-        meta = export(ckpt, FLAGS.out, FLAGS.note)
-    size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
-    print(f"wrote {FLAGS.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
-          f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
-    return 0
-
-
-def run() -> None:
-    """The ``python -m grcnn_jax.inference.pretrained`` command: refusals exit with one FATAL line."""
-    # A failed checkpoint read leaves orbax's pending I/O callbacks: one error, not hundreds.
-    runtime.quiet_closed_loop_callbacks()
-    with runtime.refusals_as_one_line():
-        raise SystemExit(main())
-
-
-if __name__ == "__main__":
-    run()

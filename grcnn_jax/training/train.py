@@ -30,7 +30,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax.config import check as config_check
-from grcnn_jax import process as runtime
+from grcnn_jax import process
 from grcnn_jax.assemble import (device_batch, host_batch_size, make_mesh, make_preprocess,
                                 open_split, open_val_sets)
 from grcnn_jax.evaluation.evaluator import make_evaluator
@@ -214,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     train_source = open_split(config, "train")
     val_sets = open_val_sets(config)
     state = create_train_state(config, model, jax.random.key(config.seed))
-    runtime.release_free_memory()                 # the init program's compile
+    process.release_free_memory()                 # the init program's compile
     # A new run starts from init_from now; a resumed one from its checkpoint (read below).
     deferred_init = bool(config.get("init_from")) and checkpoints.has_saved_steps(workdir)
     if config.get("init_from") and not deferred_init:
@@ -312,8 +312,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, charset
                 # Compiled ahead of the first step so that the compiler's scratch memory goes
                 # back to the kernel before the step's own buffers are allocated.
                 compiled_step = step_fn.lower(state, batch, step_rng).compile(
-                    compiler_options=runtime.step_compiler_options())
-                runtime.release_free_memory()
+                    compiler_options=process.step_compiler_options())
+                process.release_free_memory()
             state, metrics = compiled_step(state, batch, step_rng)
             step += 1
             window_images += config.batch_size
@@ -341,7 +341,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, charset
                     progress.write(f"step {step}: {prefix} " + " ".join(
                         f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in result.items()))
-                runtime.release_free_memory()   # what the evaluator's compile and loader freed
+                process.release_free_memory()   # what the evaluator's compile and loader freed
             if (step % config.checkpoint_every == 0 or step == config.num_train_steps
                     or preemption.requested):
                 read(unread.flush())                  # never save a state we have not checked
@@ -368,7 +368,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, charset
         if train_iter.skipped_counts:
             log.warning(train_iter.skipped_summary())
     if preemption.interrupted:
-        raise runtime.Interrupted(
+        raise process.Interrupted(
             f"interrupted at step {step}; checkpoint saved in "
             f"{checkpoints.checkpoint_dir(workdir)}; run the same command to resume")
     for prefix, (at, result) in last_val.items():

@@ -293,7 +293,7 @@ def load_for_inference(workdir: str | None = None, checkpoint: str | None = None
 
     ``checkpoint`` may be 'pretrained' (the model shipped inside the package; also with
     neither argument), a reader folder in the shipped format (``meta.json`` and
-    ``variables.npz``, as ``python -m grcnn_jax.inference.pretrained --out DIR`` writes it; its
+    ``variables.npz``, as ``grcnn-pretrained --out DIR`` writes it; its
     checksum is checked), a training workdir (its ``step``) or a checkpoint step directory
     (see ``resolve_step_dir``). A folder written by ``grcnn_jax.export`` is refused naming
     what reads it.

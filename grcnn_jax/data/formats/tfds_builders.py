@@ -36,9 +36,9 @@ re-exports the others' public names.
 
 Build and read::
 
-    python -m grcnn_jax.data.formats.tfds_builders build iiit5k --manual_dir ~/downloads/iiit5k
-    python -m grcnn_jax.data.formats.tfds_builders build grcnn_synth --size 10000 --data_dir DIR
-    python -m grcnn_jax.data.formats.tfds_builders instructions svt     # where to download it
+    grcnn-tfds build iiit5k --manual_dir ~/downloads/iiit5k
+    grcnn-tfds build grcnn_synth --size 10000 --data_dir DIR
+    grcnn-tfds instructions svt     # where to download it
     TfdsSource("iiit5k", split="test", data_dir=DIR)     # or the config spec 'tfds:iiit5k/test'
 """
 
@@ -47,28 +47,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
-from absl import flags
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from grcnn_jax import process as runtime
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.formats.tfds_annotations import (_Item, parse_ic03_xml, parse_ic13_gt,
                                              parse_iiit5k_mat, parse_svt_xml,
                                              read_lexicon_file)
 from grcnn_jax.data.formats.tfds_benchmarks import Ic03, Ic13, Iiit5k, Svt, _features
 from grcnn_jax.data.formats.tfds_downloads import ARCHIVE_SUFFIXES, _png
-from grcnn_jax.data.formats.tfds_source import TfdsSource
 
 __all__ = [
-    "ARCHIVE_SUFFIXES", "BUILDERS", "GrcnnSynth", "Ic03", "Ic13", "Iiit5k", "SUBCOMMANDS",
-    "SYNTH_TEST_SEED", "Svt", "SynthConfig", "TfdsSource", "build", "define_flags", "encode_png",
-    "main", "make_builder", "make_synth_source", "parse_ic03_xml", "parse_ic13_gt",
-    "parse_iiit5k_mat", "parse_svt_xml", "read_lexicon_file", "run", "synth_config",
+    "ARCHIVE_SUFFIXES", "BUILDERS", "GrcnnSynth", "Ic03", "Ic13", "Iiit5k",
+    "SYNTH_TEST_SEED", "Svt", "SynthConfig", "build", "encode_png",
+    "make_builder", "make_synth_source", "parse_ic03_xml", "parse_ic13_gt",
+    "parse_iiit5k_mat", "parse_svt_xml", "read_lexicon_file", "synth_config",
     "synth_config_name",
     "_Item",    # the parsers' item type (tests build some)
 ]
@@ -199,88 +195,3 @@ def build(name: str, data_dir: str | None = None, manual_dir: str | None = None,
                                           if manual_dir else None)
     builder.download_and_prepare(download_config=config)
     return builder
-
-
-# ---------------------------------------------------------------------------------------------
-# The command.
-
-
-SUBCOMMANDS = ("build", "instructions")
-_BUILD_FLAGS = ("manual_dir", "data_dir", "size", "seed", "height")
-_SYNTH_FLAGS = ("size", "seed", "height")
-
-
-def define_flags(flag_values) -> None:
-    """The flags of ``python -m grcnn_jax.data.formats.tfds_builders`` (on ``flag_values``): all of
-    them are ``build``'s; ``instructions NAME`` takes none."""
-    flags.DEFINE_string("manual_dir", None, "build: the hand-downloaded files (benchmarks; "
-                        "default DATA_DIR/downloads/manual)", flag_values=flag_values)
-    flags.DEFINE_string("data_dir", None, "build: where to write (default: tfds's, "
-                        "~/tensorflow_datasets)", flag_values=flag_values)
-    flags.DEFINE_integer("size", None, "build grcnn_synth: number of examples", lower_bound=1,
-                         flag_values=flag_values)
-    flags.DEFINE_integer("seed", SYNTH_TEST_SEED, "build grcnn_synth: seed",
-                         flag_values=flag_values)
-    flags.DEFINE_integer("height", 32, "build grcnn_synth: image height, pixels", lower_bound=8,
-                         flag_values=flag_values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``build NAME [flags]`` or ``instructions NAME``; returns the exit status (2: the
-    download or the name is bad)."""
-    usage = (__doc__ + "\nCommands: build NAME (NAME: one of "
-             f"{', '.join(sorted(BUILDERS))}; grcnn_synth/10k, /100k: a config), "
-             "instructions NAME (a benchmark's download instructions).")
-    FLAGS, rest = runtime.parse_command_line(define_flags, argv, usage, positional=True)
-    if not rest or rest[0] not in SUBCOMMANDS:
-        got = f"got {rest[0]!r}" if rest else "got none"
-        raise runtime.usage_error(f"give a command, 'build NAME' or 'instructions NAME' ({got})")
-    command = rest[0]
-    if len(rest) != 2:
-        got = f"{' '.join(map(repr, rest[1:]))}" if len(rest) > 2 else "none"
-        raise runtime.usage_error(f"{command} takes one dataset NAME (got {got})")
-    name = rest[1]
-    if command == "instructions":
-        given = [f"--{f}" for f in _BUILD_FLAGS if FLAGS[f].present]
-        if given:
-            raise runtime.usage_error(f"{', '.join(given)}: for 'build' only, 'instructions' "
-                                      "takes none")
-        benchmarks = sorted(n for n in BUILDERS if n != "grcnn_synth")
-        if name not in benchmarks:
-            raise runtime.usage_error(f"instructions {name!r}: there are instructions for "
-                               f"{', '.join(benchmarks)}")
-        print(BUILDERS[name].MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return 0
-    synth = {}
-    if name.partition("/")[0] == "grcnn_synth":
-        synth = {"size": FLAGS.size, "seed": FLAGS.seed, "height": FLAGS.height}
-    else:
-        given = [f"--{f}" for f in _SYNTH_FLAGS if FLAGS[f].present]
-        if given:
-            raise runtime.usage_error(f"{', '.join(given)}: for grcnn_synth only, not {name!r}")
-    try:
-        builder = build(name, FLAGS.data_dir, FLAGS.manual_dir, **synth)
-    except DataError as e:
-        if FLAGS.verbosity >= 1 or runtime.traceback_requested(argv):
-            raise
-        print(runtime.fatal_line(e), file=sys.stderr)
-        return 2
-    name = builder.name + (f"/{builder.builder_config.name}" if builder.builder_config else "")
-    print(f"\nprepared {name} {builder.version} in {builder.data_dir}")
-    for split, info in sorted(builder.info.splits.items()):
-        print(f"  {split}: {info.num_examples} examples   (config spec: tfds:{name}/{split})")
-    return 0
-
-
-def run() -> None:
-    """The ``grcnn-tfds`` command (``python -m grcnn_jax.data.formats.tfds_builders``): refusals exit
-    with one FATAL line."""
-    # Run the module's own copy, not __main__'s, so the builder classes are importable by name.
-    from grcnn_jax.data.formats import tfds_builders
-
-    with runtime.refusals_as_one_line():
-        raise SystemExit(tfds_builders.main())
-
-
-if __name__ == "__main__":
-    run()

@@ -95,7 +95,7 @@ class TfdsSource:
             raise DataError(f"tfds dataset {name!r} not found in {where}: {type(e).__name__}: "
                             f"{e}") from None
         if not builder.is_prepared():
-            hint = (f"; build it: python -m grcnn_jax.data.formats.tfds_builders build {base} "
+            hint = (f"; build it: grcnn-tfds build {base} "
                     f"--manual_dir DIR{' --data_dir ' + self.data_dir if self.data_dir else ''}"
                     if base in BUILDERS else "")
             raise DataError(f"tfds dataset {name!r} is not prepared in {where} (no "

@@ -37,9 +37,9 @@ backgrounds, effects, light, degradation); ``render`` here runs them in order.
 
 Commands::
 
-    python -m grcnn_jax.data.synth.generator --contact_sheet OUT.png [--n 64] [--seed 0] [--real DIR]
+    grcnn-synth --contact_sheet OUT.png [--n 64] [--seed 0] [--real DIR]
         [--charset cased]
-    python -m grcnn_jax.data.synth.generator --benchmark [--n 2000]
+    grcnn-synth --benchmark [--n 2000]
 """
 
 from __future__ import annotations
@@ -53,10 +53,8 @@ import time
 from typing import Sequence
 
 import numpy as np
-from absl import flags
 from PIL import Image, ImageDraw
 
-from grcnn_jax import process as runtime
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.synth import fonts as fonts_lib
 from grcnn_jax.data import images
@@ -313,60 +311,3 @@ def benchmark(src: SynthWords, n: int = 2000) -> float:
     finally:
         if pinned:
             os.sched_setaffinity(0, cores)
-
-
-def define_flags(flag_values) -> None:
-    """The flags of ``python -m grcnn_jax.data.synth.generator`` (on ``flag_values``)."""
-    flags.DEFINE_string("contact_sheet", None, "write a grid of samples to this PNG file",
-                        flag_values=flag_values)
-    flags.DEFINE_string("real", None, "with --contact_sheet: rows of real crops from this "
-                        "dataset (ICDAR-03 folder, LMDB) above the generated rows",
-                        flag_values=flag_values)
-    flags.DEFINE_bool("benchmark", False, "print images/s on one core", flag_values=flag_values)
-    flags.DEFINE_integer("n", None, "samples (sheet: 64, benchmark: 2000)", lower_bound=1,
-                         flag_values=flag_values)
-    flags.DEFINE_integer("seed", 0, "selects the samples", flag_values=flag_values)
-    flags.DEFINE_integer("height", 32, "image height, px", flag_values=flag_values)
-    flags.DEFINE_string("charset", None, "the target charset, as config.charset gives it "
-                        "(characters, or file:PATH; 'cased': digits, both cases and the ASCII "
-                        "punctuation); default: 0-9a-z", flag_values=flag_values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command; returns the exit status."""
-    FLAGS, _ = runtime.parse_command_line(define_flags, argv, __doc__)
-    if not FLAGS.contact_sheet and not FLAGS.benchmark:
-        raise runtime.usage_error("give --contact_sheet OUT.png and/or --benchmark")
-    from grcnn_jax.config.defaults import CASED_CHARSET
-
-    charset = (None if not FLAGS.charset else Charset(CASED_CHARSET) if FLAGS.charset == "cased"
-               else Charset.from_spec(FLAGS.charset))
-    if FLAGS.contact_sheet:
-        n = FLAGS.n or 64
-        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset)
-        real = ()
-        if FLAGS.real:
-            from grcnn_jax.data.sources import open_source
-
-            data = open_source(FLAGS.real, what="--real")
-            picks = np.random.default_rng(FLAGS.seed).permutation(len(data))[:n]
-            real = [data[int(j)] for j in picks]
-        contact_sheet(src, n, real=real).save(FLAGS.contact_sheet)
-        print(f"wrote {n} samples to {FLAGS.contact_sheet}")
-    if FLAGS.benchmark:
-        n = FLAGS.n or 2000
-        src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset)
-        print(f"{benchmark(src, n):.0f} images/s on one core ({n} images, height {FLAGS.height}, "
-              f"{len(src.fonts)} fonts)")
-    return 0
-
-
-def run() -> None:
-    """The ``grcnn-synth`` command (``python -m grcnn_jax.data.synth.generator``): refusals exit with one
-    FATAL line."""
-    with runtime.refusals_as_one_line():
-        raise SystemExit(main())
-
-
-if __name__ == "__main__":
-    run()
