@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
 
     if FLAGS.workdir:
-        from grcnn_jax.workdir.checkpoints import load_for_inference
+        from grcnn_jax.inference.load import load_for_inference
 
         ckpt = load_for_inference(FLAGS.workdir)
         config, charset = ckpt.config, ckpt.charset

@@ -84,7 +84,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     model = create_model(config.model, charset.num_classes)
     if mode == "train":
         state = train.create_train_state(config, model, jax.random.key(0))
-    else:       # what inference holds (checkpoints.load_for_inference): no optimizer state
+    else:       # what inference holds (load.load_for_inference): no optimizer state
         variables = jax.jit(model.init)(
             jax.random.key(0), np.zeros((1, config.image_height, config.image_width), np.uint8))
     rng = np.random.default_rng(0)

@@ -152,7 +152,7 @@ def define_flags(flag_values) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
-    from grcnn_jax.workdir.checkpoints import load_for_inference
+    from grcnn_jax.inference.load import load_for_inference
     from grcnn_jax.inference.export import export_model
     from grcnn_jax.inference.onnx_export import export_onnx
 

@@ -105,7 +105,7 @@ def bench(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt():
-    from grcnn_jax.workdir.checkpoints import load_for_inference
+    from grcnn_jax.inference.load import load_for_inference
 
     return load_for_inference()                     # the shipped model
 

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import IC03_MINI, make_lmdb, tiny_config
 
-from grcnn_jax.workdir import checkpoints
+from grcnn_jax.inference import load
 from grcnn_jax import assemble as components
 from grcnn_jax.evaluation import evaluator as evaluator_lib
 from grcnn_jax.evaluation import scoring as evaluate
@@ -34,7 +34,7 @@ def built(monkeypatch):
 
 @pytest.mark.parametrize("policy,lowercase", [("skip", False), ("lower", True)])
 def test_the_lexicon_case_policy_is_the_datas_everywhere(built, tmp_path, policy, lowercase):
-    shipped = checkpoints.load_for_inference()
+    shipped = load.load_for_inference()
     ckpt = copy.copy(shipped)
     ckpt.config = shipped.config.copy_and_resolve_references()
     ckpt.config.data.policy.unknown_chars = policy
@@ -50,8 +50,8 @@ def test_the_lexicon_case_policy_is_the_datas_everywhere(built, tmp_path, policy
 def test_a_batch_that_does_not_split_over_the_devices_names_its_flag():
     import jax
 
-    config = checkpoints.load_for_inference().config
+    config = load.load_for_inference().config
     with pytest.raises(ValueError, match=r"--batch_size=-4 is not a positive multiple"):
-        evaluator_lib.make_evaluator(config, checkpoints.load_for_inference().charset,
+        evaluator_lib.make_evaluator(config, load.load_for_inference().charset,
                                      components.make_mesh(), -4, what="--batch_size")
     assert components.host_batch_size(4 * jax.device_count(), "x") == 4 * jax.device_count()

@@ -16,7 +16,8 @@ from helpers import IC03_MINI, WORDS as ALL_WORDS
 from helpers import free_port, make_lmdb, run_module, subprocess_env, tiny_config, trained_once
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax.text import ctc_host
-from grcnn_jax.workdir.checkpoints import load_for_inference, load_state_arrays, resolve_step_dir
+from grcnn_jax.workdir.checkpoints import load_state_arrays, resolve_step_dir
+from grcnn_jax.inference.load import load_for_inference
 from grcnn_jax.data.formats.crnn_lmdb import LmdbSource
 from grcnn_jax.workdir.writers import read_metrics
 

@@ -14,7 +14,7 @@ import pytest
 from helpers import IC03_MINI, fatal_lines, run_command, run_module
 from grcnn_jax.inference import export
 from grcnn_jax.inference import recognize
-from grcnn_jax.workdir.checkpoints import load_for_inference
+from grcnn_jax.inference.load import load_for_inference
 
 IMAGES = [str(IC03_MINI / f"word_{i}.png") for i in (1, 3, 5)]
 

@@ -19,7 +19,9 @@ from helpers import (IC03_MINI, assert_one_fatal_line, make_lmdb, run_command, r
 
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax.training import train
-from grcnn_jax.workdir.checkpoints import CheckpointError, load_for_inference
+from grcnn_jax.workdir import guard
+from grcnn_jax.workdir.guard import CheckpointError
+from grcnn_jax.inference.load import load_for_inference
 from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.workdir.lock import WorkdirLock, WorkdirLockedError
 
@@ -91,7 +93,7 @@ def test_a_damaged_latest_step_is_skipped_by_evaluate_and_resume(trained, lmdb_p
                                          str(workdir))
     assert int(state.step) == 8
     assert f"resumed from step {good}" in caplog.text
-    assert (workdir / checkpoints.QUARANTINE_DIR / str(bad)).is_dir()
+    assert (workdir / guard.QUARANTINE_DIR / str(bad)).is_dir()
     assert checkpoints.saved_steps(str(workdir))[-1] == 8
     rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     steps = [r["step"] for r in rows if "train/loss" in r]

@@ -12,9 +12,10 @@ from flax import traverse_util
 
 from helpers import IC03_MINI, tiny_config
 
+from grcnn_jax.training import init_from
+from grcnn_jax.inference import load
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax import assemble as components
-from grcnn_jax.inference import pretrained
 from grcnn_jax.training import train
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.check import ConfigError, validate
@@ -42,13 +43,13 @@ def greedy(logits, charset):
 
 # ----------------------------------------------------------------------------- charset
 def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
-    shipped = checkpoints.load_for_inference()
+    shipped = load.load_for_inference()
     config = shipped.config
     wider = Charset(shipped.charset.chars + "ÄÖÜ€£")
     state = train.create_train_state(config, create_model(config.model, wider.num_classes),
                                      jax.random.key(0))
     with caplog.at_level(logging.INFO, logger="grcnn_jax"):
-        started = pretrained.init_state_from(state, shipped, wider)
+        started = init_from.init_state_from(state, shipped, wider)
     assert "initialized for 5 new ('£ÄÖÜ€')" in caplog.text
     images = fixture_images(config)
     old = create_model(config.model, shipped.charset.num_classes).apply(
@@ -67,11 +68,11 @@ def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
 
 
 def test_a_reordered_and_narrower_charset_moves_the_columns():
-    shipped = checkpoints.load_for_inference()
+    shipped = load.load_for_inference()
     narrow = Charset("zyxcba0")                 # reordered, most characters dropped
     state = train.create_train_state(shipped.config, create_model(
         shipped.config.model, narrow.num_classes), jax.random.key(0))
-    started = pretrained.init_state_from(state, shipped, narrow)
+    started = init_from.init_state_from(state, shipped, narrow)
     old = np.asarray(shipped.params["blstm2"]["linear"]["kernel"])
     new = np.asarray(started.params["blstm2"]["linear"]["kernel"])
     for j, ch in enumerate(narrow.chars, start=1):

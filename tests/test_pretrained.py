@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
+from grcnn_jax.training import init_from
 from grcnn_jax.cli import pretrained as pretrained_cli
 from grcnn_jax.inference import pretrained
-from grcnn_jax.workdir.checkpoints import load_for_inference
+from grcnn_jax.inference.load import load_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
     charset = Charset(shipped.charset.chars)
     state = create_train_state(config, create_model(config.model, charset.num_classes),
                                jax.random.key(0))
-    started = pretrained.init_state_from(state, shipped, charset)
+    started = init_from.init_state_from(state, shipped, charset)
     for a, b in zip(jax.tree.leaves(started.params), jax.tree.leaves(shipped.params)):
         np.testing.assert_array_equal(np.asarray(a), b)
     assert int(started.step) == 0
@@ -99,7 +100,7 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
     small = create_train_state(narrow, create_model(narrow.model, charset.num_classes),
                                jax.random.key(0))
     with pytest.raises(ValueError, match=r"params/.*in this run's model"):
-        pretrained.init_state_from(small, shipped, charset)
+        init_from.init_state_from(small, shipped, charset)
 
 
 def test_export_round_trip(shipped, tmp_path):

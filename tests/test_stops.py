@@ -16,10 +16,12 @@ import pytest
 from helpers import (REPO, assert_one_fatal_line, main_argv, run_main, run_module,
                      subprocess_env, tiny_config, tiny_overrides, word_png)
 
+from grcnn_jax.training import init_from
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax.inference import pretrained
 from grcnn_jax.training import train
-from grcnn_jax.workdir.checkpoints import load_for_inference, load_state_arrays
+from grcnn_jax.workdir.checkpoints import load_state_arrays
+from grcnn_jax.inference.load import load_for_inference
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.formats.crnn_lmdb import write_lmdb
 from grcnn_jax.data.errors import DataError
@@ -233,7 +235,7 @@ def test_a_reader_folder_loads_by_path_everywhere(reader_folder, lmdb_path, tmp_
     shipped = pretrained.load()
     ckpt = load_for_inference(checkpoint=str(reader_folder))
     assert ckpt.step == shipped.step and ckpt.charset == shipped.charset
-    assert pretrained.load_variables(str(reader_folder)).path == str(reader_folder)
+    assert init_from.load_variables(str(reader_folder)).path == str(reader_folder)
     proc = run_module("grcnn_jax.recognize", "--checkpoint", reader_folder,
                       REPO / "tests" / "fixtures" / "ic03_mini", env=subprocess_env(
                           GRCNN_HUGE_PAGES="0"))
@@ -272,7 +274,7 @@ def test_a_damaged_reader_folder_is_refused_in_one_line_naming_the_file(reader_f
     line = assert_one_fatal_line(proc.stderr, "PretrainedError")
     assert culprit in line and "reinstall" not in line, line
     with pytest.raises(pretrained.PretrainedError, match="init_from"):
-        pretrained.load_variables(str(folder))
+        init_from.load_variables(str(folder))
 
 
 def test_multiprocessing_children_are_gone_after_a_refusal(refused_lmdb, lmdb_path, tmp_path,

@@ -31,14 +31,14 @@ def train_lmdb(tmp_path_factory):
 # KILL_AT is on disk: a crash at a known point, with nothing in the product for it.
 KILL_AFTER_CHECKPOINT = """
 import os, runpy, signal, sys
-from grcnn_jax.workdir import checkpoints
-KILL_AT, save = int(sys.argv.pop(1)), checkpoints.Saver.save
+from grcnn_jax.workdir import guard
+KILL_AT, save = int(sys.argv.pop(1)), guard.Saver.save
 def save_then_die(self, step, *args, **kwargs):
     save(self, step, *args, **kwargs)
     if step == KILL_AT:
         self.manager.wait_until_finished()
         os.kill(os.getpid(), signal.SIGKILL)
-checkpoints.Saver.save = save_then_die
+guard.Saver.save = save_then_die
 sys.argv[0] = "grcnn_jax.main"
 runpy.run_module("grcnn_jax.main", run_name="__main__")
 """

@@ -227,7 +227,7 @@ def from_checkpoint(workdir: str | None = None, step: str | int = "latest",
                     checkpoint: str | None = None) -> FieldModel:
     """A trained model from a workdir (``step``: 'latest', 'best' or a number) or from a
     checkpoint step directory."""
-    from grcnn_jax.workdir.checkpoints import load_for_inference
+    from grcnn_jax.inference.load import load_for_inference
 
     ckpt = load_for_inference(workdir=workdir, checkpoint=checkpoint, step=step)
     c = ckpt.config

@@ -59,6 +59,7 @@ import json
 import os
 import sys
 
+from grcnn_jax.inference import load
 from grcnn_jax.evaluation.scoring import evaluate_checkpoint, format_table, split_specs
 from grcnn_jax.workdir.writers import atomic_path
 
@@ -95,7 +96,6 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax.workdir import checkpoints
     from grcnn_jax import process
     from grcnn_jax.cli import common
 
@@ -109,7 +109,7 @@ def main(argv: list[str]) -> None:
                              "sets it finds in DIR")
     process.log_our_progress()
     with common.refusals_as_one_line():
-        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
         predictions: dict | None = {} if FLAGS.predictions else None
         if FLAGS.benchmark:
             from grcnn_jax.evaluation import protocol as benchmark_protocol

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 
+from grcnn_jax.inference import load
 from grcnn_jax.inference.export import META_FILE, PLATFORMS, export_model
 
 
@@ -56,7 +57,6 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax.workdir import checkpoints
     from grcnn_jax.cli import common
 
     FLAGS = flags.FLAGS
@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--platforms is for --format jax (an ONNX model runs wherever "
                              "onnxruntime does)")
     with common.refusals_as_one_line():
-        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
         if FLAGS.format == "onnx":
             from grcnn_jax.inference.onnx_export import export_onnx
 

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from absl import flags
 
+from grcnn_jax.inference import load
 from grcnn_jax import process
 from grcnn_jax.cli import common
 from grcnn_jax.inference.pretrained import ASSET_DIR, VARIABLES_FILE, export
@@ -43,13 +44,12 @@ def define_flags(flag_values) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Writes a checkpoint as the shipped model's folder; returns the exit status."""
-    from grcnn_jax.workdir import checkpoints
 
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     if not FLAGS.workdir and not FLAGS.checkpoint:
         raise common.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
     with common.refusals_as_one_line(argv):
-        ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
         meta = export(ckpt, FLAGS.out, FLAGS.note)
     size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
     print(f"wrote {FLAGS.out}: step {meta['step']}, {meta['parameters']:,} parameters, "

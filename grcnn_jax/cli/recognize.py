@@ -101,10 +101,10 @@ def main(argv: list[str]) -> None:
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
-            from grcnn_jax.workdir import checkpoints
             from grcnn_jax.assemble import gray_mode
+            from grcnn_jax.inference.load import load_for_inference
 
-            ckpt = checkpoints.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+            ckpt = load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
         images, good, unreadable = load_images(files, *shape)

@@ -43,7 +43,7 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
 
         reader, how = load_exported(folder), "jax.export program"
     else:
-        from grcnn_jax.workdir.checkpoints import load_for_inference
+        from grcnn_jax.inference.load import load_for_inference
         from grcnn_jax.demo.reading import CheckpointReader
 
         reader, how = CheckpointReader(load_for_inference(workdir, checkpoint, step)), "jax"

@@ -52,7 +52,7 @@ class WordReading:
 
 
 class CheckpointReader:
-    """A checkpoint (``checkpoints.load_for_inference``) with the readers' interface:
+    """A checkpoint (``load.load_for_inference``) with the readers' interface:
     ``reader(images)`` -> logits, ``meta`` as an export's ``meta.json``, ``charset``."""
 
     def __init__(self, ckpt: Any):

@@ -225,7 +225,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     """Scores a restored checkpoint on the benchmark sets in ``root`` (see module doc).
 
     Args:
-      ckpt: from ``checkpoints.load_for_inference``.
+      ckpt: from ``load.load_for_inference``.
       root: the benchmark folder.
       batch_size: eval batch (default ``config.eval_batch_size``), a multiple of the devices.
       case_sensitive: compare case (default: the case-insensitive standard protocol).

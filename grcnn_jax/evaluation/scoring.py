@@ -43,7 +43,7 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     """Evaluates a restored checkpoint on each dataset.
 
     Args:
-      ckpt: from ``checkpoints.load_for_inference``.
+      ckpt: from ``load.load_for_inference``.
       specs: dataset specs, one per dataset; None or empty: the config's val set.
       batch_size: global eval batch (default ``config.eval_batch_size``); a multiple of
         the device count.

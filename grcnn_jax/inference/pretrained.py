@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-from typing import Any
 
 import ml_collections
 import numpy as np
@@ -33,7 +32,6 @@ from flax import traverse_util
 from grcnn_jax import assets
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
-from grcnn_jax.models.grcnn import CLASSIFIER
 from grcnn_jax.workdir.writers import atomic_path
 
 log = logging.getLogger(__name__)
@@ -172,80 +170,3 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
     return meta
-
-
-def load_variables(spec: str) -> InferenceCheckpoint:
-    """``--config.init_from``: 'pretrained', a reader folder, a training workdir or a
-    checkpoint step directory (``checkpoints.load_for_inference``), named in any refusal."""
-    from grcnn_jax.workdir import checkpoints
-
-    try:
-        return checkpoints.load_for_inference(checkpoint=spec)
-    except (OSError, ValueError) as e:
-        e.args = (f"config.init_from={spec!r}: {e}",)
-        raise e from None
-
-
-# The classifier's parameters: one output column per class (blank = 0).
-CLASS_PARAMS = (f"{CLASSIFIER}/kernel", f"{CLASSIFIER}/bias")
-NEW_CLASS_BIAS_MARGIN = 4.0     # new characters start this far below the weakest old bias
-
-
-def remap_classes(new: np.ndarray, old: np.ndarray, old_charset: Charset, charset: Charset,
-                  name: str) -> np.ndarray:
-    """``old``'s class columns (last axis) placed at ``charset``'s ids: the blank and every
-    character in both charsets keep their trained column; a new character's column starts
-    at zero weights and, for the bias, ``NEW_CLASS_BIAS_MARGIN`` below the lowest trained
-    bias, so the fine-tune's first predictions are the source model's (the new character is
-    never the argmax yet) while its gradient is that of any other class."""
-    out = np.zeros(np.shape(new), np.asarray(new).dtype)
-    old = np.asarray(old)
-    out[..., 0] = old[..., 0]
-    for j, ch in enumerate(charset.chars, start=1):
-        i = old_charset.chars.find(ch)
-        if i >= 0:
-            out[..., j] = old[..., i + 1]
-        elif name.endswith("bias"):
-            out[..., j] = old.min() - NEW_CLASS_BIAS_MARGIN
-    return out
-
-
-def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -> Any:
-    """``state`` with params and batch statistics taken from ``source`` (optimizer state and
-    step stay fresh).
-
-    When the charsets differ, the classifier (``CLASS_PARAMS``) keeps the columns of the
-    characters in both, and new characters start as ``remap_classes`` says; the log lists
-    the kept, new and dropped characters. Raises ValueError naming the parameter when any
-    other shape differs (the model config must build the same network).
-    """
-    import jax
-
-    where = source.path
-    remap = source.charset.chars != charset.chars
-    if remap:
-        old, new = set(source.charset.chars), set(charset.chars)
-        log.info("config.init_from=%s: charset differs; classifier columns kept for %d "
-                 "characters, initialized for %d new (%r), dropped for %d (%r)", where,
-                 len(old & new), len(new - old), "".join(sorted(new - old)), len(old - new),
-                 "".join(sorted(old - new)))
-    out = {}
-    for name, new_tree, old_tree in (("params", state.params, source.params),
-                                     ("batch_stats", state.batch_stats, source.batch_stats)):
-        a = traverse_util.flatten_dict(new_tree, sep="/")
-        b = traverse_util.flatten_dict(old_tree, sep="/")
-        merged = {}
-        for key in sorted(set(a) | set(b)):
-            if remap and name == "params" and key in CLASS_PARAMS and key in a and key in b:
-                merged[key] = remap_classes(a[key], b[key], source.charset, charset, key)
-                continue
-            if key not in b or key not in a or tuple(np.shape(a[key])) != tuple(np.shape(b[key])):
-                raise ValueError(
-                    f"config.init_from={where!r}: {name}/{key} is "
-                    f"{np.shape(b[key]) if key in b else 'missing'} there, "
-                    f"{np.shape(a[key]) if key in a else 'missing'} in this run's model; "
-                    "use the same config.model as the source")
-            merged[key] = np.asarray(b[key], np.asarray(a[key]).dtype)
-        out[name] = jax.tree.map(lambda x, y: y, new_tree,
-                                 traverse_util.unflatten_dict(merged, sep="/"))
-    return state.replace(params=out["params"], batch_stats=out["batch_stats"])

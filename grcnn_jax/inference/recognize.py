@@ -166,7 +166,7 @@ def choose_folder(workdir: str | None, checkpoint: str | None, step_given: bool,
                   exported: str | None, onnx: str | None, engine: str = "auto",
                   n_images: int = 1) -> tuple[str, str | None]:
     """What runs a command's model flags: ('onnx', folder), ('exported', folder) or
-    ('checkpoint', None) for ``checkpoints.load_for_inference(workdir, checkpoint, step)``.
+    ('checkpoint', None) for ``load.load_for_inference(workdir, checkpoint, step)``.
     The shipped reader (no flags, or checkpoint 'pretrained') runs as its ONNX form with
     ``engine`` 'onnx', and with 'auto' where onnxruntime is installed and at most
     ``ONNX_UP_TO`` images are read. Raises ValueError naming flags that cannot go together."""

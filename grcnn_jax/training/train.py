@@ -28,7 +28,8 @@ import optax
 from flax.training import train_state
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from grcnn_jax.workdir import checkpoints
+from grcnn_jax.training import init_from
+from grcnn_jax.workdir import checkpoints, guard
 from grcnn_jax.config import check as config_check
 from grcnn_jax import process
 from grcnn_jax.assemble import (device_batch, host_batch_size, make_mesh, make_preprocess,
@@ -232,10 +233,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 def _initialized_from(state: TrainState, spec: str, charset: Charset) -> TrainState:
     """``state`` with the params and batch statistics of the model ``spec`` names
     (``config.init_from``), its optimizer fresh; ValueError names what does not fit."""
-    from grcnn_jax.inference import pretrained
-
-    source = pretrained.load_variables(spec)
-    state = pretrained.init_state_from(state, source, charset)
+    source = init_from.load_variables(spec)
+    state = init_from.init_state_from(state, source, charset)
     if state.ema_params is not None:
         state = state.replace(ema_params=state.params)
     log.info("initialized params and batch statistics from %s (step %d)", source.path,
@@ -275,7 +274,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, charset
     step_fn = jax.jit(make_train_step(config), in_shardings=(replicated, data_sharding, replicated),
                       out_shardings=(replicated, replicated), donate_argnums=(0,))
     evaluator = make_evaluator(config, charset, mesh) if val_sets else None
-    saver = checkpoints.Saver(manager)
+    saver = guard.Saver(manager)
     # A resumed run replays the steps after its checkpoint: their old rows go.
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0, after_step=start_step)
     writer.write_config(config)

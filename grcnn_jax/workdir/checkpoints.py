@@ -22,9 +22,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.workdir.guard import (  # noqa: F401 -- re-exported: checkpoints.Saver etc.
-    QUARANTINE_DIR, CheckpointError, CheckpointSaveError, Saver, first_line, set_aside,
-    step_problem)
+from grcnn_jax.workdir.guard import CheckpointError, first_line, set_aside, step_problem
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +37,6 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Checkpo
     options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                            enable_async_checkpointing=config.async_checkpoints)
     return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS, options=options)
-
-
-def _meta(config: ml_collections.ConfigDict, charset: Charset, step: int) -> dict:
-    return {"config": json.loads(config.to_json_best_effort()), "charset": charset.chars,
-            "step": step}
-
-
-def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
-         config: ml_collections.ConfigDict, charset: Charset) -> None:
-    """Saves (asynchronously where enabled) the state, the data position and the metadata."""
-    manager.save(step, force=True, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator.grain_iterator),
-        meta=ocp.args.JsonSave(_meta(config, charset, step))))
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: Any,
@@ -287,62 +271,10 @@ def resolve_step_dir(workdir: str | None, checkpoint: str | None, step: str | in
     return os.path.join(checkpoint_dir(workdir), str(number))
 
 
-def load_for_inference(workdir: str | None = None, checkpoint: str | None = None,
-                       step: str | int = "latest") -> InferenceCheckpoint:
-    """Restores params, batch stats, config and charset: the one loader of readers.
-
-    ``checkpoint`` may be 'pretrained' (the model shipped inside the package; also with
-    neither argument), a reader folder in the shipped format (``meta.json`` and
-    ``variables.npz``, as ``grcnn-pretrained --out DIR`` writes it; its
-    checksum is checked), a training workdir (its ``step``) or a checkpoint step directory
-    (see ``resolve_step_dir``). A folder written by ``grcnn_jax.export`` is refused naming
-    what reads it.
-    """
-    from grcnn_jax.inference import pretrained
-    from grcnn_jax.inference.export import is_exported_folder
-
-    if checkpoint == pretrained.NAME or (not workdir and not checkpoint):
-        return pretrained.load()
-    if checkpoint:
-        path = os.path.expanduser(checkpoint)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{checkpoint!r} does not exist (give 'pretrained', a "
-                                    "reader folder, a training workdir or a checkpoint step "
-                                    "directory)")
-        if pretrained.is_reader_folder(path):
-            return pretrained.load(path)
-        if is_exported_folder(path):
-            raise CheckpointError(f"{checkpoint!r} is an exported program (model.jax), not "
-                                  "weights: read it with `recognize --exported`")
-        if os.path.isdir(os.path.join(path, "checkpoints")):        # a workdir
-            workdir, checkpoint = path, None
-    path = resolve_step_dir(workdir, checkpoint, step)
-    latest = not checkpoint and str(step).strip().lower() == "latest"
-    candidates = [path]
-    if latest:                               # older steps, should the newest be unreadable
-        number = int(os.path.basename(path))
-        candidates += [os.path.join(os.path.dirname(path), str(s))
-                       for s in reversed(saved_steps(workdir)) if s < number]
-    reasons = []
-    for candidate in candidates:
-        try:
-            ckpt = _read_inference(candidate)
-        except Exception as e:  # noqa: BLE001 -- any failure to read makes the step unusable
-            reasons.append(f"{candidate}: {first_line(e)}")
-            if not latest:
-                raise CheckpointError(f"checkpoint {candidate!r} is unreadable "
-                                      f"({first_line(e)})") from None
-            log.warning("checkpoint %s is unreadable (%s); using the one before",
-                        candidate, first_line(e))
-            continue
-        if reasons:
-            log.warning("--step latest: using step %d; newer unreadable steps were left in "
-                        "place", ckpt.step)
-        return ckpt
-    raise CheckpointError("no readable checkpoint: " + "; ".join(reasons))
-
-
-def _read_inference(path: str) -> InferenceCheckpoint:
+def read_for_inference(path: str) -> InferenceCheckpoint:
+    """The weights, config and charset of the checkpoint step directory ``path`` (the moving
+    average of the params where the run kept one). Raises CheckpointError for a step that
+    is incomplete or unreadable."""
     problem = step_problem(path)
     if problem is not None:
         raise CheckpointError(problem)

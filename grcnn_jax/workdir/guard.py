@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Any
 
+import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
@@ -130,6 +131,20 @@ class _SaveFailures(logging.Filter):
         return traceback_requested()
 
 
+def _meta(config: ml_collections.ConfigDict, charset: Charset, step: int) -> dict:
+    return {"config": json.loads(config.to_json_best_effort()), "charset": charset.chars,
+            "step": step}
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
+         config: ml_collections.ConfigDict, charset: Charset) -> None:
+    """Saves (asynchronously where enabled) the state, the data position and the metadata."""
+    manager.save(step, force=True, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator.grain_iterator),
+        meta=ocp.args.JsonSave(_meta(config, charset, step))))
+
+
 class Saver:
     """Writes checkpoints (in the background where configured) and notices a failed one.
 
@@ -149,7 +164,6 @@ class Saver:
              charset: Charset) -> None:
         self.check(step, wait=True)
         try:
-            from grcnn_jax.workdir.checkpoints import save
 
             save(self.manager, step, state, data_iterator, config, charset)
         except Exception as e:  # noqa: BLE001 -- disk full, permissions, ...: one message
