@@ -106,7 +106,8 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     import numpy as np
 
     from grcnn_jax.inference.load import load_for_inference
-    from grcnn_jax.assemble import gray_mode, make_mesh
+    from grcnn_jax.assemble import make_mesh
+    from grcnn_jax.config.defaults import gray_mode
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.data.preprocess import prepare_image
 

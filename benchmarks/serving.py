@@ -69,7 +69,8 @@ def time_system(name: str, one: Callable[[bytes], str], batch: Callable[[list], 
 
 def ours(ckpt, onnx_dir: str, exported_dir: str) -> list[tuple[str, Callable, Callable]]:
     """(name, one, batch) for the checkpoint in-process, exported, and in onnxruntime."""
-    from grcnn_jax.assemble import gray_mode, make_mesh
+    from grcnn_jax.assemble import make_mesh
+    from grcnn_jax.config.defaults import gray_mode
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.inference.export import load_exported
     from grcnn_jax.inference.onnx_reader import OnnxReader

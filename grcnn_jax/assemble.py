@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
+from grcnn_jax.config.defaults import gray_mode
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.pipeline import BATCH_KEYS
@@ -35,12 +36,6 @@ def device_batch(batch: dict, sharding: NamedSharding) -> dict:
     """This host's numpy batch -> global arrays split along the 'data' axis."""
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
             for k in BATCH_KEYS}
-
-
-def gray_mode(config: ml_collections.ConfigDict) -> str:
-    """``config.data.grayscale``; 'luma' for configs saved before the field existed (their
-    models were trained on luminance)."""
-    return config.data.get("grayscale", "luma")
 
 
 def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> pipeline.Preprocess:

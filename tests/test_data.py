@@ -365,7 +365,7 @@ def test_configs_saved_before_the_grayscale_field_read_luminance():
     import ml_collections
 
     from conftest import load_config
-    from grcnn_jax.assemble import gray_mode
+    from grcnn_jax.config.defaults import gray_mode
 
     assert gray_mode(ml_collections.ConfigDict({"data": {"keep_aspect": False}})) == "luma"
     assert gray_mode(load_config("quickstart")) == "principal"

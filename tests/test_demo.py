@@ -77,7 +77,7 @@ def server(tmp_path_factory):
     env = subprocess_env(GRCNN_HUGE_PAGES="0", GRADIO_ANALYTICS_ENABLED="False",
                          GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.demo", f"--port={port}"],
+        proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.cli.demo", f"--port={port}"],
                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
@@ -182,7 +182,7 @@ def test_the_page_reads_a_word_in_a_browser(server):
 
 
 def test_the_command_refuses_flags_that_cannot_go_together():
-    proc = subprocess.run([sys.executable, "-m", "grcnn_jax.demo", "--engine", "jax",
+    proc = subprocess.run([sys.executable, "-m", "grcnn_jax.cli.demo", "--engine", "jax",
                            "--onnx", "x"], cwd=REPO, env=subprocess_env(), capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and "--engine chooses how the shipped reader" in proc.stderr

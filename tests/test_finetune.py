@@ -29,7 +29,7 @@ def fixture_images(config):
 
     files, _ = expand_paths([str(IC03_MINI)])
     images, good, _ = load_images(files, config.image_height, config.image_width,
-                                  config.data.keep_aspect, components.gray_mode(config))
+                                  config.data.keep_aspect, gray_mode(config))
     assert len(good) == 6
     return images
 

@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """The ``grcnn-demo`` command (``python -m grcnn_jax.demo``)."""
+    """The ``grcnn-demo`` command (``python -m grcnn_jax.cli.demo``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine
     from grcnn_jax.cli import common
 

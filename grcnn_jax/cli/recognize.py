@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
-            from grcnn_jax.assemble import gray_mode
+            from grcnn_jax.config.defaults import gray_mode
             from grcnn_jax.inference.load import load_for_inference
 
             ckpt = load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)

@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from grcnn_jax.config.defaults import gray_mode
+
 MODEL_HEIGHT = 32                      # the backbone's five height halvings end at height 1
 OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
@@ -105,7 +107,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(bool(str(d.train).strip()), "data.train", d.train, "a dataset spec (e.g. 'synth')")
     from grcnn_jax.data.images import GRAY_MODES
 
-    need(d.get("grayscale", "luma") in GRAY_MODES, "data.grayscale", d.get("grayscale"),
+    need(gray_mode(config) in GRAY_MODES, "data.grayscale", d.get("grayscale"),
          f"one of {GRAY_MODES}")
     positive_int("data.synth_train_size", d.synth_train_size)
     positive_int("data.synth_val_size", d.synth_val_size)

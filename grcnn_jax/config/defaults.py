@@ -121,3 +121,13 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+# Configs saved before ``data.grayscale`` existed were trained on ITU-R 601 luminance.
+GRAY_MODE_OF_OLD_CONFIGS = "luma"
+
+
+def gray_mode(config: ml_collections.ConfigDict) -> str:
+    """``config.data.grayscale``, or ``GRAY_MODE_OF_OLD_CONFIGS`` for a config saved before
+    the field existed (new configs default to 'principal', ``get_config``)."""
+    return config.data.get("grayscale", GRAY_MODE_OF_OLD_CONFIGS)

@@ -28,7 +28,8 @@ def serving_meta(ckpt: Any, frames: int, classes: int) -> dict:
     """What a served model's reader needs beside the program: the input (size, grayscale
     mode, keep_aspect), the output (charset, blank id, frames, classes), the lexicon case
     policy, and where the weights came from."""
-    from grcnn_jax.assemble import gray_mode, lexicon_lowercase
+    from grcnn_jax.assemble import lexicon_lowercase
+    from grcnn_jax.config.defaults import gray_mode
 
     config = ckpt.config
     return {

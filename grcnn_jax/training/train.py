@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from grcnn_jax.training import init_from
 from grcnn_jax.workdir import checkpoints, guard
 from grcnn_jax.config import check as config_check
+from grcnn_jax.config.check import OPTIMIZERS, SCHEDULES
 from grcnn_jax import process
 from grcnn_jax.assemble import (device_batch, host_batch_size, make_mesh, make_preprocess,
                                 open_split, open_val_sets)
@@ -60,28 +61,31 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # ----------------------------------------------------------------------------- setup
+# One maker per name of config.check.OPTIMIZERS (which the config check reads); a module-level
+# assert keeps the two the same.
+_OPTIMIZER_MAKERS = {
+    "adadelta": lambda lr, o: optax.adadelta(lr, rho=o.rho, eps=o.eps),
+    "adam": lambda lr, o: optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps),
+    "adamw": lambda lr, o: optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps,
+                                       weight_decay=o.weight_decay),
+    "sgd": lambda lr, o: optax.sgd(lr, momentum=o.momentum or None),
+}
+assert tuple(_OPTIMIZER_MAKERS) == OPTIMIZERS, "config.check.OPTIMIZERS and the makers differ"
+
+
 def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """ADADELTA (lr 1; rho, eps: DTRB's 0.95, 1e-8 by default, the seed's 0.9, 1e-6 in
     configs/grcl_seed.py), or Adam / AdamW / SGD with a schedule; then freezing and
     accumulation as the config says."""
     o = config.optimizer
-    if o.schedule == "constant":
-        lr: Any = o.learning_rate
-    elif o.schedule == "cosine":
+    if o.schedule not in SCHEDULES or o.name not in OPTIMIZERS:   # config.check names both
+        raise ValueError(f"config.optimizer: name {o.name!r} (one of {OPTIMIZERS}), schedule "
+                         f"{o.schedule!r} (one of {SCHEDULES})")
+    lr: Any = o.learning_rate
+    if o.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, o.warmup_steps,
                                                 max(config.num_train_steps, o.warmup_steps + 1))
-    else:
-        raise ValueError(f"config.optimizer.schedule={o.schedule!r}: choose constant or cosine")
-    if o.name == "adadelta":
-        tx = optax.adadelta(lr, rho=o.rho, eps=o.eps)
-    elif o.name == "adam":
-        tx = optax.adam(lr, b1=o.b1, b2=o.b2, eps=o.eps)
-    elif o.name == "adamw":
-        tx = optax.adamw(lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
-    elif o.name == "sgd":
-        tx = optax.sgd(lr, momentum=o.momentum or None)
-    else:
-        raise ValueError(f"config.optimizer.name={o.name!r}: choose adadelta, adam, adamw or sgd")
+    tx = _OPTIMIZER_MAKERS[o.name](lr, o)
     if config.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
     # On one flat vector: a handful of large elementwise kernels instead of a few per

@@ -1,3 +1,0 @@
-from grcnn_jax.cli.demo import run
-
-run()
