@@ -19,6 +19,7 @@ from grcnn_jax import assemble as components
 from grcnn_jax.training import train
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.check import ConfigError, validate
+from grcnn_jax.config.defaults import gray_mode
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.sources import WeightedSources
 from grcnn_jax.models import create_model

@@ -14,7 +14,7 @@ from helpers import IC03_MINI, REPO, assert_one_fatal_line, run_module, subproce
 pytest.importorskip("jax2onnx")
 pytest.importorskip("onnxruntime")
 
-from grcnn_jax.workdir.checkpoints import load_for_inference  # noqa: E402
+from grcnn_jax.inference.load import load_for_inference  # noqa: E402
 from grcnn_jax.inference.onnx_export import PARITY_TOLERANCE, export_onnx  # noqa: E402
 from grcnn_jax.inference.onnx_reader import OnnxReader  # noqa: E402
 

@@ -68,3 +68,7 @@ def run() -> None:
     from grcnn_jax.cli import common
 
     common.run_command(main, _define_flags, huge_pages=False)
+
+
+if __name__ == "__main__":
+    run()
