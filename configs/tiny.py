@@ -27,7 +27,7 @@ def get_config():
     m.hidden = 8
     # XLA's own convolutions: Winograd (the CPU default) pays at the paper's 64-512 channels,
     # not at 8-16, and it doubles the train step's compile time (6.3 s -> 3.2 s on 2 cores),
-    # which is most of what the test suite spends. tests/test_conv.py and test_model.py test
+    # which is most of what the test suite spends. tests/models/test_conv.py and test_model.py test
     # Winograd itself; the shipped model's tests run it.
     m.conv_impl = "xla"
     o = config.optimizer

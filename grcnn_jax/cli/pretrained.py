@@ -1,19 +1,8 @@
-"""The shipped reader: weights trained by configs/reader.py, carried inside the package.
+"""The ``grcnn-pretrained`` command: a reader folder (the shipped reader's format, see
+``grcnn_jax.inference.pretrained``) written from a training checkpoint.
 
-    python -m grcnn_jax.recognize word.png                  # reads with the shipped model
-    python -m grcnn_jax.evaluate --data DIR                 # scores it
-    python -m grcnn_jax.main --config configs/reader.py --workdir DIR --config.init_from=pretrained
-
-The folder ``grcnn_jax/assets/reader/`` holds
-
-    variables.npz   params and batch statistics, float32, flat names
-                    ``params/<module>/.../<leaf>`` and ``batch_stats/...``
-    meta.json       the training config, the charset, the step, what it measured, and
-                    ``sha256`` of variables.npz (checked on every load)
-
-Write it from a training checkpoint with
-
-    grcnn-pretrained --workdir runs/reader [--step latest]         [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
+    grcnn-pretrained --workdir runs/reader [--step latest] \
+        [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
     grcnn-pretrained --checkpoint runs/reader/checkpoints/12000 [...]
 """
 

@@ -9,7 +9,7 @@ What it adds: ``stats``. In a GRCL every iteration t has its own BatchNorms ``bn
 ``bn_gfu[t]``, but they normalize the same tensors (``wf * u`` and ``wgf * u``, fixed over the
 iterations), so in training their batch statistics are the same T times over. The GRCL
 computes them once, before its scan, and hands them to each iteration's BatchNorm: the same
-results as T separate reductions (tests/test_golden.py), T - 1 fewer passes over the tensor
+results as T separate reductions (tests/models/test_golden.py), T - 1 fewer passes over the tensor
 forward and backward.
 """
 

@@ -14,7 +14,7 @@ construction with the transposed transforms, the kernel gradient 16 products [Ci
 and it removes a CPU-specific problem: inside the GRCL's ``lax.scan``, the kernel gradient of
 ``lax.conv_general_dilated`` runs as a naive loop nest (benchmarks/NOTES.md, 1 and
 8). The results equal a direct convolution's to float32 rounding, and to ~1e-15 in float64
-(tests/test_conv.py).
+(tests/models/test_conv.py).
 
 ``impl='xla'``: ``lax.conv_general_dilated`` and autodiff: the backend's own convolutions
 (cuDNN on GPUs).

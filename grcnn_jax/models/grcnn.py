@@ -39,7 +39,7 @@ def max_pool_2x2(x: jax.Array, width_stride: int) -> jax.Array:
     pool's select-and-scatter cost XLA:CPU ~20% of the whole train step. (Not as a reshape and
     a max over the window axis: under jit, XLA:CPU in jax 0.10.2 computes that reduction's
     gradient wrongly after a BatchNorm + ReLU, as in a GRCL with T = 1 or unrolled
-    iterations; tests/test_model.py checks the jitted gradient against finite differences.)
+    iterations; tests/models/test_model.py checks the jitted gradient against finite differences.)
     """
     b, h, w, c = x.shape
     h2 = h // 2

@@ -1,7 +1,7 @@
 """The sequence head: bidirectional LSTMs over the backbone's frames.
 
 Written for speed rather than with ``nn.Bidirectional(nn.RNN(nn.OptimizedLSTMCell))``, with
-the same variables and the same results (tests/test_model.py compares the two): the input
+the same variables and the same results (tests/models/test_model.py compares the two): the input
 projections of every frame and both directions are one matrix product before the recurrence,
 and the two directions then advance together in one ``lax.scan`` (the forward direction at
 frame t while the backward one is at frame F-1-t), each step one batched product of the
@@ -99,7 +99,7 @@ def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
     transposing it once. Here the loop carries (dh, dc) and returns each frame's gate
     gradients; the kernel gradient is one [H, F*B] x [F*B, 4H] product per direction after
     the loop (benchmarks/NOTES.md, 23). Equal to autodiff's to float64 rounding
-    (tests/test_model.py).
+    (tests/models/test_model.py).
     """
     return _run(wh, xw)[0]
 

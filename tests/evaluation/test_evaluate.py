@@ -274,10 +274,10 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- several hosts
 EVAL_SCRIPT = r"""
-import json, sys
+import json, os, sys
 import jax
 jax.distributed.initialize(sys.argv[3], 2, int(sys.argv[4]))
-sys.path.insert(0, sys.argv[5])
+sys.path[:0] = sys.argv[5].split(os.pathsep)
 from test_evaluate import evaluate_in_memory
 result = evaluate_in_memory(sys.argv[1], sys.argv[2])
 if jax.process_index() == 0:
@@ -312,7 +312,8 @@ def test_two_hosts_evaluate_lexicons_like_one(trained, tmp_path):
     data = f"{trained.lex},{trained.root / 'train.lmdb'}"       # 13 with lexicons, 24 without
     port = free_port()
     procs = [subprocess.Popen([sys.executable, str(script), str(trained.workdir), data,
-                               f"127.0.0.1:{port}", str(i), str(REPO / "tests")],
+                               f"127.0.0.1:{port}", str(i), os.pathsep.join(
+                                   [str(REPO / "tests" / "evaluation"), str(REPO / "tests")])],
                               env=subprocess_env(),
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]

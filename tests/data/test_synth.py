@@ -18,7 +18,7 @@ from grcnn_jax.data.synth import generator as synth
 from grcnn_jax.data.synth import words as words_lib
 from grcnn_jax.data.synth.generator import SynthWords
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 MPL_TTF = pathlib.Path(__import__("matplotlib").__file__).parent / "mpl-data" / "fonts" / "ttf"
 
 
@@ -291,7 +291,7 @@ def test_contact_sheet_command(tmp_path):
 
 def test_contact_sheet_with_real_crops_above_generated_rows(tmp_path):
     out = tmp_path / "beside.png"
-    fixture = pathlib.Path(__file__).parent / "fixtures" / "ic03_mini"
+    fixture = REPO / "tests" / "fixtures" / "ic03_mini"
     assert synth_cli.main(["--contact_sheet", str(out), "--n", "8", "--real", str(fixture)]) == 0
     with Image.open(out) as im:
         assert im.size[1] == 2 * 74 + 8                    # one real row, one generated row
