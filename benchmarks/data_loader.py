@@ -26,6 +26,7 @@ from grcnn_jax import process
 from grcnn_jax.cli import common
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Preprocess
 from grcnn_jax.data.sources import open_source
 from grcnn_jax.data.synth.generator import SynthWords
 from grcnn_jax.data.synth.generator import benchmark as synth_benchmark
@@ -33,7 +34,7 @@ from grcnn_jax.data.synth.generator import benchmark as synth_benchmark
 
 def loader_images_per_s(source, batch_size: int, num_workers: int, batches: int,
                         warmup: int) -> float:
-    preprocess = pipeline.Preprocess(Charset())
+    preprocess = Preprocess(Charset())
     dataset = pipeline.make_dataset(source, preprocess, batch_size, train=True, seed=0,
                                     num_workers=num_workers)
     with pipeline.BatchIterator(dataset, name="bench") as it:

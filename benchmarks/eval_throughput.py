@@ -41,6 +41,7 @@ from grcnn_jax import process
 from grcnn_jax.cli import common
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Problem
 from grcnn_jax.data.synth.generator import SynthWords
 from grcnn_jax.models import create_model
 from grcnn_jax.assemble import make_mesh, make_preprocess
@@ -59,7 +60,7 @@ def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int
     examples = []
     for i in range(n):
         e = preprocess(source[i])
-        if isinstance(e, pipeline.Problem):
+        if isinstance(e, Problem):
             continue
         others = [vocabulary[j] for j in rng.choice(len(vocabulary), lexicon_size - 1,
                                                    replace=False)]

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from grcnn_jax.config.defaults import gray_mode
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Preprocess, check_policy
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.data.sources import WeightedSources, open_source
 from grcnn_jax.models import frames_for_width
@@ -38,10 +38,10 @@ def device_batch(batch: dict, sharding: NamedSharding) -> dict:
             for k in BATCH_KEYS}
 
 
-def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> pipeline.Preprocess:
+def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> Preprocess:
     frames = frames_for_width(config.image_width)
-    policy = pipeline.check_policy(dict(config.data.policy))
-    return pipeline.Preprocess(charset, height=config.image_height, width=config.image_width,
+    policy = check_policy(dict(config.data.policy))
+    return Preprocess(charset, height=config.image_height, width=config.image_width,
                                max_label_length=min(config.data.max_label_length, frames),
                                max_frames=frames, keep_aspect=config.data.keep_aspect,
                                grayscale=gray_mode(config),

@@ -255,7 +255,7 @@ def read_image(path: str, height: int = 32, width: int = 100,
                keep_aspect: bool = False) -> np.ndarray:
     """An image file as the loader prepares it: grayscale uint8 [height, width]."""
     from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.pipeline import resize
+    from grcnn_jax.data.preprocess import resize
 
     with open(path, "rb") as f:
         return resize(to_grayscale(f.read()), height, width, keep_aspect)

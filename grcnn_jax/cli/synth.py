@@ -8,8 +8,9 @@ import numpy as np
 from absl import flags
 
 from grcnn_jax.cli import common
+from grcnn_jax.data.synth import fonts
 from grcnn_jax.data.synth.generator import SynthWords, benchmark, contact_sheet
-from grcnn_jax.text.charset import Charset
+from grcnn_jax.text.charset import DEFAULT_CHARS, Charset
 
 
 def define_flags(flag_values) -> None:
@@ -20,6 +21,8 @@ def define_flags(flag_values) -> None:
                         "dataset (ICDAR-03 folder, LMDB) above the generated rows",
                         flag_values=flag_values)
     flags.DEFINE_bool("benchmark", False, "print images/s on one core", flag_values=flag_values)
+    flags.DEFINE_bool("fonts", False, "list the faces the generator found, and why others were "
+                      "left out", flag_values=flag_values)
     flags.DEFINE_integer("n", None, "samples (sheet: 64, benchmark: 2000)", lower_bound=1,
                          flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "selects the samples", flag_values=flag_values)
@@ -32,12 +35,14 @@ def define_flags(flag_values) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; returns the exit status."""
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
-    if not FLAGS.contact_sheet and not FLAGS.benchmark:
-        raise common.usage_error("give --contact_sheet OUT.png and/or --benchmark")
+    if not (FLAGS.contact_sheet or FLAGS.benchmark or FLAGS.fonts):
+        raise common.usage_error("give --contact_sheet OUT.png, --benchmark and/or --fonts")
     from grcnn_jax.config.defaults import CASED_CHARSET
 
     charset = (None if not FLAGS.charset else Charset(CASED_CHARSET) if FLAGS.charset == "cased"
                else Charset.from_spec(FLAGS.charset))
+    if FLAGS.fonts:
+        print("\n".join(fonts.report(charset.chars if charset else DEFAULT_CHARS)))
     if FLAGS.contact_sheet:
         n = FLAGS.n or 64
         src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset)
@@ -59,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The ``grcnn-synth`` command (``grcnn-synth``): refusals exit with one
-    FATAL line."""
+    """The ``grcnn-synth`` command: refusals exit with one FATAL line."""
     with common.refusals_as_one_line():
         raise SystemExit(main())
 

@@ -118,7 +118,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming every field that cannot work, and the data policy's
     DataError or the charset's CharsetError for those; returns None if all is well."""
     from grcnn_jax.text.charset import Charset
-    from grcnn_jax.data.pipeline import check_policy
+    from grcnn_jax.data.preprocess import check_policy
 
     bad = _problems(config)
     if bad:

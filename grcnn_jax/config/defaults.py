@@ -51,7 +51,7 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.num_workers = 2                 # loader worker processes (0: in the main process)
     d.keep_aspect = False             # True: scale to the height and pad, not stretch
     d.augment = False                 # loader augmentation for every training source (crop
-                                      # jitter, blur, noise, contrast; data.pipeline.augment)
+                                      # jitter, blur, noise, contrast; data.preprocess.augment)
     d.grayscale = "principal"         # colour -> gray: principal (the image's main colour axis,
                                       # keeps hue contrast) | luma (ITU-R 601 luminance)
     d.max_label_length = 25           # labels padded to this (capped by the model's frames)

@@ -33,9 +33,7 @@ from absl import flags
 import numpy as np
 
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.preprocess import (  # noqa: F401 -- the loader's API: pipeline.Preprocess
-    DEFAULT_POLICY, POLICIES, CountEveryRecord, Preprocess, Problem, adapt_label, augment,
-    check_policy, resize)
+from grcnn_jax.data.preprocess import Preprocess, Problem, augment
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ The protocol (``score``, ``evaluate_benchmark``), and where it follows whom:
 * Every record of a set is counted: the denominator is the set's size (3000 for
   IIIT5k_3000), whatever the model. Labels are adapted to the model's charset as PARSeq's
   ``CharsetAdapter`` (and its unicode normalization) does -- lowercased if the charset has
-  no capitals, accents folded, other characters removed (``pipeline.adapt_label``) --
+  no capitals, accents folded, other characters removed (``adapt_label``) --
   never skipped. A record that still cannot be read -- an image that does not decode, a
   label with nothing left, a label longer than the model's frames, a record the LMDB
   lacks -- counts as wrong (accuracy 0, 1 - NED 0, confidence 0) and is listed with its
@@ -245,6 +245,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     from grcnn_jax.assemble import make_mesh, make_preprocess
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.data import pipeline
+    from grcnn_jax.data.preprocess import CountEveryRecord, DEFAULT_POLICY
     from grcnn_jax.data.sources import open_source
 
     if jax.process_count() > 1:
@@ -271,8 +272,8 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
                                confidence=True)
-    preprocess = pipeline.CountEveryRecord(dataclasses.replace(
-        make_preprocess(config, charset), policy=tuple(sorted(pipeline.DEFAULT_POLICY.items())),
+    preprocess = CountEveryRecord(dataclasses.replace(
+        make_preprocess(config, charset), policy=tuple(sorted(DEFAULT_POLICY.items())),
         adapt_labels=True, keep_case=case_sensitive, augment=False))
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),
                                          jax.sharding.NamedSharding(mesh,

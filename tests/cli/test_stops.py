@@ -23,6 +23,7 @@ from grcnn_jax.training import train
 from grcnn_jax.workdir.checkpoints import load_state_arrays
 from grcnn_jax.inference.load import load_for_inference
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Preprocess
 from grcnn_jax.data.formats.crnn_lmdb import write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.workdir.writers import read_metrics
@@ -100,6 +101,7 @@ def test_ctrl_c_in_a_data_tool_leaves_no_partial_output(tmp_path):
 KILL_THE_WORKER = """
 import multiprocessing, os, runpy, signal, sys
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Preprocess
 KILL_AT, take = int(sys.argv.pop(1)), pipeline.BatchIterator.__next__
 def take_then_kill(self):
     batch = take(self)
@@ -198,7 +200,7 @@ def test_a_long_run_of_refused_records_between_good_ones_is_not_refused(tmp_path
     from grcnn_jax.data.sources import open_source
 
     batches = pipeline.BatchIterator(pipeline.make_dataset(
-        open_source(str(path)), pipeline.Preprocess(Charset()), 4, train=True), name="t")
+        open_source(str(path)), Preprocess(Charset()), 4, train=True), name="t")
     for _ in range(3):
         assert next(batches)["image"].shape[0] == 4
     assert batches.skipped_counts["unknown_chars"] > 400

@@ -15,8 +15,8 @@ from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.formats.folders import Icdar03Folder
 from grcnn_jax.data.images import to_grayscale
-from grcnn_jax.data.pipeline import (BatchIterator, Preprocess, Problem, check_policy,
-                                     make_dataset, resize)
+from grcnn_jax.data.pipeline import BatchIterator, make_dataset
+from grcnn_jax.data.preprocess import Preprocess, Problem, check_policy, resize
 
 
 def png(array: np.ndarray) -> bytes:
@@ -350,7 +350,7 @@ def test_distortion_keeps_the_size_and_moves_the_text():
 
 
 def test_augmentation_passes_problems_through():
-    from grcnn_jax.data.pipeline import Problem, augment
+    from grcnn_jax.data.preprocess import Problem, augment
 
     problem = Problem("k", "bad_image: x")
     assert augment(problem, np.random.default_rng(0)) is problem

@@ -15,7 +15,8 @@ from grcnn_jax.cli import tfds as tfds_cli
 from grcnn_jax.data.formats import tfds_builders as tb
 from grcnn_jax.data.formats.tfds_source import TfdsSource
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.pipeline import Preprocess, make_dataset
+from grcnn_jax.data.pipeline import make_dataset
+from grcnn_jax.data.preprocess import Preprocess
 
 
 def _image(seed: int, h: int = 12, w: int = 30, mode: str = "L") -> np.ndarray:

@@ -24,7 +24,7 @@ from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.formats.crnn_lmdb import NUM_SAMPLES_KEY, write_lmdb
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.evaluation.protocol import normalize as bp_normalize
-from grcnn_jax.data.pipeline import Preprocess, adapt_label
+from grcnn_jax.data.preprocess import Preprocess, adapt_label
 
 CORRUPT = b"\x89PNG\r\n\x1a\n not an image"
 
@@ -123,7 +123,7 @@ def independent_readings(ckpt, images: list[bytes]) -> list[tuple[str, float]]:
     import jax
 
     from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.pipeline import resize
+    from grcnn_jax.data.preprocess import resize
     from grcnn_jax.models import create_model
 
     c = ckpt.config

@@ -21,6 +21,7 @@ from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.config.defaults import gray_mode
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import Preprocess
 from grcnn_jax.data.sources import WeightedSources
 from grcnn_jax.models import create_model
 
@@ -178,7 +179,7 @@ class Words:
 
 def test_weighted_training_sets_are_drawn_in_proportion_and_resume(lmdb_path):
     source = WeightedSources([Words("a", 7), Words("b", 50)], [0.8, 0.2])
-    preprocess = pipeline.Preprocess(Charset())
+    preprocess = Preprocess(Charset())
 
     def stream():
         return pipeline.BatchIterator(pipeline.make_dataset(source, preprocess, 10, train=True,

@@ -204,6 +204,7 @@ def test_missing_lmdb_records_have_their_own_reason(tmp_path):
 
     from grcnn_jax.text.charset import Charset
     from grcnn_jax.data import pipeline
+    from grcnn_jax.data.preprocess import DEFAULT_POLICY, Preprocess
     from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, image_key, label_key
 
     path = make_lmdb(tmp_path / "holes.lmdb", n=10)
@@ -214,13 +215,13 @@ def test_missing_lmdb_records_have_their_own_reason(tmp_path):
         txn.delete(image_key(7))
     env.close()
     it = pipeline.BatchIterator(pipeline.make_dataset(
-        LmdbSource(path), pipeline.Preprocess(Charset()), 4, train=False), name="holes")
+        LmdbSource(path), Preprocess(Charset()), 4, train=False), name="holes")
     assert sum(int(b["mask"].sum()) for b in it) == 8
     assert dict(it.skipped_counts) == {"missing_record": 2}
     assert "missing_record: 2" in it.skipped_summary() and "image-000000003" in \
         it.skipped_summary()
-    strict = pipeline.Preprocess(Charset(), policy=tuple(sorted(
-        {**pipeline.DEFAULT_POLICY, "missing_record": "fail"}.items())))
+    strict = Preprocess(Charset(), policy=tuple(sorted(
+        {**DEFAULT_POLICY, "missing_record": "fail"}.items())))
     with pytest.raises(Exception, match="image-000000003': no image-000000003 or "
                                         "label-000000003 in the LMDB"):
         list(pipeline.make_dataset(LmdbSource(path), strict, 4, train=False))
@@ -229,10 +230,11 @@ def test_missing_lmdb_records_have_their_own_reason(tmp_path):
 def test_the_skip_summary_lists_distinct_keys_over_epochs(tmp_path):
     from grcnn_jax.text.charset import Charset
     from grcnn_jax.data import pipeline
+    from grcnn_jax.data.preprocess import Preprocess
     from grcnn_jax.data.formats.folders import Icdar03Folder
 
     folder = Icdar03Folder(str(IC03_MINI))
-    narrow = pipeline.Preprocess(Charset("abcdefghijklmnopqrstuvwxyz"))   # no digits: 2017
+    narrow = Preprocess(Charset("abcdefghijklmnopqrstuvwxyz"))   # no digits: 2017
     it = pipeline.BatchIterator(pipeline.make_dataset(folder, narrow, 2, train=True, seed=0),
                                 name="train")
     for _ in range(10):                               # 20 good examples: four epochs
@@ -248,10 +250,11 @@ def test_loader_workers_leave_no_shared_memory_at_exit(lmdb_path):
     script = f"""
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.preprocess import DEFAULT_POLICY, Preprocess
 from grcnn_jax.data.formats.crnn_lmdb import LmdbSource
 if __name__ == "__main__":
     it = pipeline.BatchIterator(pipeline.make_dataset(
-        LmdbSource({lmdb_path!r}), pipeline.Preprocess(Charset()), 4, train=False,
+        LmdbSource({lmdb_path!r}), Preprocess(Charset()), 4, train=False,
         num_workers=2))
     batches = list(it)                        # held until the interpreter exits
     it.close()

@@ -18,7 +18,7 @@ faces fail this). The same face (family and style) from two sources is kept once
 first source. Results are cached in memory, and on disk in ``cache_dir()`` keyed by the
 candidate paths, their sizes and mtimes, the charset and the Pillow version.
 
-``python -m grcnn_jax.data.synth.fonts`` lists what was found and why faces were dropped.
+``grcnn-synth --fonts`` lists what was found and why faces were dropped.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import sys
 import tempfile
 from typing import Iterator
 
@@ -318,7 +317,9 @@ def usable_fonts(chars: str = DEFAULT_CHARS) -> tuple[str, ...]:
     return tuple(sorted((p for _, p in found), key=_sort_key))
 
 
-def _iter_report(chars: str) -> Iterator[str]:
+def report(chars: str = DEFAULT_CHARS) -> Iterator[str]:
+    """Lines saying which faces are usable for ``chars`` (by source) and why the others were
+    left out (``grcnn-synth --fonts`` prints them)."""
     result = survey(chars)
     by_source: dict[str, list[str]] = {}
     for source, path in result["usable"]:
@@ -330,6 +331,3 @@ def _iter_report(chars: str) -> Iterator[str]:
     yield f"{len(result['rejected'])} rejected:"
     yield from (f"  {p}: {why}" for p, why in sorted(result["rejected"].items()))
 
-
-if __name__ == "__main__":
-    print("\n".join(_iter_report(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_CHARS)))
