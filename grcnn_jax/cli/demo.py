@@ -7,6 +7,7 @@ import tempfile
 
 from grcnn_jax.demo.page import build_page, example_images, load_reader
 from grcnn_jax.demo.reading import MAX_BYTES
+from grcnn_jax.inference.recognize import FlagConflict
 
 
 # ----------------------------------------------------------------------------- command line
@@ -49,10 +50,8 @@ def main(argv: list[str]) -> None:
             reader, what = load_reader(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
                                        FLAGS["step"].present, FLAGS.exported, FLAGS.onnx,
                                        FLAGS.engine)
-        except ValueError as e:
-            if "give it without" in str(e):
-                raise app.UsageError(str(e)) from None
-            raise
+        except FlagConflict as e:
+            raise app.UsageError(str(e)) from None
         work_dir = tempfile.mkdtemp(prefix="grcnn_demo_")
         examples = example_images(work_dir)
         page = build_page(reader, what, examples, FLAGS.beam_width, work_dir)

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import sys
 
-from grcnn_jax.inference.recognize import (ONNX_UP_TO, choose_folder, expand_paths, load_images,
-                                           read_lexicon, recognize_exported, recognize_images)
+from grcnn_jax.inference.recognize import (ONNX_UP_TO, FlagConflict, choose_folder,
+                                           expand_paths, load_images, read_lexicon,
+                                           recognize_exported, recognize_images)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -84,7 +85,7 @@ def main(argv: list[str]) -> None:
     try:
         kind, folder = choose_folder(FLAGS.workdir, FLAGS.checkpoint, FLAGS["step"].present,
                                      FLAGS.exported, FLAGS.onnx, FLAGS.engine, len(files))
-    except ValueError as e:
+    except FlagConflict as e:
         raise app.UsageError(str(e)) from None
     process.log_our_progress()
     with common.refusals_as_one_line():

@@ -162,6 +162,10 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
     return evaluator.predict({}, {}, images, lexicons)
 
 
+class FlagConflict(ValueError):
+    """Model flags that cannot go together (the message names them): a usage error."""
+
+
 def choose_folder(workdir: str | None, checkpoint: str | None, step_given: bool,
                   exported: str | None, onnx: str | None, engine: str = "auto",
                   n_images: int = 1) -> tuple[str, str | None]:
@@ -169,15 +173,15 @@ def choose_folder(workdir: str | None, checkpoint: str | None, step_given: bool,
     ('checkpoint', None) for ``load.load_for_inference(workdir, checkpoint, step)``.
     The shipped reader (no flags, or checkpoint 'pretrained') runs as its ONNX form with
     ``engine`` 'onnx', and with 'auto' where onnxruntime is installed and at most
-    ``ONNX_UP_TO`` images are read. Raises ValueError naming flags that cannot go together."""
+    ``ONNX_UP_TO`` images are read. Raises FlagConflict naming flags that cannot go together."""
     if (exported or onnx) and (workdir or checkpoint or step_given or (exported and onnx)):
         name = "onnx" if onnx else "exported"
-        raise ValueError(f"--{name} runs a model folder of its own: give it without --workdir, "
+        raise FlagConflict(f"--{name} runs a model folder of its own: give it without --workdir, "
                          "--checkpoint, --step" + (" and --exported" if onnx else ""))
     shipped = not (workdir or step_given or exported or onnx) and checkpoint in (
         None, assets.PRETRAINED)
     if engine != "auto" and not shipped:
-        raise ValueError("--engine chooses how the shipped reader runs: give it without "
+        raise FlagConflict("--engine chooses how the shipped reader runs: give it without "
                          "--workdir, --checkpoint (but 'pretrained'), --step, --exported and "
                          "--onnx (export a checkpoint with grcnn-export --format onnx and read "
                          "it with --onnx DIR)")
