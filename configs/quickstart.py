@@ -12,28 +12,8 @@ synthetic validation word accuracy 0.6 / 44.4 / 57.6 / 64.2 / 65.4% at steps 600
 (``--config.data.val=synth,../shared/ic03_dev``) 68.4% lexicon-free, 96.3% with lexicons.
 """
 
-from grcnn_jax.config.defaults import get_base_config
+from grcnn_jax.config.recipes import quickstart
 
 
 def get_config():
-    config = get_base_config()
-    m = config.model
-    m.T = 2
-    m.conv0_features = 32
-    m.grcl_features = (32, 64, 96)
-    m.out_features = 128
-    m.hidden = 96
-    o = config.optimizer
-    o.name = "adam"
-    o.learning_rate = 2e-3
-    o.schedule = "cosine"
-    o.warmup_steps = 200
-    config.batch_size = 32
-    config.eval_batch_size = 100
-    config.num_train_steps = 4_800    # ~13 min at ~200 images/s on 2 CPU cores
-    config.log_every = 50
-    config.eval_every = 600
-    config.checkpoint_every = 600
-    config.data.synth_val_size = 500
-    config.data.num_workers = 1
-    return config
+    return quickstart()

@@ -18,27 +18,8 @@ Run today, the config trains on the second generator throughout. Its measured ac
 on real words and its training curve are in README.md.
 """
 
-import importlib.util
-import os
-
-
-def _quickstart():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quickstart.py")
-    spec = importlib.util.spec_from_file_location("grcnn_configs_quickstart", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from grcnn_jax.config.recipes import reader
 
 
 def get_config():
-    config = _quickstart().get_config()
-    m = config.model
-    m.conv0_features = 48
-    m.grcl_features = (48, 96, 160)
-    m.out_features = 256
-    m.hidden = 128
-    config.num_train_steps = 22_000   # ~95 min at ~125 images/s on 2 CPU cores
-    config.optimizer.warmup_steps = 300
-    config.eval_every = 2_000
-    config.checkpoint_every = 1_000
-    return config
+    return reader()

@@ -15,25 +15,8 @@ perspective, curve, crop, blur, contrast, polarity, noise: ``data.preprocess.aug
 Labels holding a space are skipped (the charset has none).
 """
 
-from grcnn_jax.config.defaults import CASED_CHARSET, load_config_file
-import os
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
+from grcnn_jax.config.recipes import reader_real
 
 
 def get_config():
-    config = load_config_file(os.path.join(_HERE, "reader.py"))
-    config.charset = CASED_CHARSET
-    config.init_from = "pretrained"
-    d = config.data
-    d.train = "synth,runs/data/real_train.lmdb"
-    d.train_weights = "0.5,0.5"
-    d.augment = True
-    d.val = "runs/data/real_val.lmdb,../shared/ic03_dev"
-    o = config.optimizer
-    o.learning_rate = 1e-3
-    o.warmup_steps = 500
-    config.num_train_steps = 15_000
-    config.eval_every = 2_000
-    config.checkpoint_every = 1_000
-    return config
+    return reader_real()
