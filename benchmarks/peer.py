@@ -38,7 +38,7 @@ GFLOP/s can pass the machine's measured matmul rate.
 Below the table: the training loader's images/s (``config.data.num_workers`` processes, the
 synthetic generator) at each batch size, next to which the train step's must stay.
 
-Ours: ``train.train_step`` (train-mode BatchNorm, CTC, global-norm clipping at 5,
+Ours: ``training.state.train_step`` (train-mode BatchNorm, CTC, global-norm clipping at 5,
 ADADELTA as the seed and the peer) on a fixed batch, and inference = eval-mode logits +
 argmax per frame, as the peer's ``infer``. Configs: ``grcl`` (the paper: T = 5, BLSTM
 256), ``small`` (the seed's: T = 3, BLSTM 512), ``reader`` (configs/reader.py's model, the one

@@ -74,7 +74,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     import jax
     import numpy as np
 
-    from grcnn_jax.training import train
+    from grcnn_jax.training import setup, state as train_state
     from grcnn_jax.text.charset import Charset
     from grcnn_jax.models import create_model
     from grcnn_jax.models.flops import forward_flops, train_flops
@@ -83,7 +83,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     charset = Charset.from_spec(config.charset)
     model = create_model(config.model, charset.num_classes)
     if mode == "train":
-        state = train.create_train_state(config, model, jax.random.key(0))
+        state = setup.train_state_of(config, model, jax.random.key(0))
     else:       # what inference holds (load.load_for_inference): no optimizer state
         variables = jax.jit(model.init)(
             jax.random.key(0), np.zeros((1, config.image_height, config.image_width), np.uint8))
@@ -97,7 +97,7 @@ def ours(mode: str, name: str, batch: int, reps: int, warmup: int, dtype: str) -
     batch_arrays = jax.device_put(batch_arrays)
 
     if mode == "train":
-        step = jax.jit(train.train_step, donate_argnums=(0,))
+        step = jax.jit(train_state.train_step, donate_argnums=(0,))
         key = jax.random.key(1)
         t0 = time.perf_counter()
         compiled = step.lower(state, batch_arrays, key).compile(

@@ -95,7 +95,7 @@ def save_checkpoint(workdir, model, step: int) -> None:
     state = {"params": model.params, "batch_stats": model.batch_stats, "step": step}
     meta = {"config": json.loads(config.to_json_best_effort()), "charset": config.charset,
             "step": step}
-    with checkpoints.make_manager(str(workdir), config) as manager:
+    with checkpoints.make_manager(str(workdir), async_save=False) as manager:
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ import orbax.checkpoint as ocp
 
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.guard import CheckpointError, first_line, set_aside, step_problem
+from grcnn_jax.workdir.writers import METRICS_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,17 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
-def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                           enable_async_checkpointing=config.async_checkpoints)
+def make_manager(workdir: str, max_to_keep: int = 3,
+                 async_save: bool = True) -> ocp.CheckpointManager:
+    """The manager of ``workdir/checkpoints``: keeps the newest ``max_to_keep`` steps, saves
+    in a background thread if ``async_save``."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=async_save)
     return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=ITEMS, options=options)
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: Any,
-                   config: ml_collections.ConfigDict, charset: Charset) -> Any | None:
+                   model_config: dict, charset: Charset) -> Any | None:
     """Restores the newest usable checkpoint into ``state``'s structure and shardings, and
     moves the data iterator to its saved position. None if there is no checkpoint.
 
@@ -50,8 +53,9 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: An
     run can save those steps again) and the log says where. If no step restores, nothing
     is moved and CheckpointError lists each step's reason.
 
-    Raises ValueError (not skipped) if a checkpoint's model or charset differ from the
-    config's: that is the wrong workdir, not a damaged step.
+    Raises ValueError (not skipped) if a checkpoint's model or charset differ from
+    ``model_config`` (the config's ``model`` section, as JSON) and ``charset``: that is the
+    wrong workdir, not a damaged step.
     """
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -69,7 +73,7 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: An
             except Exception as e:  # noqa: BLE001 -- any failure to read makes it unusable
                 reason = first_line(e)
         if meta is not None:
-            check_compatible(meta, config, charset, where)
+            check_compatible(meta, model_config, charset, where)
             try:
                 restored = manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract),
@@ -87,10 +91,10 @@ def restore_latest(manager: ocp.CheckpointManager, state: Any, data_iterator: An
         "since these were written, use the old config or another --workdir)")
 
 
-def check_compatible(meta: dict, config: ml_collections.ConfigDict, charset: Charset,
-                     where: str) -> None:
+def check_compatible(meta: dict, model: dict, charset: Charset, where: str) -> None:
+    """ValueError unless the checkpoint ``meta`` at ``where`` has this model config (a
+    config's ``model`` section, as JSON) and charset."""
     saved_model = meta["config"]["model"]
-    model = json.loads(config.model.to_json_best_effort())
     diff = sorted(k for k in set(saved_model) | set(model) if saved_model.get(k) != model.get(k))
     if diff:
         raise ValueError(
@@ -205,8 +209,6 @@ class InferenceCheckpoint:
 def best_step(workdir: str, metric: str = "val/word_accuracy") -> int:
     """The saved step with the highest ``metric`` in ``workdir/metrics.jsonl`` (ties: the
     later step). Raises FileNotFoundError / ValueError naming what is missing."""
-    from grcnn_jax.workdir.writers import METRICS_FILE, read_metrics
-
     steps = saved_steps(workdir)
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)!r}")

@@ -12,10 +12,10 @@ from typing import Any
 
 import grain
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
 from grcnn_jax.text.charset import Charset
+from grcnn_jax.process import traceback_requested
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +126,19 @@ class _SaveFailures(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         self.errors.append(first_line(exc) if exc else record.getMessage()[:240])
         self.texts.append(f"{record.getMessage()} {exc!r}")
-        from grcnn_jax.process import traceback_requested
 
         return traceback_requested()
 
 
-def _meta(config: ml_collections.ConfigDict, charset: Charset, step: int) -> dict:
-    return {"config": json.loads(config.to_json_best_effort()), "charset": charset.chars,
-            "step": step}
-
-
 def save(manager: ocp.CheckpointManager, step: int, state: Any, data_iterator: Any,
-         config: ml_collections.ConfigDict, charset: Charset) -> None:
-    """Saves (asynchronously where enabled) the state, the data position and the metadata."""
+         config_json: dict, charset: Charset) -> None:
+    """Saves (asynchronously where enabled) the state, the data position and the metadata:
+    the run's config (as JSON), its charset and the step."""
     manager.save(step, force=True, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=grain.checkpoint.CheckpointSave(data_iterator.grain_iterator),
-        meta=ocp.args.JsonSave(_meta(config, charset, step))))
+        meta=ocp.args.JsonSave({"config": config_json, "charset": charset.chars,
+                                "step": step})))
 
 
 class Saver:
@@ -153,19 +149,19 @@ class Saver:
     it was for, the current step and the last good checkpoint; training stops there.
     """
 
-    def __init__(self, manager: ocp.CheckpointManager):
+    def __init__(self, manager: ocp.CheckpointManager, config_json: dict, charset: Charset):
         self.manager = manager
+        self._config_json, self._charset = config_json, charset
         self.last_good = manager.latest_step()
         self._pending: int | None = None
         self._failures = _SaveFailures()
         logging.getLogger("absl").addFilter(self._failures)
 
-    def save(self, step: int, state: Any, data_iterator: Any, config: ml_collections.ConfigDict,
-             charset: Charset) -> None:
+    def save(self, step: int, state: Any, data_iterator: Any) -> None:
+        """Starts saving ``step``; first raises if the save before it failed."""
         self.check(step, wait=True)
         try:
-
-            save(self.manager, step, state, data_iterator, config, charset)
+            save(self.manager, step, state, data_iterator, self._config_json, self._charset)
         except Exception as e:  # noqa: BLE001 -- disk full, permissions, ...: one message
             self._pending = step
             raise CheckpointSaveError(self._message(step, first_line(e), step)) from None

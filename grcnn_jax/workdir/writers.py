@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any, Iterator
 
-import ml_collections
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
@@ -51,10 +50,11 @@ class MetricWriter:
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self._workdir = workdir
 
-    def write_config(self, config: ml_collections.ConfigDict) -> None:
+    def write_config(self, config_json: dict) -> None:
+        """``workdir/config.json``: the run's config (``ConfigDict.to_json_best_effort``)."""
         if self.enabled:
             with open(os.path.join(self._workdir, "config.json"), "w", encoding="utf-8") as f:
-                f.write(config.to_json_best_effort(indent=2))
+                f.write(json.dumps(config_json, indent=2))
 
     def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
         if not self.enabled:

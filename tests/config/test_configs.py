@@ -45,13 +45,13 @@ def test_the_seed_recipe_is_torchs_adadelta_without_clipping():
     (rho 0.9, eps 1e-6, lr 1) on the unclipped gradient; the paper config clips it at 5."""
     import numpy as np
 
-    from grcnn_jax.training.train import create_optimizer
+    from grcnn_jax.training.setup import optimizer_of
 
     g = {"w": jnp.array([100.0, -0.5, 3.0])}
     params = {"w": jnp.zeros(3)}
 
     def update(name):
-        tx = create_optimizer(load_config(name))
+        tx = optimizer_of(load_config(name))
         return np.asarray(tx.update(g, tx.init(params), params)[0]["w"])
 
     v = 0.1 * np.asarray(g["w"]) ** 2                       # rho * 0 + (1 - rho) g^2

@@ -11,7 +11,7 @@ from grcnn_jax import assemble as components
 from grcnn_jax.evaluation import evaluator as evaluator_lib
 from grcnn_jax.evaluation import scoring as evaluate
 from grcnn_jax.inference import recognize
-from grcnn_jax.training import train
+from grcnn_jax.training import setup, train
 
 FIXTURE = str(IC03_MINI)
 
@@ -28,7 +28,8 @@ def built(monkeypatch):
         return evaluator
 
     monkeypatch.setattr(evaluator_lib, "make_evaluator", spy)
-    monkeypatch.setattr(train, "make_evaluator", spy)
+    for module in (evaluate, setup):          # those that import it by name
+        monkeypatch.setattr(module, "make_evaluator", spy)
     return seen
 
 

@@ -85,11 +85,11 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
 
     from grcnn_jax.text.charset import Charset
     from grcnn_jax.models import create_model
-    from grcnn_jax.training.train import create_train_state
+    from grcnn_jax.training.setup import train_state_of
 
     config = shipped.config
     charset = Charset(shipped.charset.chars)
-    state = create_train_state(config, create_model(config.model, charset.num_classes),
+    state = train_state_of(config, create_model(config.model, charset.num_classes),
                                jax.random.key(0))
     started = init_from.init_state_from(state, shipped, charset)
     for a, b in zip(jax.tree.leaves(started.params), jax.tree.leaves(shipped.params)):
@@ -97,7 +97,7 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
     assert int(started.step) == 0
     narrow = config.copy_and_resolve_references()
     narrow.model.hidden = config.model.hidden // 2
-    small = create_train_state(narrow, create_model(narrow.model, charset.num_classes),
+    small = train_state_of(narrow, create_model(narrow.model, charset.num_classes),
                                jax.random.key(0))
     with pytest.raises(ValueError, match=r"params/.*in this run's model"):
         init_from.init_state_from(small, shipped, charset)

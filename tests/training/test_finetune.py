@@ -16,7 +16,7 @@ from grcnn_jax.training import init_from
 from grcnn_jax.inference import load
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax import assemble as components
-from grcnn_jax.training import train
+from grcnn_jax.training import setup, train
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.config.defaults import gray_mode
@@ -48,7 +48,7 @@ def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
     shipped = load.load_for_inference()
     config = shipped.config
     wider = Charset(shipped.charset.chars + "ÄÖÜ€£")
-    state = train.create_train_state(config, create_model(config.model, wider.num_classes),
+    state = setup.train_state_of(config, create_model(config.model, wider.num_classes),
                                      jax.random.key(0))
     with caplog.at_level(logging.INFO, logger="grcnn_jax"):
         started = init_from.init_state_from(state, shipped, wider)
@@ -72,7 +72,7 @@ def test_added_characters_keep_the_old_predictions_at_step_0(caplog):
 def test_a_reordered_and_narrower_charset_moves_the_columns():
     shipped = load.load_for_inference()
     narrow = Charset("zyxcba0")                 # reordered, most characters dropped
-    state = train.create_train_state(shipped.config, create_model(
+    state = setup.train_state_of(shipped.config, create_model(
         shipped.config.model, narrow.num_classes), jax.random.key(0))
     started = init_from.init_state_from(state, shipped, narrow)
     old = np.asarray(shipped.params["blstm2"]["linear"]["kernel"])
@@ -130,8 +130,8 @@ def _state_and_step(lmdb_path, **extra):
                                            "optimizer.learning_rate": 0.5, "grad_clip_norm": 0.0,
                                            **extra})
     model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
-    state = train.create_train_state(config, model, jax.random.key(0))
-    return state, jax.jit(train.make_train_step(config))
+    state = setup.train_state_of(config, model, jax.random.key(0))
+    return state, jax.jit(setup.train_step_of(config))
 
 
 def test_the_moving_average_follows_its_definition(lmdb_path):

@@ -15,7 +15,7 @@ from helpers import (free_port, make_lmdb, once_per_session, run_main, start_mai
                      subprocess_env, tiny_config, tiny_overrides, trained_once)
 from grcnn_jax import process
 from grcnn_jax.cli import common
-from grcnn_jax.training import train
+from grcnn_jax.training import setup, train
 from grcnn_jax.workdir.checkpoints import load_state_arrays
 from grcnn_jax.workdir.writers import read_metrics
 
@@ -87,7 +87,7 @@ def initial_state(config):
     from grcnn_jax.models import create_model
 
     model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
-    return jax.device_get(train.create_train_state(config, model, jax.random.key(config.seed)))
+    return jax.device_get(setup.train_state_of(config, model, jax.random.key(config.seed)))
 
 
 def relative_difference(a, b, start):

@@ -1,0 +1,132 @@
+"""The train state, the optimizer and the pure data-parallel train step.
+
+Nothing here reads a config: ``training.setup`` turns the config into these pieces' values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from grcnn_jax.config.check import OPTIMIZERS, SCHEDULES
+from grcnn_jax.models.grcnn import BACKBONE
+from grcnn_jax.text.losses import ctc_loss
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState (step, params, opt_state, apply_fn, tx) plus BatchNorm statistics
+    and, when an EMA decay is set, the moving average of the params (else None)."""
+
+    batch_stats: Any = None
+    ema_params: Any = None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or gradient became NaN or inf; the state keeps the last good update."""
+
+
+# One maker per name of config.check.OPTIMIZERS (which the config check reads); a module-level
+# assert keeps the two the same.
+_OPTIMIZER_MAKERS = {
+    "adadelta": lambda lr, o: optax.adadelta(lr, rho=o["rho"], eps=o["eps"]),
+    "adam": lambda lr, o: optax.adam(lr, b1=o["b1"], b2=o["b2"], eps=o["eps"]),
+    "adamw": lambda lr, o: optax.adamw(lr, b1=o["b1"], b2=o["b2"], eps=o["eps"],
+                                       weight_decay=o["weight_decay"]),
+    "sgd": lambda lr, o: optax.sgd(lr, momentum=o["momentum"] or None),
+}
+assert tuple(_OPTIMIZER_MAKERS) == OPTIMIZERS, "config.check.OPTIMIZERS and the makers differ"
+
+
+def create_optimizer(settings: Mapping[str, Any], *, total_steps: int,
+                     grad_clip_norm: float = 0.0, frozen: tuple[str, ...] = (),
+                     accum_steps: int = 1) -> optax.GradientTransformation:
+    """The optimizer ``settings`` name (a config's ``optimizer`` section: name, learning_rate,
+    schedule, warmup_steps and the optimizer's own constants), with a cosine schedule over
+    ``total_steps`` where asked, global-norm clipping (0: off), no updates for the ``frozen``
+    parameter groups, and gradients averaged over ``accum_steps`` steps per update."""
+    name, schedule = settings["name"], settings["schedule"]
+    if schedule not in SCHEDULES or name not in OPTIMIZERS:   # config.check names both
+        raise ValueError(f"config.optimizer: name {name!r} (one of {OPTIMIZERS}), schedule "
+                         f"{schedule!r} (one of {SCHEDULES})")
+    lr: Any = settings["learning_rate"]
+    if schedule == "cosine":
+        warmup = settings["warmup_steps"]
+        lr = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1))
+    tx = _OPTIMIZER_MAKERS[name](lr, settings)
+    if grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx)
+    # On one flat vector: a handful of large elementwise kernels instead of a few per
+    # parameter array (over a hundred of them), which XLA compiles for seconds and runs slower.
+    tx = optax.flatten(tx)
+    if frozen:
+        # Frozen groups get zero updates and no optimizer state; the rest the optimizer above.
+        tx = optax.multi_transform(
+            {"train": tx, "frozen": optax.set_to_zero()},
+            lambda params: {k: jax.tree.map(lambda _: "frozen" if k in frozen else "train", v)
+                            for k, v in params.items()})
+    if accum_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accum_steps)
+    return tx
+
+
+def create_train_state(model, tx: optax.GradientTransformation, rng: jax.Array,
+                       image_size: tuple[int, int], ema: bool = False) -> TrainState:
+    """``model``'s initial variables for uint8 images of ``image_size`` (height, width), with
+    the optimizer ``tx`` and, if ``ema``, a moving average starting at the params."""
+    images = jnp.zeros((1, *image_size), jnp.uint8)
+    variables = jax.jit(model.init)(rng, images)
+    params = variables["params"]
+    return TrainState.create(apply_fn=model.apply, params=params,
+                             ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+                             batch_stats=variables["batch_stats"], tx=tx)
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str, ...] = (),
+               ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+    """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
+
+    ``frozen``: parameter groups not trained (no gradient is computed for them; a frozen
+    backbone runs as in inference). ``ema_decay`` > 0: ``state.ema_params`` becomes
+    ``decay * ema + (1 - decay) * params`` after the update. ``rng`` is unused by the GRCNN
+    (no dropout) but part of the signature so that stochastic models fit the same loop.
+    """
+    del rng
+    fixed = {k: v for k, v in state.params.items() if k in frozen}
+    backbone_train = None if BACKBONE not in frozen else False
+
+    def loss_fn(trainable):
+        logits, updates = state.apply_fn(
+            {"params": {**fixed, **trainable}, "batch_stats": state.batch_stats},
+            batch["image"], train=True, backbone_train=backbone_train, mutable=["batch_stats"])
+        per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
+        mask = batch["mask"]
+        return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), updates
+
+    trainable = {k: v for k, v in state.params.items() if k not in frozen}
+    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    # The norm of all gradients as one vector (the same concatenation the flattened optimizer
+    # makes, which XLA computes once), not a reduction per parameter array.
+    flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree.leaves(grads)])
+    grad_norm = jnp.sqrt(jnp.vdot(flat, flat))
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    grads = {**jax.tree.map(jnp.zeros_like, fixed), **grads}
+
+    def update():
+        new = state.apply_gradients(grads=grads, batch_stats=updates["batch_stats"])
+        if state.ema_params is not None:
+            new = new.replace(ema_params=optax.incremental_update(
+                new.params, state.ema_params, step_size=1.0 - ema_decay))
+        return new
+
+    new_state = jax.lax.cond(finite, update, lambda: state)
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+
+
+def eval_params(state: TrainState) -> Any:
+    """The params evaluation, checkpoints' readers and export use: the moving average when
+    the run keeps one."""
+    return state.params if state.ema_params is None else state.ema_params
