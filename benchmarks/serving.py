@@ -72,9 +72,9 @@ def ours(ckpt, onnx_dir: str, exported_dir: str) -> list[tuple[str, Callable, Ca
     from grcnn_jax.assemble import make_mesh
     from grcnn_jax.config.defaults import gray_mode
     from grcnn_jax.evaluation.evaluator import make_evaluator
-    from grcnn_jax.inference.export import load_exported
+    from grcnn_jax.inference.exported import load_exported
     from grcnn_jax.inference.onnx_reader import OnnxReader
-    from grcnn_jax.inference.recognize import _ExportedModule
+    from grcnn_jax.inference.recognize import ExportedModule
 
     import jax
     from jax.sharding import Mesh
@@ -106,7 +106,7 @@ def ours(ckpt, onnx_dir: str, exported_dir: str) -> list[tuple[str, Callable, Ca
         n = len(blobs)
         if n not in exported_evaluators:
             exported_evaluators[n] = Evaluator(
-                _ExportedModule(exported.exported), exported.charset, one_device, n,
+                ExportedModule(exported.exported), exported.charset, one_device, n,
                 lexicon_lowercase=bool(exported.meta.get("lowercase", True)), confidence=True)
         return [p.text for p in exported_evaluators[n].predict({}, {}, prepare(blobs), None)]
 

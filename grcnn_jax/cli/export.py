@@ -26,8 +26,8 @@ versions within its compatibility window) and numpy, e.g. a greedy CTC reader:
     texts = ["".join(meta["charset"][i - 1] for j, i in enumerate(row)
                      if i != 0 and (j == 0 or i != row[j - 1])) for row in best]
 
-``load_exported`` does the same (plus batching and checks) and imports nothing of the
-training code: only jax, numpy, json and ``grcnn_jax.text.charset``.
+``inference.exported.load_exported`` does the same (plus batching and checks) and imports
+nothing of the training code: only jax, numpy, json and ``grcnn_jax.text.charset``.
 """
 
 from __future__ import annotations
@@ -35,14 +35,15 @@ from __future__ import annotations
 import os
 
 from grcnn_jax.inference import load
-from grcnn_jax.inference.export import META_FILE, PLATFORMS, export_model
+from grcnn_jax.inference.export import PLATFORMS, export_model
+from grcnn_jax.inference.exported import META_FILE
+from grcnn_jax.cli import common
 
 
 # ----------------------------------------------------------------------------- command line
 def _define_flags() -> None:
     from absl import flags
 
-    from grcnn_jax.cli import common
 
     common.define_checkpoint_flags()
     flags.DEFINE_string("out", None, "Folder to write model.jax (or model.onnx) and meta.json "
@@ -57,7 +58,6 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax.cli import common
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -83,8 +83,6 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The ``grcnn-export`` command (``python -m grcnn_jax.export``)."""
-    from grcnn_jax.cli import common
-
     common.run_command(main, _define_flags)
 
 

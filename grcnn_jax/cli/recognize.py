@@ -96,7 +96,7 @@ def main(argv: list[str]) -> None:
 
                 reader = OnnxReader(folder)
             else:
-                from grcnn_jax.inference.export import load_exported
+                from grcnn_jax.inference.exported import load_exported
 
                 reader = load_exported(folder)
             m = reader.meta

@@ -39,7 +39,7 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
 
         reader, how = OnnxReader(folder), "ONNX, onnxruntime"
     elif kind == "exported":
-        from grcnn_jax.inference.export import load_exported
+        from grcnn_jax.inference.exported import load_exported
 
         reader, how = load_exported(folder), "jax.export program"
     else:

@@ -8,7 +8,7 @@ import logging
 import os
 
 from grcnn_jax.inference import pretrained
-from grcnn_jax.inference.export import is_exported_folder
+from grcnn_jax.inference.exported import is_exported_folder
 from grcnn_jax.workdir.checkpoints import (InferenceCheckpoint, read_for_inference,
                                            resolve_step_dir, saved_steps)
 from grcnn_jax.workdir.guard import CheckpointError, first_line

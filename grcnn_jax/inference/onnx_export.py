@@ -27,8 +27,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from grcnn_jax.inference.export import META_FILE, serving_meta
+from grcnn_jax.inference.export import serving_meta
+from grcnn_jax.inference.exported import META_FILE
 from grcnn_jax.inference.onnx_reader import ONNX_FILE, session
+from grcnn_jax.models import create_model
+from grcnn_jax.workdir.writers import atomic_path
 OPSET = 17                   # onnxruntime >= 1.13 runs it; Loop, Shape and Conv as needed here
 PARITY_TOLERANCE = 1e-4      # largest |onnx - jax| of the logits accepted at export
 PARITY_BATCHES = (1, 3, 8)
@@ -77,8 +80,6 @@ def export_onnx(ckpt: Any, out_dir: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from grcnn_jax.models import create_model
-    from grcnn_jax.workdir.writers import atomic_path
 
     os.makedirs(out_dir, exist_ok=True)                 # a bad --out fails before the work
     config, charset = ckpt.config, ckpt.charset

@@ -130,7 +130,7 @@ def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool)
     return list(dict.fromkeys(enc.words[0]))         # a word's case forms: one entry
 
 
-class _ExportedModule:
+class ExportedModule:
     """An exported program where the ``Evaluator`` expects a flax module: its variables are
     inside the program, so ``apply`` takes none."""
 
@@ -143,7 +143,7 @@ class _ExportedModule:
 
 def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
                        beam_width: int = 1, batch_size: int | None = None) -> list:
-    """``recognize_images`` for a model from ``grcnn_jax.export.load_exported``: the same
+    """``recognize_images`` for a model from ``inference.exported.load_exported``: the same
     ``Evaluator`` (decoders, confidences, lexicon scores) on its program, on one device."""
     import jax
     from jax.sharding import Mesh
@@ -155,7 +155,7 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
         lexicon = fitting_words(lexicon, reader.charset, int(reader.meta["frames"]), lowercase)
     # The program was exported without shardings: it runs on one device.
     mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
-    evaluator = Evaluator(_ExportedModule(reader.exported), reader.charset, mesh,
+    evaluator = Evaluator(ExportedModule(reader.exported), reader.charset, mesh,
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
                           lexicon_lowercase=lowercase, confidence=True)
     lexicons = None if lexicon is None else [lexicon] * len(images)
@@ -194,7 +194,7 @@ def choose_folder(workdir: str | None, checkpoint: str | None, step_given: bool,
                                 and _shipped_onnx_usable()):
             return "onnx", assets.READER_ONNX_DIR
         return "checkpoint", None
-    from grcnn_jax.inference.export import is_exported_folder
+    from grcnn_jax.inference.exported import is_exported_folder
     from grcnn_jax.inference.onnx_reader import is_onnx_folder
 
     if checkpoint and is_exported_folder(checkpoint):

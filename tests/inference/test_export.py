@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import IC03_MINI, fatal_lines, run_command, run_module
-from grcnn_jax.inference import export
+from grcnn_jax.inference import export, exported
 from grcnn_jax.inference import recognize
 from grcnn_jax.inference.load import load_for_inference
 
@@ -40,7 +40,7 @@ def test_logits_equal_in_process_at_any_batch_size(ckpt, model_dir):
     variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 100), dtype=np.uint8)
     expected = np.asarray(jax.jit(lambda x: model.apply(variables, x, train=False))(images))
-    reader = export.load_exported(str(model_dir))
+    reader = exported.load_exported(str(model_dir))
     assert reader.meta == json.loads((model_dir / "meta.json").read_text())
     for b in (1, 3, 8):                     # one exported program, three batch sizes
         got = np.asarray(reader.exported.call(images[:b]))
@@ -67,7 +67,7 @@ def test_exported_beam_and_lexicon_equal_in_process(ckpt, model_dir):
     assert not problems
     lexicon = ["Hotel", "motel", "park", "bark", "coffee", "toffee", "it's"]
     want = recognize.recognize_images(ckpt, images, lexicon, beam_width=3)
-    got = recognize.recognize_exported(export.load_exported(str(model_dir)), images, lexicon,
+    got = recognize.recognize_exported(exported.load_exported(str(model_dir)), images, lexicon,
                                        beam_width=3)
     assert [p.lexicon_text for p in got] == [p.lexicon_text for p in want] == \
         ["Hotel", "park", "coffee"]                     # as the lexicon spells them
@@ -86,7 +86,7 @@ for name in ("flax", "optax", "orbax", "grain", "ml_collections", "grcnn_jax.mod
              "grcnn_jax.training.train", "grcnn_jax.workdir.checkpoints", "grcnn_jax.text.decode"):
     sys.modules[name] = None                 # importing any of them now raises ImportError
 import numpy as np
-from grcnn_jax.inference.export import load_exported
+from grcnn_jax.inference.exported import load_exported
 reader = load_exported({str(model_dir)!r})
 print(",".join(reader.read(np.load({str(tmp_path / "images.npy")!r}))))
 print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sys.modules[m])))
@@ -94,7 +94,7 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
     proc = run_command([sys.executable, "-c", script])
     texts, modules = proc.stdout.split()
     assert texts == "Hotel,park,Coffee"
-    assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.export,grcnn_jax.text,"
+    assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.exported,grcnn_jax.text,"
                        "grcnn_jax.text.charset")
 
 
@@ -120,6 +120,6 @@ def test_a_damaged_model_file_is_refused_by_name(model_dir, tmp_path):
     (tmp_path / "meta.json").write_text((model_dir / "meta.json").read_text())
     (tmp_path / "model.jax").write_bytes(b"\0garbage" * 16)
     with pytest.raises(ValueError, match="not a serialized jax.export model"):
-        export.load_exported(str(tmp_path))
+        exported.load_exported(str(tmp_path))
     with pytest.raises(ValueError, match=r"platforms \['gpu'\]"):
         export.export_model(None, str(tmp_path), platforms=["gpu"])
