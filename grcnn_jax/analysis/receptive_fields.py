@@ -17,6 +17,11 @@ import numpy as np
 
 from grcnn_jax.models import create_model, frames_for_width, normalize_images
 from grcnn_jax.models.grcnn import BACKBONE, BLSTM2, POOL_WIDTH_STRIDES
+from grcnn_jax.config.defaults import load_config_file, get_base_config
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.inference.load import load_for_inference
+from grcnn_jax.data.images import to_grayscale
+from grcnn_jax.data.preprocess import resize
 
 TARGETS = ("sum", "energy", "logit")
 # The ablations of configs/cnn.py, rcl.py, grcl.py, as changes to the paper's model section.
@@ -178,7 +183,6 @@ def _config_file(name: str) -> ml_collections.ConfigDict | None:
     """configs/<name>.py's get_config() when running from a checkout (None otherwise)."""
     import pathlib
 
-    from grcnn_jax.config.defaults import load_config_file
 
     path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.py"
     return load_config_file(str(path)) if path.is_file() else None
@@ -191,8 +195,6 @@ def untrained_config(name: str) -> ml_collections.ConfigDict:
         raise ValueError(f"{name!r}: choose one of {sorted(ABLATIONS)}")
     config = _config_file(name)
     if config is None:
-        from grcnn_jax.config.defaults import get_base_config
-
         config = get_base_config()
         config.model.update(ABLATIONS[name])
     return config
@@ -203,8 +205,6 @@ def untrained(name: str, seed: int = 0, **model_overrides: Any) -> FieldModel:
 
     ``model_overrides`` change fields of its ``model`` section (e.g. smaller widths).
     """
-    from grcnn_jax.text.charset import Charset
-
     config = untrained_config(name)
     config.model.update(model_overrides)
     model = create_model(config.model, Charset(config.charset).num_classes)
@@ -227,8 +227,6 @@ def from_checkpoint(workdir: str | None = None, step: str | int = "latest",
                     checkpoint: str | None = None) -> FieldModel:
     """A trained model from a workdir (``step``: 'latest', 'best' or a number) or from a
     checkpoint step directory."""
-    from grcnn_jax.inference.load import load_for_inference
-
     ckpt = load_for_inference(workdir=workdir, checkpoint=checkpoint, step=step)
     c = ckpt.config
     return FieldModel(f"{_describe(c.model)}, step {ckpt.step}", c.model, ckpt.params,
@@ -254,8 +252,5 @@ def render_word(text: str, height: int = 32, width: int = 100) -> np.ndarray:
 def read_image(path: str, height: int = 32, width: int = 100,
                keep_aspect: bool = False) -> np.ndarray:
     """An image file as the loader prepares it: grayscale uint8 [height, width]."""
-    from grcnn_jax.data.images import to_grayscale
-    from grcnn_jax.data.preprocess import resize
-
     with open(path, "rb") as f:
         return resize(to_grayscale(f.read()), height, width, keep_aspect)

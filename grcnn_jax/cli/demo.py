@@ -8,13 +8,14 @@ import tempfile
 from grcnn_jax.demo.page import build_page, example_images, load_reader
 from grcnn_jax.demo.reading import MAX_BYTES
 from grcnn_jax.inference.recognize import FlagConflict
+from grcnn_jax.cli import common
+from grcnn_jax import process
 
 
 # ----------------------------------------------------------------------------- command line
 def _define_flags() -> None:
     from absl import flags
 
-    from grcnn_jax.cli import common
 
     common.define_checkpoint_flags()
     flags.DEFINE_string("exported", None, "Serve a model folder written by grcnn_jax.export.")
@@ -33,8 +34,6 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax import process
-    from grcnn_jax.cli import common
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -64,7 +63,6 @@ def main(argv: list[str]) -> None:
 def run() -> None:
     """The ``grcnn-demo`` command (``python -m grcnn_jax.cli.demo``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # nothing leaves the machine
-    from grcnn_jax.cli import common
 
     common.run_command(main, _define_flags, huge_pages=False)
 

@@ -62,13 +62,14 @@ import sys
 from grcnn_jax.inference import load
 from grcnn_jax.evaluation.scoring import evaluate_checkpoint, format_table, split_specs
 from grcnn_jax.workdir.writers import atomic_path
+from grcnn_jax.cli import common
+from grcnn_jax import process
 
 
 # ----------------------------------------------------------------------------- command line
 def _define_flags() -> None:
     from absl import flags
 
-    from grcnn_jax.cli import common
 
     common.define_checkpoint_flags()
     flags.DEFINE_string("benchmark", None, "Score the standard benchmarks in this folder "
@@ -96,8 +97,6 @@ def _define_flags() -> None:
 def main(argv: list[str]) -> None:
     from absl import app, flags
 
-    from grcnn_jax import process
-    from grcnn_jax.cli import common
 
     FLAGS = flags.FLAGS
     if len(argv) > 1:
@@ -146,8 +145,6 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The ``grcnn-evaluate`` command (``python -m grcnn_jax.evaluate``)."""
-    from grcnn_jax.cli import common
-
     common.run_command(main, _define_flags)
 
 

@@ -16,6 +16,8 @@ import os
 
 from absl import app, flags
 from ml_collections import config_flags
+from grcnn_jax import process
+from grcnn_jax.cli import common
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
@@ -44,8 +46,6 @@ def initialize_distributed() -> None:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from grcnn_jax import process
-    from grcnn_jax.cli import common
 
     process.log_our_progress()
     initialize_distributed()
@@ -76,8 +76,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """The ``grcnn-train`` command (``python -m grcnn_jax.main``)."""
-    from grcnn_jax.cli import common
-
     common.run_command(main, flags_parser=parse_flags)
 
 

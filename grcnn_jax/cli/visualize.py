@@ -51,8 +51,8 @@ def _check_frames(frames: list[int]) -> list[int]:
     return frames
 
 
-def main(argv: Sequence[str] | None = None):
-    """The command; returns the saved Figure (for tests)."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command: prints each field's columns and writes the figure(s)."""
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     frames = _check_frames(FLAGS.frame)
     with common.refusals_as_one_line(argv):
@@ -92,7 +92,6 @@ def main(argv: Sequence[str] | None = None):
     if FLAGS.profiles:
         plot_profiles(models, fields, FLAGS.target).savefig(FLAGS.profiles)
         print(f"wrote {FLAGS.profiles}")
-    return fig
 
 
 def run() -> None:

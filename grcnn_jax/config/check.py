@@ -12,6 +12,11 @@ from typing import Any
 import ml_collections
 
 from grcnn_jax.config.defaults import gray_mode
+from grcnn_jax.models import frames_for_width, grcl_options
+from grcnn_jax.models.grcnn import PARAM_GROUPS
+from grcnn_jax.data.images import GRAY_MODES
+from grcnn_jax.text.charset import Charset
+from grcnn_jax.data.preprocess import check_policy
 
 MODEL_HEIGHT = 32                      # the backbone's five height halvings end at height 1
 OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
@@ -29,8 +34,6 @@ def min_width_for_labels(max_label_length: int) -> int:
 
 
 def _problems(config: ml_collections.ConfigDict) -> list[str]:
-    from grcnn_jax.models import frames_for_width
-
     bad: list[str] = []
 
     def need(ok: bool, field: str, value: Any, allowed: str) -> None:
@@ -56,7 +59,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
                   "checkpoint_every", "keep_checkpoints"):
         positive_int(field, config[field])
     need(config.grad_clip_norm >= 0, "grad_clip_norm", config.grad_clip_norm, ">= 0 (0: off)")
-    from grcnn_jax.models.grcnn import PARAM_GROUPS
 
     freeze = [p.strip() for p in config.get("freeze", "").split(",") if p.strip()]
     need(set(freeze) <= set(PARAM_GROUPS) and len(freeze) < len(PARAM_GROUPS), "freeze",
@@ -83,7 +85,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
          "model.grcl_features", tuple(m.grcl_features), "three integers >= 1")
     need(0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)")
     need(m.bn_epsilon > 0, "model.bn_epsilon", m.bn_epsilon, "> 0")
-    from grcnn_jax.models import grcl_options
 
     try:                  # T, dtype, remat, conv_impl, ...: the model's own checks
         grcl_options(m)
@@ -105,7 +106,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",
          d.num_workers, "an integer >= 0 (0: load in the main process)")
     need(bool(str(d.train).strip()), "data.train", d.train, "a dataset spec (e.g. 'synth')")
-    from grcnn_jax.data.images import GRAY_MODES
 
     need(gray_mode(config) in GRAY_MODES, "data.grayscale", d.get("grayscale"),
          f"one of {GRAY_MODES}")
@@ -117,9 +117,6 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming every field that cannot work, and the data policy's
     DataError or the charset's CharsetError for those; returns None if all is well."""
-    from grcnn_jax.text.charset import Charset
-    from grcnn_jax.data.preprocess import check_policy
-
     bad = _problems(config)
     if bad:
         raise ConfigError("; ".join(bad))

@@ -34,6 +34,7 @@ import numpy as np
 
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.preprocess import Preprocess, Problem, augment
+from grcnn_jax.data.sources import WeightedSources
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,6 @@ def make_dataset(source: Any, preprocess: Preprocess, batch_size: int, *, train:
         raise DataError(f"dataset {source!r} is empty")
     if batch_size <= 0:
         raise DataError(f"batch_size must be positive, got {batch_size}")
-    from grcnn_jax.data.sources import WeightedSources
 
     if isinstance(source, WeightedSources):
         if not train:

@@ -10,6 +10,11 @@ import logging
 from typing import Any, Sequence
 
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
+from grcnn_jax.data.errors import DataError
+from grcnn_jax.data.sources import open_source
+from grcnn_jax.assemble import open_split, make_mesh, make_preprocess
+from grcnn_jax.evaluation.evaluator import make_evaluator
+from grcnn_jax.data import pipeline
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +26,6 @@ def split_specs(values: Sequence[str] | None) -> list[str]:
 
 def open_dataset(config: Any, spec: str | None) -> Any:
     """The source named by ``spec`` (None: the config's validation set), built like training's."""
-    from grcnn_jax.data.errors import DataError
-    from grcnn_jax.data.sources import open_source
-    from grcnn_jax.assemble import open_split
-
     if spec is None:
         if not config.data.val:
             raise DataError("the checkpoint's config has no validation set (config.data.val is "
@@ -60,9 +61,6 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     """
     import jax
 
-    from grcnn_jax.assemble import make_mesh, make_preprocess
-    from grcnn_jax.evaluation.evaluator import make_evaluator
-    from grcnn_jax.data import pipeline
 
     config, charset = ckpt.config, ckpt.charset
     batch_size = batch_size or config.eval_batch_size

@@ -138,11 +138,26 @@ def coloured_columns(panel):
     return np.flatnonzero(overlay(panel).max(axis=0) > 5)
 
 
+def drawn_figures(monkeypatch) -> list:
+    """The figures the command draws with ``plot_fields``, in order (it returns nothing)."""
+    figures = []
+    draw = visualize.plot_fields
+
+    def spy(*args, **kwargs):
+        figures.append(draw(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(visualize, "plot_fields", spy)
+    return figures
+
+
 def test_command_draws_three_different_panels(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(visualize, "untrained",
                         lambda name, seed=0: tiny(name, T=0 if name == "cnn" else 2, seed=seed))
     out = tmp_path / "fields.png"
-    fig = visualize.main(["--frame", "13", "--out", str(out)])
+    figures = drawn_figures(monkeypatch)
+    visualize.main(["--frame", "13", "--out", str(out)])
+    fig, = figures
     assert out.stat().st_size > 10_000
     assert [ax.get_title() for ax in fig.axes] == [
         "CNN (untrained), frame 13", "RCL T=2 (untrained), frame 13",
@@ -165,13 +180,15 @@ def test_command_draws_three_different_panels(tmp_path, monkeypatch, capsys):
     assert "CNN (untrained)  frame 13: theoretical columns 33..70, non-zero 33..70" in printed
 
 
-def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path):
+def test_command_with_a_checkpoint_an_image_and_a_grid(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "run", tiny("grcl", 2), step=7)
     image = IC03_MINI / "word_1.png"
     out, profiles = tmp_path / "grid.png", tmp_path / "profiles.png"
-    fig = visualize.main(["--workdir", str(tmp_path / "run"), "--image", str(image),
-                          "--frame", "2,20", "--target", "energy", "--out", str(out),
-                          "--profiles", str(profiles)])
+    figures = drawn_figures(monkeypatch)
+    visualize.main(["--workdir", str(tmp_path / "run"), "--image", str(image),
+                    "--frame", "2,20", "--target", "energy", "--out", str(out),
+                    "--profiles", str(profiles)])
+    fig, = figures
     assert [ax.get_title() for ax in fig.axes] == ["GRCL T=2, step 7, frame 2",
                                                     "GRCL T=2, step 7, frame 20"]
     left, right = panels(fig, out)

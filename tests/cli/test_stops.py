@@ -75,6 +75,12 @@ def test_ctrl_c_saves_the_step_and_the_same_command_resumes(lmdb_path, tmp_path)
     assert steps == list(range(1, step + 4)), steps
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT back to its default in the child: a shell runs background jobs with SIGINT
+    ignored, which the child would inherit (and Python then installs no Ctrl-C handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_in_a_data_tool_leaves_no_partial_output(tmp_path):
     labels = tmp_path / "labels.txt"
     image = tmp_path / "w.png"
@@ -84,7 +90,7 @@ def test_ctrl_c_in_a_data_tool_leaves_no_partial_output(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "grcnn_jax.cli.make_lmdb", "--labels",
                              str(labels), str(out)], cwd=REPO, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_as_at_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline and not out.exists():
         time.sleep(0.05)

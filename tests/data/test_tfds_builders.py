@@ -12,7 +12,8 @@ from PIL import Image
 
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.cli import tfds as tfds_cli
-from grcnn_jax.data.formats import tfds_builders as tb
+from grcnn_jax.data.formats import tfds_annotations as ta, tfds_builders as tb
+from grcnn_jax.data.formats.tfds_benchmarks import Svt
 from grcnn_jax.data.formats.tfds_source import TfdsSource
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.pipeline import make_dataset
@@ -188,11 +189,11 @@ def test_ic03_without_lexicon_and_forgiving_xml(tmp_path):
 
 
 def test_lexicon_file_keyed_by_path_and_count_mismatch():
-    items = [tb._Item(name="word/1/1.jpg", text="a"), tb._Item(name="word/1/2.jpg", text="b")]
-    tb.read_lexicon_file(b"word/1/2.jpg\tB,C\n1/1.jpg\tA\n", items, "lex.txt")
+    items = [ta.Item(name="word/1/1.jpg", text="a"), ta.Item(name="word/1/2.jpg", text="b")]
+    ta.read_lexicon_file(b"word/1/2.jpg\tB,C\n1/1.jpg\tA\n", items, "lex.txt")
     assert [i.lexicon for i in items] == [["A"], ["B", "C"]]
     with pytest.raises(DataError, match="lex.txt has 1 lines but the annotations list 2"):
-        tb.read_lexicon_file(b"A,B\n", items, "lex.txt")
+        ta.read_lexicon_file(b"A,B\n", items, "lex.txt")
 
 
 # --- IC13: Challenge2_Test_Task3_Images/ + Challenge2_Test_Task3_GT.txt; training zip ---------
@@ -221,7 +222,7 @@ def test_ic13_folder_and_training_zip(tmp_path):
 
 def test_ic13_bad_gt_line_names_the_line():
     with pytest.raises(DataError, match=r"gt.txt:2: expected"):
-        tb.parse_ic13_gt(b'word_1.png, "a"\nno comma here\n', "gt.txt")
+        ta.parse_ic13_gt(b'word_1.png, "a"\nno comma here\n', "gt.txt")
 
 
 # --- Missing downloads show the instructions ---------------------------------------------------
@@ -393,4 +394,4 @@ def test_command_refuses_a_wrong_command_line_in_one_line(argv, culprit):
 
 def test_command_prints_instructions(capsys):
     assert tfds_cli.main(["instructions", "svt"]) == 0
-    assert capsys.readouterr().out.strip() == tb.Svt.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()
+    assert capsys.readouterr().out.strip() == Svt.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()

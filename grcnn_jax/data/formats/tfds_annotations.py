@@ -1,6 +1,6 @@
 """Annotation parsers for the tfds benchmark builders (``tfds_builders``): the bytes of a
 download's annotation files (IIIT5K .mat, SVT XML, IC03 XML and lexicon files, IC13
-ground-truth text) -> ``_Item`` (image path, text, lexicons, crop box) lists.
+ground-truth text) -> ``Item`` (image path, text, lexicons, crop box) lists.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.formats.tfds_downloads import _decode_text, _split_words
+from grcnn_jax.data.formats.tfds_downloads import decode_text, lexicon_words
 
 
 # ---------------------------------------------------------------------------------------------
@@ -23,7 +23,7 @@ from grcnn_jax.data.formats.tfds_downloads import _decode_text, _split_words
 
 
 @dataclasses.dataclass
-class _Item:
+class Item:
     """One word of a download: its image (a name in the tree, plus a crop box) and labels."""
 
     name: str                              # name of the image file in the tree
@@ -63,7 +63,7 @@ def _mat_field(entry: Any, name: str, where: str, required: bool = True) -> Any:
     return getattr(entry, fields[name.lower()])
 
 
-def parse_iiit5k_mat(raw: bytes, variable: str, where: str) -> list[_Item]:
+def parse_iiit5k_mat(raw: bytes, variable: str, where: str) -> list[Item]:
     """IIIT5K ``testdata.mat`` / ``traindata.mat``: a 1xN struct array named ``testdata`` /
     ``traindata`` with fields ImgName ('test/1002_1.png'), GroundTruth, smallLexi (50 words),
     mediumLexi (1000 words); image paths relative to the .mat file's folder."""
@@ -88,7 +88,7 @@ def parse_iiit5k_mat(raw: bytes, variable: str, where: str) -> list[_Item]:
         texts = _mat_strings(_mat_field(entry, "GroundTruth", at))
         if len(names) != 1:
             raise DataError(f"{at}: ImgName is {names!r}, not one path")
-        items.append(_Item(name=names[0], text="".join(texts),
+        items.append(Item(name=names[0], text="".join(texts),
                            lexicon=_mat_strings(_mat_field(entry, "smallLexi", at, False)),
                            lexicon_1k=_mat_strings(_mat_field(entry, "mediumLexi", at, False))))
     return items
@@ -109,7 +109,7 @@ def _xml(raw: bytes, where: str) -> ElementTree.Element:
         raise DataError(f"{where}: not well-formed XML: {e}") from None
 
 
-def parse_svt_xml(raw: bytes, where: str) -> list[_Item]:
+def parse_svt_xml(raw: bytes, where: str) -> list[Item]:
     """SVT ``test.xml`` / ``train.xml``: ``<tagset><image>`` elements with ``<imageName>``
     (img/14_03.jpg, relative to the xml), ``<lex>`` (comma-separated words) and
     ``<taggedRectangles><taggedRectangle x= y= width= height=><tag>WORD</tag>``."""
@@ -122,7 +122,7 @@ def parse_svt_xml(raw: bytes, where: str) -> list[_Item]:
             raise DataError(f"{where}: an <image> without <imageName>")
         name = name_el.text.strip()
         lex_el = _child(image, "lex")
-        lexicon = _split_words(lex_el.text if lex_el is not None else "")
+        lexicon = lexicon_words(lex_el.text if lex_el is not None else "")
         rects = _child(image, "taggedRectangles")
         for k, rect in enumerate([] if rects is None else list(rects)):
             try:
@@ -131,7 +131,7 @@ def parse_svt_xml(raw: bytes, where: str) -> list[_Item]:
                 raise DataError(f"{where}: {name}: box {k} has attributes {rect.attrib}, not "
                                 "numbers x, y, width, height") from None
             tag = _child(rect, "tag")
-            items.append(_Item(name=name, text=(tag.text or "") if tag is not None else "",
+            items.append(Item(name=name, text=(tag.text or "") if tag is not None else "",
                                lexicon=lexicon, box=(x, y, w, h), id=f"{name}#{k}"))
     return items
 
@@ -140,7 +140,7 @@ _IC03_IMAGE = re.compile(r"<image\s+([^>]*?)/?>", re.IGNORECASE | re.DOTALL)
 _XML_ATTR = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
-def parse_ic03_xml(raw: bytes, where: str) -> list[_Item]:
+def parse_ic03_xml(raw: bytes, where: str) -> list[Item]:
     """IC03 ``word.xml``: ``<imagelist><image file="word/1/1.jpg" tag="Tiredness"/>``, paths
     relative to the xml. Files that are not well-formed XML (stray '&', Latin-1 bytes) are
     read with a forgiving pattern instead."""
@@ -150,7 +150,7 @@ def parse_ic03_xml(raw: bytes, where: str) -> list[_Item]:
                  if el.tag.lower() == "image"]
     except ElementTree.ParseError:
         pairs = []
-        for m in _IC03_IMAGE.finditer(_decode_text(raw)):
+        for m in _IC03_IMAGE.finditer(decode_text(raw)):
             attrs = {k.lower(): (a if a is not None else b)
                      for k, a, b in _XML_ATTR.findall(m.group(1))}
             pairs.append((attrs.get("file"), attrs.get("tag")))
@@ -159,18 +159,18 @@ def parse_ic03_xml(raw: bytes, where: str) -> list[_Item]:
     for k, (file, tag) in enumerate(pairs):
         if not file:
             raise DataError(f"{where}: <image> number {k + 1} has no file attribute")
-        items.append(_Item(name=file, text=tag or ""))
+        items.append(Item(name=file, text=tag or ""))
     return items
 
 
-def read_lexicon_file(raw: bytes, items: list[_Item], where: str) -> None:
+def read_lexicon_file(raw: bytes, items: list[Item], where: str) -> None:
     """Attaches lexicons from a file to ``items``, in one of two layouts:
 
     * every line ``IMAGE_PATH<TAB>w1,w2,...`` -- matched by path (or its unique suffix);
     * one line ``w1,w2,...`` per item, in the annotation file's order (the seed's
       lexicon_50.txt); the line count must match.
     """
-    lines = _decode_text(raw).splitlines()
+    lines = decode_text(raw).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if lines and all("\t" in ln for ln in lines if ln.strip()):
@@ -178,7 +178,7 @@ def read_lexicon_file(raw: bytes, items: list[_Item], where: str) -> None:
         for ln in lines:
             if ln.strip():
                 path, _, words = ln.partition("\t")
-                by_path[path.strip().replace("\\", "/").lstrip("./")] = _split_words(words)
+                by_path[path.strip().replace("\\", "/").lstrip("./")] = lexicon_words(words)
         for item in items:
             name = item.name.replace("\\", "/").lstrip("./")
             match = by_path.get(name)
@@ -194,26 +194,26 @@ def read_lexicon_file(raw: bytes, items: list[_Item], where: str) -> None:
                         f"{len(items)} images (one comma-separated lexicon per image, same order; "
                         "or lines 'IMAGE_PATH<TAB>w1,w2,...')")
     for item, ln in zip(items, lines):
-        item.lexicon = _split_words(ln)
+        item.lexicon = lexicon_words(ln)
 
 
 _IC13_LINE = re.compile(r'^\s*(?P<file>[^,]+?)\s*,\s*"(?P<text>.*)"\s*$')
 
 
-def parse_ic13_gt(raw: bytes, where: str) -> list[_Item]:
+def parse_ic13_gt(raw: bytes, where: str) -> list[Item]:
     """IC13 Task 3 ground truth: lines ``word_1.png, "Tiredness"``; a quote or backslash inside
     the text is backslash-escaped. Unquoted ``file, text`` lines are accepted too."""
     items = []
-    for lineno, line in enumerate(_decode_text(raw).splitlines(), 1):
+    for lineno, line in enumerate(decode_text(raw).splitlines(), 1):
         if not line.strip():
             continue
         m = _IC13_LINE.match(line)
         if m:
             text = re.sub(r"\\(.)", r"\1", m.group("text"))
-            items.append(_Item(name=m.group("file"), text=text))
+            items.append(Item(name=m.group("file"), text=text))
             continue
         file, sep, text = line.partition(",")
         if not sep or not file.strip():
             raise DataError(f"{where}:{lineno}: expected 'word_N.png, \"TEXT\"', got {line!r}")
-        items.append(_Item(name=file.strip(), text=text.strip()))
+        items.append(Item(name=file.strip(), text=text.strip()))
     return items

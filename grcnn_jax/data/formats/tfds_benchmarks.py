@@ -15,10 +15,10 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.formats.tfds_annotations import (_Item, parse_ic03_xml, parse_ic13_gt,
+from grcnn_jax.data.formats.tfds_annotations import (Item, parse_ic03_xml, parse_ic13_gt,
                                              parse_iiit5k_mat, parse_svt_xml,
                                              read_lexicon_file)
-from grcnn_jax.data.formats.tfds_downloads import ARCHIVE_SUFFIXES, _dirname, _find, _png, _Tree
+from grcnn_jax.data.formats.tfds_downloads import ARCHIVE_SUFFIXES, parent_name, find_file, png_bytes, DownloadTree
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Builders.
 
 
-def _features(extra_lexicons: Sequence[str] = ()) -> tfds.features.FeaturesDict:
+def example_features(extra_lexicons: Sequence[str] = ()) -> tfds.features.FeaturesDict:
     spec = {
         "id": tfds.features.Text(doc="where the example came from in the download"),
         "image": tfds.features.Tensor(shape=(), dtype=np.object_,
@@ -70,7 +70,7 @@ class _Benchmark(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
-            builder=self, description=self.DESCRIPTION, features=_features(self.EXTRA_LEXICONS),
+            builder=self, description=self.DESCRIPTION, features=example_features(self.EXTRA_LEXICONS),
             homepage=self.HOMEPAGE, citation=self.CITATION, disable_shuffling=True)
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
@@ -79,11 +79,11 @@ class _Benchmark(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {split: self._generate_examples(tree, items) for split, (tree, items) in
                 splits.items()}
 
-    def _find_splits(self, manual_dir: str) -> dict[str, tuple[_Tree, list[_Item]]]:
+    def _find_splits(self, manual_dir: str) -> dict[str, tuple[DownloadTree, list[Item]]]:
         """split -> (tree holding the images, items with image names resolved in it)."""
         raise NotImplementedError
 
-    def _generate_examples(self, tree: _Tree, items: list[_Item]) -> Iterator[tuple[int, dict]]:
+    def _generate_examples(self, tree: DownloadTree, items: list[Item]) -> Iterator[tuple[int, dict]]:
         cache: tuple[str, Image.Image | None] = ("", None)
         for k, item in enumerate(items):
             raw = tree.read(item.name)
@@ -116,10 +116,10 @@ def _crop(image: Image.Image, box: tuple[int, int, int, int], what: str) -> byte
         log.warning("%s: box %s lies outside the %dx%d image; stored as an empty image",
                     what, box, image.width, image.height)
         return b""
-    return _png(image.crop((x0, y0, x1, y1)))
+    return png_bytes(image.crop((x0, y0, x1, y1)))
 
 
-def _with_names(tree: _Tree, root: str, items: list[_Item], where: str) -> list[_Item]:
+def _with_names(tree: DownloadTree, root: str, items: list[Item], where: str) -> list[Item]:
     for item in items:
         if not item.id:
             item.id = item.name
@@ -134,11 +134,11 @@ def _test_and_train(builder, manual_dir, pattern: str, prefer: str, archive: str
     or ``archive``, preferring paths under ``prefer``): split -> (tree, items named by
     ``parse(data, split, where)``)."""
     test_name = pattern.format(split="test")
-    found = _find(manual_dir, test_name, prefer=(prefer,))
+    found = find_file(manual_dir, test_name, prefer=(prefer,))
     if found is None:
         raise _missing(builder, manual_dir, f"{test_name} (in a folder or {archive})")
     tree, test_file = found
-    root = _dirname(test_file)
+    root = parent_name(test_file)
     splits = {}
     for split in ("test", "train"):
         name = pattern.format(split=split)
@@ -249,9 +249,9 @@ Optional per-image 50-word lexicons (not part of the download):
         splits = {}
         for split in ("test", "train"):
             folder = os.path.join(manual_dir, split)
-            found = _find(folder, "word.xml", prefer=("word",))
+            found = find_file(folder, "word.xml", prefer=("word",))
             if found is None and split == "test":
-                found = _find(manual_dir, "word.xml", prefer=("word",),
+                found = find_file(manual_dir, "word.xml", prefer=("word",),
                               skip=lambda n: n.lower().startswith("train/"))
                 folder = manual_dir
                 if found is None:
@@ -259,7 +259,7 @@ Optional per-image 50-word lexicons (not part of the download):
             if found is None:
                 continue
             tree, xml = found
-            root, where = _dirname(xml), f"{tree}: {xml}"
+            root, where = parent_name(xml), f"{tree}: {xml}"
             items = _with_names(tree, root, parse_ic03_xml(tree.read(xml), where), where)
             lexicon = self._lexicon_file(tree, root, folder,
                                          manual_dir if split == "test" else None)
@@ -269,7 +269,7 @@ Optional per-image 50-word lexicons (not part of the download):
             splits[split] = (tree, items)
         return splits
 
-    def _lexicon_file(self, tree: _Tree, root: str, *folders: str | None):
+    def _lexicon_file(self, tree: DownloadTree, root: str, *folders: str | None):
         """(bytes, where) of lexicon_50.txt inside the tree next to word.xml, or in a folder."""
         inside = f"{root}/{self.LEXICON_FILE}" if root else self.LEXICON_FILE
         if inside in tree.names:
@@ -311,13 +311,13 @@ of the same names:
   MANUAL_DIR/Challenge2_Test_Task3_GT.txt               test ground truth (required)
   MANUAL_DIR/Challenge2_Training_Task3_Images_GT.zip    training images + gt.txt (optional)"""
 
-    def _container(self, manual_dir: str, stem: str) -> _Tree | None:
+    def _container(self, manual_dir: str, stem: str) -> DownloadTree | None:
         for entry in sorted(os.listdir(manual_dir)):
             path = os.path.join(manual_dir, entry)
             bare = entry[:-len(next((s for s in ARCHIVE_SUFFIXES[::-1]
                                      if entry.lower().endswith(s)), ""))] or entry
             if bare.lower() == stem.lower() and (os.path.isdir(path) or bare != entry):
-                return _Tree(path)
+                return DownloadTree(path)
         return None
 
     def _find_splits(self, manual_dir):
@@ -342,5 +342,5 @@ of the same names:
                 raise DataError(f"{self.name}: {train} holds no gt.txt")
             where = f"{train}: {names[0]}"
             items = parse_ic13_gt(train.read(names[0]), where)
-            splits["train"] = (train, _with_names(train, _dirname(names[0]), items, where))
+            splits["train"] = (train, _with_names(train, parent_name(names[0]), items, where))
         return splits

@@ -31,8 +31,7 @@ a split is the i-th annotation of the download, or ``SynthWords(...)[i]``.
 The parts: ``tfds_downloads`` (reading a download, folder or archive),
 ``tfds_annotations`` (the benchmarks' annotation parsers), ``tfds_benchmarks`` (their
 builders), ``tfds_source`` (``TfdsSource``); this module holds the frozen synthetic set's
-builder, the registry ``BUILDERS`` with ``make_builder`` / ``build``, and the command, and
-re-exports the others' public names.
+builder and the registry ``BUILDERS`` with ``make_builder`` / ``build``.
 
 Build and read::
 
@@ -54,20 +53,8 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from grcnn_jax.data.errors import DataError
-from grcnn_jax.data.formats.tfds_annotations import (_Item, parse_ic03_xml, parse_ic13_gt,
-                                             parse_iiit5k_mat, parse_svt_xml,
-                                             read_lexicon_file)
-from grcnn_jax.data.formats.tfds_benchmarks import Ic03, Ic13, Iiit5k, Svt, _features
-from grcnn_jax.data.formats.tfds_downloads import ARCHIVE_SUFFIXES, _png
-
-__all__ = [
-    "ARCHIVE_SUFFIXES", "BUILDERS", "GrcnnSynth", "Ic03", "Ic13", "Iiit5k",
-    "SYNTH_TEST_SEED", "Svt", "SynthConfig", "build", "encode_png",
-    "make_builder", "make_synth_source", "parse_ic03_xml", "parse_ic13_gt",
-    "parse_iiit5k_mat", "parse_svt_xml", "read_lexicon_file", "synth_config",
-    "synth_config_name",
-    "_Item",    # the parsers' item type (tests build some)
-]
+from grcnn_jax.data.formats.tfds_benchmarks import Ic03, Ic13, Iiit5k, Svt, example_features
+from grcnn_jax.data.formats.tfds_downloads import png_bytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,7 +95,7 @@ def synth_config(size: int, seed: int = SYNTH_TEST_SEED, height: int = 32) -> Sy
 
 
 def make_synth_source(config: SynthConfig) -> Any:
-    """The random-access source a synth config stores (a module function: tests swap it)."""
+    """The random-access generator whose records a synth config stores."""
     from grcnn_jax.data.synth.generator import SynthWords
 
     return SynthWords(length=config.size, seed=config.seed, height=config.height)
@@ -123,7 +110,7 @@ def encode_png(image: bytes | np.ndarray) -> bytes:
         raise DataError(f"synthetic image of dtype {array.dtype}, expected uint8")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    return _png(Image.fromarray(array))
+    return png_bytes(Image.fromarray(array))
 
 
 class GrcnnSynth(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -138,7 +125,7 @@ class GrcnnSynth(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self, description="SynthWords samples (grcnn_jax.data.synth.generator), frozen.",
-            features=_features(), disable_shuffling=True)
+            features=example_features(), disable_shuffling=True)
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
         return {"test": self._generate_examples(make_synth_source(self.builder_config))}

@@ -1,6 +1,6 @@
 """Reading a benchmark's hand download for the tfds builders (``tfds_builders``): an
-extracted folder or a .zip / .tar / .tar.gz / .tgz archive, the same way (``_Tree``),
-finding the file that anchors a dataset in it (``_find``), and small byte helpers.
+extracted folder or a .zip / .tar / .tar.gz / .tgz archive, the same way (``DownloadTree``),
+finding the file that anchors a dataset in it (``find_file``), and small byte helpers.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _is_junk(name: str) -> bool:
     return "__MACOSX/" in name or base.startswith("._") or base in (".DS_Store", "Thumbs.db")
 
 
-class _Tree:
+class DownloadTree:
     """A read-only file tree: a folder, a .zip, or a .tar / .tar.gz / .tgz.
 
     ``names`` are '/'-separated paths relative to the tree's top (archive members as
@@ -121,7 +121,7 @@ class _Tree:
         return self.path
 
 
-def _dirname(name: str) -> str:
+def parent_name(name: str) -> str:
     return name.rsplit("/", 1)[0] if "/" in name else ""
 
 
@@ -134,8 +134,8 @@ def _archives_in(folder: str) -> list[str]:
             if e.lower().endswith(ARCHIVE_SUFFIXES) and os.path.isfile(os.path.join(folder, e))]
 
 
-def _find(folder: str, anchor: str, prefer: Sequence[str] = (),
-          skip: Callable[[str], bool] = lambda name: False) -> tuple[_Tree, str] | None:
+def find_file(folder: str, anchor: str, prefer: Sequence[str] = (),
+          skip: Callable[[str], bool] = lambda name: False) -> tuple[DownloadTree, str] | None:
     """The tree holding a file named ``anchor`` (case-insensitive), and its name there.
 
     Looks in the extracted folder tree of ``folder`` first (but not at names that ``skip``),
@@ -144,7 +144,7 @@ def _find(folder: str, anchor: str, prefer: Sequence[str] = (),
     """
     if not os.path.isdir(folder):
         return None
-    tree = _Tree(folder)
+    tree = DownloadTree(folder)
     hits = sorted((n for n in tree.with_basename(anchor) if not skip(n)),
                   key=lambda n: (n.count("/"), n))
     if hits:
@@ -153,7 +153,7 @@ def _find(folder: str, anchor: str, prefer: Sequence[str] = (),
     archives.sort(key=lambda p: not os.path.basename(p).lower().startswith(
         tuple(s.lower() for s in prefer)) if prefer else False)
     for path in archives:
-        tree = _Tree(path)
+        tree = DownloadTree(path)
         hits = sorted(tree.with_basename(anchor), key=lambda n: (n.count("/"), n))
         if hits:
             return tree, hits[0]
@@ -161,7 +161,7 @@ def _find(folder: str, anchor: str, prefer: Sequence[str] = (),
     return None
 
 
-def _decode_text(raw: bytes) -> str:
+def decode_text(raw: bytes) -> str:
     """UTF-8 (with or without BOM), else Latin-1: annotation files of the era are either."""
     try:
         return raw.decode("utf-8-sig")
@@ -169,7 +169,7 @@ def _decode_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
     if image.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
         image = image.convert("RGB")
     buf = io.BytesIO()
@@ -177,5 +177,5 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _split_words(text: str | None) -> list[str]:
+def lexicon_words(text: str | None) -> list[str]:
     return [w.strip() for w in (text or "").split(",") if w.strip()]

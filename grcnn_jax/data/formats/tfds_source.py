@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from grcnn_jax.data.errors import DataError
+from grcnn_jax.data.formats.tfds_builders import BUILDERS, make_builder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,8 +82,6 @@ class TfdsSource:
         self._lexicons = [k for k in features.keys() if k == "lexicon" or k.startswith("lexicon_")]
 
     def _find_builder_dir(self, name: str, where: str) -> str:
-        from grcnn_jax.data.formats.tfds_builders import BUILDERS, make_builder
-
         base = name.partition("/")[0].partition(":")[0]
         try:
             if base in BUILDERS and ":" not in name:

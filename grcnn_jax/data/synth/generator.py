@@ -59,9 +59,9 @@ from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.synth import fonts as fonts_lib
 from grcnn_jax.data import images
 from grcnn_jax.data.synth import words as words_lib
-from grcnn_jax.data.synth.geometry import _bend, _crop_map, _warp
-from grcnn_jax.data.synth.paint import _compose, _degrade
-from grcnn_jax.data.synth.text import _font, _text_mask, sample_text
+from grcnn_jax.data.synth.geometry import bend_rows, crop_map, warp_mask
+from grcnn_jax.data.synth.paint import compose, degrade
+from grcnn_jax.data.synth.text import load_font, draw_text_mask, sample_text
 
 MIN_CONTRAST = 40.0       # grey levels between the text's and the background's median
 MIN_CONTRAST_NOISE = 2.5  # ... and this many times the background's spread
@@ -153,21 +153,21 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
         k_target = rng.uniform(1.5, 2.6)
     size = int(np.clip(round(H / (k_target * (0.75 + margins[0] + margins[1]))), 8, 4 * H))
 
-    mask, outer, ink, neighbours = _text_mask(rng, _font(path, size), text)
+    mask, outer, ink, neighbours = draw_text_mask(rng, load_font(path, size), text)
     if neighbours:                   # show some of them: a space plus a bit
         margins[2:] = np.maximum(margins[2:], rng.uniform(0.15, 0.6, 2))
-    fwd, W, k, kx = _crop_map(rng, ink, size, H, margins)
+    fwd, W, k, kx = crop_map(rng, ink, size, H, margins)
     ss = 2 if min(k, kx) < _SS_BELOW else 1
-    t_mask = _warp(mask, fwd, (W, H), ss)
-    o_mask = _warp(outer, fwd, (W, H), ss) if outer is not None else None
+    t_mask = warp_mask(mask, fwd, (W, H), ss)
+    o_mask = warp_mask(outer, fwd, (W, H), ss) if outer is not None else None
     if rng.random() < 0.1:           # slight curvature (text on a curved surface or arc)
         amount = float(rng.uniform(-0.08, 0.08))
-        t_mask = _bend(t_mask, amount)
-        o_mask = _bend(o_mask, amount) if o_mask is not None else None
-    img, occupied, gap = _compose(rng, t_mask, o_mask, fonts)
+        t_mask = bend_rows(t_mask, amount)
+        o_mask = bend_rows(o_mask, amount) if o_mask is not None else None
+    img, occupied, gap = compose(rng, t_mask, o_mask, fonts)
     em = size * min(k, kx)
     info = {"size": size, "k": round(float(k), 2), "em": round(float(em), 1)}
-    rgb = _degrade(rng, img, em, k, info)
+    rgb = degrade(rng, img, em, k, info)
     out = images.decolorize(rgb)
     contrast, noise, background = _measure(out, t_mask, occupied)
     return Rendering(out, text, t_mask, background, path, contrast, noise, 0, gap, info, rgb)
@@ -275,7 +275,7 @@ def contact_sheet(src: SynthWords, n: int = 64, cols: int = 8,
     folder) shown first, one row of real crops above each row of generated ones, to compare.
     """
     plain = [f for f in src.fonts if os.path.basename(f) == "DejaVuSans.ttf"]
-    label_font = _font((plain or sorted(src.fonts))[0], 12)
+    label_font = load_font((plain or sorted(src.fonts))[0], 12)
     items = []                         # (PIL image, label) in grid order
     generated = [(Image.fromarray(src[i]["image"]), src[i]["text"]) for i in range(n)]
     if real:

@@ -1,8 +1,8 @@
 """SynthWords' geometry: the projective map from the text mask to the output crop.
 
 Stretch, slant, rotation and perspective, then a tight or loose crop scaled to the output
-height, all one 3x3 map applied in one resampling (``_warp``); and a slight curvature
-(``_bend``). See ``synth``.
+height, all one 3x3 map applied in one resampling (``warp_mask``); and a slight curvature
+(``bend_rows``). See ``synth``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:]
 
 
-def _warp(mask: Image.Image, fwd: np.ndarray, size: tuple[int, int], ss: int) -> np.ndarray:
+def warp_mask(mask: Image.Image, fwd: np.ndarray, size: tuple[int, int], ss: int) -> np.ndarray:
     """Resamples ``mask`` through the forward map ``fwd`` into ``size`` (W, H).
 
     Returns float32 [H, W] in [0, 1].
@@ -48,7 +48,7 @@ def _warp(mask: Image.Image, fwd: np.ndarray, size: tuple[int, int], ss: int) ->
     return np.asarray(out, np.float32) * (1 / 255)
 
 
-def _crop_map(rng: np.random.Generator, ink: np.ndarray, size: int, height: int,
+def crop_map(rng: np.random.Generator, ink: np.ndarray, size: int, height: int,
               margins: np.ndarray) -> tuple[np.ndarray, int, float, float]:
     """The projective map from mask px to output px: distortion, then crop and scale.
 
@@ -93,7 +93,7 @@ def _crop_map(rng: np.random.Generator, ink: np.ndarray, size: int, height: int,
     return fwd, W, k, kx
 
 
-def _bend(a: np.ndarray, amount: float) -> np.ndarray:
+def bend_rows(a: np.ndarray, amount: float) -> np.ndarray:
     """Bends rows of ``a`` [H, W] along a parabola: column x moves down by
     ``amount * H * (2x/W - 1)^2`` px (negative: up), linearly interpolated."""
     H, W = a.shape

@@ -3,8 +3,8 @@
 Text and background colours (grey, tinted, or a hue step of similar luminance),
 background variations (gradients, low-frequency noise, stripes, grain, lines, stray
 letters) along a colour direction, drop shadows, 3D extrusion, outlines, bevels, uneven
-light and cast shadows (``_compose``); then low resolution, blur or motion blur, noise and
-JPEG artifacts (``_degrade``). See ``synth``.
+light and cast shadows (``compose``); then low resolution, blur or motion blur, noise and
+JPEG artifacts (``degrade``). See ``synth``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from grcnn_jax.data.synth.text import _font
+from grcnn_jax.data.synth.text import load_font
 
 
 # --- backgrounds ------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def _pattern(rng: np.random.Generator, h: int, w: int, fonts: Sequence[str]) -> 
                 d.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)],
                             outline=255, width=width)
     else:            # stray letters of neighbouring text, cut by the crop
-        font = _font(fonts[int(rng.integers(len(fonts)))], int(rng.integers(h // 2, 2 * h)))
+        font = load_font(fonts[int(rng.integers(len(fonts)))], int(rng.integers(h // 2, 2 * h)))
         s = "".join(chr(c) for c in rng.integers(97, 123, 12))
         d.text((rng.uniform(-w, w), rng.uniform(-h, h)), s, font=font, fill=255)
     return np.asarray(im, np.float32) * (1 / 255) - 0.5
@@ -148,7 +148,7 @@ def _light(rng: np.random.Generator, H: int, W: int) -> np.ndarray | None:
     return None if field is None else field.astype(np.float32)
 
 
-def _compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | None,
+def compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | None,
              fonts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:
     """Paints background, shadow or extrusion, outline, bevel and text, then the light.
 
@@ -214,7 +214,7 @@ def _motion_kernel(angle: int) -> ImageFilter.Kernel:
     return _MOTION[angle]
 
 
-def _degrade(rng: np.random.Generator, img: np.ndarray, em: float, k: float,
+def degrade(rng: np.random.Generator, img: np.ndarray, em: float, k: float,
              info: dict) -> np.ndarray:
     """Low resolution, blur or motion blur, noise, JPEG: float32 [H, W, 3] -> uint8 [H, W, 3].
 

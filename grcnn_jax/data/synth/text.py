@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 
 @functools.lru_cache(maxsize=64)
-def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
     # Per process. Opening a face costs ~50 us (FreeType maps the file) but each open one
     # holds ~0.25 MB: with ~100 faces x ~60 sizes in play a big cache would cost hundreds
     # of MB per worker for a few per cent of speed, so this one is small.
@@ -147,7 +147,7 @@ def _neighbour(rng: np.random.Generator, text: str) -> str:
     return s.upper() if text.isupper() else s
 
 
-def _text_mask(rng: np.random.Generator, font: ImageFont.FreeTypeFont, text: str
+def draw_text_mask(rng: np.random.Generator, font: ImageFont.FreeTypeFont, text: str
                ) -> tuple[Image.Image, Image.Image | None, np.ndarray, bool]:
     """The text drawn white on black, a few px larger than the ink.
 
