@@ -15,7 +15,7 @@ steps 0-9,402 with the generator's crops a quarter tight, then (stopped by SIGTE
 resumed from its checkpoint) steps 9,402-22,000 with half of them tight, after its errors
 on real crops showed first and last letters dropped where they touch the crop's edge.
 Run today, the config trains on the second generator throughout. Its measured accuracy
-on real words and its training curve are in README.md.
+on real words and its training curve are in docs/accuracy.md.
 """
 
 from grcnn_jax.config.recipes import reader
