@@ -163,7 +163,11 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
                     "word**; the model reads it as a 32 x 100 gray image.")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="filepath", label="Word image",
+                # The upload's own file (image_mode=None): converting it, Gradio writes the
+                # copy to a path named by its content, so identical uploads at the same
+                # time overwrite the file another request is reading. read_word turns it
+                # as its EXIF orientation says and converts it itself.
+                image = gr.Image(type="filepath", image_mode=None, label="Word image",
                                  sources=["upload", "clipboard"], elem_id="word-image")
                 image.preprocess = _tolerant(image.preprocess)
                 lexicon = gr.Textbox(label="Lexicon (optional): words separated by commas or "

@@ -16,7 +16,7 @@ from PIL import Image
 
 from helpers import IC03_MINI, REPO, subprocess_env
 
-from grcnn_jax.demo.reading import UploadError, check_upload, draw_reading, read_word
+from grcnn_jax.demo.reading import UploadError, check_upload, draw_reading, read_word, upright
 from grcnn_jax.inference.onnx_reader import OnnxReader
 
 WORD = str(IC03_MINI / "word_1.png")            # "Hotel"
@@ -58,6 +58,24 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
     Image.new("L", (8000, 8000), 255).save(path)          # 64 MP, 80 KB on disk
     with pytest.raises(UploadError, match="8000 x 8000 pixels"):
         check_upload(path.read_bytes())
+
+
+def test_a_photo_held_sideways_is_read_upright(reader):
+    """A JPEG whose EXIF orientation says 'turn 90 degrees' (6) is turned before reading;
+    one without the tag keeps its bytes."""
+    import io
+
+    word = Image.open(WORD).convert("RGB")
+    stored = word.transpose(Image.Transpose.ROTATE_90)      # what the camera wrote
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=95, exif=exif)
+    turned = Image.open(io.BytesIO(upright(buf.getvalue())))
+    assert turned.size == word.size
+    assert read_word(reader, buf.getvalue()).text == "Hotel"
+    plain = open(WORD, "rb").read()
+    assert upright(plain) is plain and upright(b"not an image") == b"not an image"
 
 
 # ----------------------------------------------------------------------------- the server
@@ -134,8 +152,9 @@ def test_twenty_concurrent_requests_are_all_answered(server):
     want = [_read(client, f)[1] for f in FILES]
     jobs = [client.submit(handle_file(FILES[k % len(FILES)]), "", 5, api_name="/read")
             for k in range(20)]
-    got = [job.result(timeout=120)[1] for job in jobs]
-    assert got == [want[k % len(FILES)] for k in range(20)]
+    answers = [job.result(timeout=120) for job in jobs]
+    assert [a[1] for a in answers] == [want[k % len(FILES)] for k in range(20)], [
+        a[0] for a in answers]
 
 
 def _browser():
