@@ -13,8 +13,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Training's step is compiled with XLA's FAST_COMPILE preset (process.step_compiler_options,
 # which names a preset in XLA_FLAGS overrides); at -O0 that preset's lighter fusion makes the
 # tiny model's step 7x slower to run (265 ms -> 40 ms at batch 8; compile time about 5-7 s
-# either way), which the
-# tests that train for tens of steps would pay, so here the step gets the default preset.
+# either way), which the tests that train for tens of steps would pay, so here the step gets
+# the default preset.
 for flag, value in (("--xla_backend_optimization_level", "0"),
                     ("--xla_cpu_opt_preset", "CPU_OPT_PRESET_DEFAULT")):
     if flag not in os.environ.get("XLA_FLAGS", ""):
