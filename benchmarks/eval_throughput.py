@@ -2,6 +2,7 @@
 
     python -m benchmarks.eval_throughput                       # quickstart model
     python -m benchmarks.eval_throughput --config configs/grcl.py --batch 256
+    python -m benchmarks.eval_throughput --config configs/reader_real.py --config.model.T=3
     python -m benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
 
 The data are synthetic validation words (``SynthWords``), rendered, preprocessed
@@ -34,6 +35,7 @@ from typing import Sequence
 import jax
 import numpy as np
 from absl import flags
+from ml_collections import config_flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from grcnn_jax.evaluation import evaluator as evaluation
@@ -83,10 +85,13 @@ def time_pass(fn, repeats: int) -> float:
     return best
 
 
-def define_flags(flag_values) -> None:
-    """The command's flags, on ``flag_values``."""
-    flags.DEFINE_string("config", str(REPO / "configs" / "quickstart.py"), "a config file "
-                        "(random parameters)", flag_values=flag_values)
+def define_flags(flag_values, argv: Sequence[str] | None = None) -> None:
+    """The command's flags, on ``flag_values``; ``argv`` (default ``sys.argv[1:]``) is where
+    the ``--config.FIELD=VALUE`` overrides are read from."""
+    config_flags.DEFINE_config_file(
+        "config", str(REPO / "configs" / "quickstart.py"), "a config file (random parameters), "
+        "with overrides as training takes them: --config.model.T=3", flag_values=flag_values,
+        sys_argv=None if argv is None else ["eval_throughput", *argv])
     flags.DEFINE_string("workdir", None, "evaluate this training workdir's latest checkpoint "
                         "(its config) instead of random parameters", flag_values=flag_values)
     flags.DEFINE_integer("batch", 100, "images per batch", flag_values=flag_values)
@@ -99,7 +104,7 @@ def define_flags(flag_values) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
+    FLAGS, _ = common.parse_command_line(lambda fv: define_flags(fv, argv), argv, __doc__)
 
     if FLAGS.workdir:
         from grcnn_jax.inference.load import load_for_inference
@@ -110,14 +115,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         what = f"checkpoint {ckpt.path}"
     else:
-        from grcnn_jax.config.defaults import load_config_file
-
-        config = load_config_file(FLAGS.config)
+        config = FLAGS.config
         charset = Charset.from_spec(config.charset)
         model = create_model(config.model, charset.num_classes)
         images = np.zeros((1, config.image_height, config.image_width), np.uint8)
         variables = jax.jit(model.init)(jax.random.key(0), images)
-        what = f"{os.path.relpath(FLAGS.config, REPO)} (random parameters)"
+        overrides = "".join(f" --config.{k}={v}" for k, v in
+                            config_flags.get_override_values(FLAGS["config"]).items())
+        what = (f"{os.path.relpath(config_flags.get_config_filename(FLAGS['config']), REPO)}"
+                f"{overrides} (random parameters)")
     mesh = make_mesh()
     data, replicated = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
     variables = jax.device_put(variables, replicated)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import IC03_MINI
+from helpers import IC03_MINI, TINY
 from benchmarks import peer
 
 # The peer script's shape without torch: what peer.py runs as a script, and what
@@ -155,6 +155,23 @@ def test_bad_flags_exit_with_one_fatal_line(argv, flag):
     message = str(e.value.code)
     assert message.startswith("FATAL Flags parsing error") and flag in message
     assert "\n" not in message
+
+
+def test_eval_throughput_takes_config_overrides(tmp_path, capsys):
+    """A shape named on the command line is the one timed, and the header says so."""
+    from benchmarks import eval_throughput
+
+    out = tmp_path / "rows.json"
+    rows = eval_throughput.main([f"--config={TINY}", "--config.model.T=1", "--images=8",
+                                 "--batch=4", "--lexicon=5", "--repeats=1", f"--json={out}"])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "configs/tiny.py --config.model.T=1 (random parameters)" in header
+    assert [r["what"] for r in rows] == ["bare inference", "eval greedy", "eval lexicon 5"]
+    assert all(r["images_per_s"] > 0 for r in rows) and json.loads(out.read_text()) == rows
+    with pytest.raises(SystemExit) as e:             # a field the config lacks: one line
+        eval_throughput.main([f"--config={TINY}", "--config.model.nope=1"])
+    assert str(e.value.code) == ("FATAL a --config override names no config field (nope); "
+                                 "overrides given: --config.model.nope")
 
 
 # --- accuracy side by side ----------------------------------------------------------------

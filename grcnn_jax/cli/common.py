@@ -150,6 +150,15 @@ def usage_error(message: str) -> SystemExit:
     return SystemExit(f"FATAL Flags parsing error: {message}; pass --help to see the flags")
 
 
+def override_error(error: Exception, argv: Sequence[str]) -> SystemExit:
+    """The one line for a ``--config.FIELD`` override that names no field of the config
+    (ml_collections raises AttributeError or KeyError for it)."""
+    message = str(error).replace("\\'", "").replace("\\n", " ").replace("\n", " ").strip("'\" ")
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    return SystemExit(f"FATAL a --config override names no config field ({message}); "
+                      f"overrides given: {' '.join(overrides)}")
+
+
 def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] | None = None,
                        usage: str = "", positional: bool = False) -> tuple[Any, list[str]]:
     """Parses ``argv`` (default ``sys.argv[1:]``) with absl into a fresh ``FlagValues`` on which
@@ -162,8 +171,14 @@ def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] 
 
     args = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "command"
+    overridden = any(a.startswith("--config.") for a in args)
     flag_values = flags.FlagValues()
-    define_flags(flag_values)
+    try:        # a config flag with a default parses that file and its overrides here
+        define_flags(flag_values)
+    except (AttributeError, KeyError) as e:
+        if not overridden:
+            raise
+        raise override_error(e, args) from None
     flags.DEFINE_integer("verbosity", 0, "1 or more: refusals keep their traceback.",
                          short_name="v", flag_values=flag_values)
     if any(a in HELP_ARGS for a in args):
@@ -173,6 +188,10 @@ def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] 
         rest = flag_values([prog, *args])[1:]
     except flags.Error as e:
         raise usage_error(str(e)) from None
+    except (AttributeError, KeyError) as e:
+        if not overridden:
+            raise
+        raise override_error(e, args) from None
     if rest and not positional:
         lists = [f.name for m in flag_values.flags_by_module_dict().values() for f in m
                  if isinstance(f.parser, flags.ListParser)]

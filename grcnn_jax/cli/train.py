@@ -68,10 +68,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         raise SystemExit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull "
                          "to see help on flags.") from None
     except (AttributeError, KeyError) as e:
-        message = str(e).replace("\\'", "").replace("\\n", " ").replace("\n", " ").strip("'\" ")
-        overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-        raise SystemExit(f"FATAL a --config override names no config field ({message}); "
-                         f"overrides given: {' '.join(overrides)}") from None
+        raise common.override_error(e, argv[1:]) from None
 
 
 def run() -> None:
