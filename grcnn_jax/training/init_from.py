@@ -54,14 +54,35 @@ def remap_classes(new: np.ndarray, old: np.ndarray, old_charset: Charset, charse
     return out
 
 
+# The GRCLs' per-iteration variables (``models/grcl.py``): leading axis T.
+ITERATIONS = "iterations"
+
+
+def resize_iterations(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """``old`` [T_old, ...] at ``new``'s T (its leading axis): the first iterations keep
+    their trained values, each added one starts as a copy of the last trained one."""
+    old = np.asarray(old)
+    return old[np.minimum(np.arange(np.shape(new)[0]), len(old) - 1)]
+
+
+def _iterations_differ(key: str, a: dict, b: dict) -> bool:
+    """Whether ``key`` is a per-iteration variable whose T alone differs."""
+    if ITERATIONS not in key.split("/") or key not in a or key not in b:
+        return False
+    x, y = np.shape(a[key]), np.shape(b[key])
+    return len(x) == len(y) >= 1 and x[1:] == y[1:] and x[0] != y[0]
+
+
 def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -> Any:
     """``state`` with params and batch statistics taken from ``source`` (optimizer state and
     step stay fresh).
 
     When the charsets differ, the classifier (``CLASS_PARAMS``) keeps the columns of the
     characters in both, and new characters start as ``remap_classes`` says; the log lists
-    the kept, new and dropped characters. Raises ValueError naming the parameter when any
-    other shape differs (the model config must build the same network).
+    the kept, new and dropped characters. When only T differs, the GRCLs' per-iteration
+    variables (batch normalization with ``share=True``) are resized as ``resize_iterations``
+    says. Raises ValueError naming the parameter when any other shape differs (the model
+    config must build the same network).
     """
     where = source.path
     remap = source.charset.chars != charset.chars
@@ -71,7 +92,7 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
                  "characters, initialized for %d new (%r), dropped for %d (%r)", where,
                  len(old & new), len(new - old), "".join(sorted(new - old)), len(old - new),
                  "".join(sorted(old - new)))
-    out = {}
+    out, resized = {}, set()
     for name, new_tree, old_tree in (("params", state.params, source.params),
                                      ("batch_stats", state.batch_stats, source.batch_stats)):
         a = traverse_util.flatten_dict(new_tree, sep="/")
@@ -80,6 +101,10 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
         for key in sorted(set(a) | set(b)):
             if remap and name == "params" and key in CLASS_PARAMS and key in a and key in b:
                 merged[key] = remap_classes(a[key], b[key], source.charset, charset, key)
+                continue
+            if _iterations_differ(key, a, b):
+                merged[key] = resize_iterations(a[key], b[key]).astype(np.asarray(a[key]).dtype)
+                resized.add((len(b[key]), len(a[key])))
                 continue
             if key not in b or key not in a or tuple(np.shape(a[key])) != tuple(np.shape(b[key])):
                 raise ValueError(
@@ -90,4 +115,8 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
             merged[key] = np.asarray(b[key], np.asarray(a[key]).dtype)
         out[name] = jax.tree.map(lambda x, y: y, new_tree,
                                  traverse_util.unflatten_dict(merged, sep="/"))
+    for t_old, t_new in sorted(resized):
+        log.info("config.init_from=%s: T = %d there, %d here; per-iteration batch normalization "
+                 "%s", where, t_old, t_new, "of the added iterations copied from the last one"
+                 if t_new > t_old else "of the first iterations kept")
     return state.replace(params=out["params"], batch_stats=out["batch_stats"])

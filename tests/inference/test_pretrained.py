@@ -103,6 +103,38 @@ def test_init_from_copies_weights_and_names_a_mismatch(shipped):
         init_from.init_state_from(small, shipped, charset)
 
 
+def test_init_from_grows_t(shipped):
+    """A T = 3 run from the T = 2 reader: shared weights as they are, each GRCL's batch
+    normalization for iterations 1-2 as trained and for iteration 3 a copy of iteration 2's."""
+    import jax
+    from flax import traverse_util
+
+    from grcnn_jax.text.charset import Charset
+    from grcnn_jax.models import create_model
+    from grcnn_jax.training.setup import train_state_of
+
+    config = shipped.config.copy_and_resolve_references()
+    assert config.model.T == 2
+    config.model.T = 3
+    charset = Charset(shipped.charset.chars)
+    state = train_state_of(config, create_model(config.model, charset.num_classes),
+                           jax.random.key(0))
+    started = init_from.init_state_from(state, shipped, charset)
+    for new_tree, old_tree in ((started.params, shipped.params),
+                               (started.batch_stats, shipped.batch_stats)):
+        new = traverse_util.flatten_dict(new_tree, sep="/")
+        old = traverse_util.flatten_dict(old_tree, sep="/")
+        per_iteration = [k for k in old if "/iterations/" in k]
+        assert per_iteration and set(new) == set(old)
+        for k in old:
+            a, b = np.asarray(new[k]), np.asarray(old[k])
+            if k in per_iteration:
+                assert a.shape == (3, *b.shape[1:])
+                np.testing.assert_array_equal(a, b[[0, 1, 1]])
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
 def test_export_round_trip(shipped, tmp_path):
     import jax
 
