@@ -8,6 +8,7 @@ refusal (``REFUSALS``: bad config, data, file, checkpoint, flag) ends it with on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -150,13 +151,20 @@ def usage_error(message: str) -> SystemExit:
     return SystemExit(f"FATAL Flags parsing error: {message}; pass --help to see the flags")
 
 
-def override_error(error: Exception, argv: Sequence[str]) -> SystemExit:
-    """The one line for a ``--config.FIELD`` override that names no field of the config
-    (ml_collections raises AttributeError or KeyError for it)."""
-    message = str(error).replace("\\'", "").replace("\\n", " ").replace("\n", " ").strip("'\" ")
+@contextlib.contextmanager
+def overrides_refused_in_one_line(argv: Sequence[str]):
+    """Within it, a ``--config.FIELD`` override in ``argv`` that names no field of the config
+    (ml_collections raises AttributeError or KeyError for it) exits with one FATAL line;
+    without overrides those errors pass through."""
     overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    return SystemExit(f"FATAL a --config override names no config field ({message}); "
-                      f"overrides given: {' '.join(overrides)}")
+    try:
+        yield
+    except (AttributeError, KeyError) as e:
+        if not overrides:
+            raise
+        message = str(e).replace("\\'", "").replace("\\n", " ").replace("\n", " ").strip("'\" ")
+        raise SystemExit(f"FATAL a --config override names no config field ({message}); "
+                         f"overrides given: {' '.join(overrides)}") from None
 
 
 def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] | None = None,
@@ -171,27 +179,19 @@ def parse_command_line(define_flags: Callable[[Any], None], argv: Sequence[str] 
 
     args = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "command"
-    overridden = any(a.startswith("--config.") for a in args)
     flag_values = flags.FlagValues()
-    try:        # a config flag with a default parses that file and its overrides here
+    with overrides_refused_in_one_line(args):   # a config flag's default is parsed here
         define_flags(flag_values)
-    except (AttributeError, KeyError) as e:
-        if not overridden:
-            raise
-        raise override_error(e, args) from None
     flags.DEFINE_integer("verbosity", 0, "1 or more: refusals keep their traceback.",
                          short_name="v", flag_values=flag_values)
     if any(a in HELP_ARGS for a in args):
         print(usage.strip() + "\n\nflags:\n" + flag_values.get_help(include_special_flags=False))
         raise SystemExit(0)
     try:
-        rest = flag_values([prog, *args])[1:]
+        with overrides_refused_in_one_line(args):
+            rest = flag_values([prog, *args])[1:]
     except flags.Error as e:
         raise usage_error(str(e)) from None
-    except (AttributeError, KeyError) as e:
-        if not overridden:
-            raise
-        raise override_error(e, args) from None
     if rest and not positional:
         lists = [f.name for m in flag_values.flags_by_module_dict().values() for f in m
                  if isinstance(f.parser, flags.ListParser)]

@@ -63,12 +63,11 @@ def main(argv: list[str]) -> None:
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, with a misspelled ``--config.x`` override reported without a traceback."""
     try:
-        return FLAGS(argv)
+        with common.overrides_refused_in_one_line(argv[1:]):
+            return FLAGS(argv)
     except flags.Error as e:
         raise SystemExit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull "
                          "to see help on flags.") from None
-    except (AttributeError, KeyError) as e:
-        raise common.override_error(e, argv[1:]) from None
 
 
 def run() -> None:

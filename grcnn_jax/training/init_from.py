@@ -80,8 +80,8 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
     When the charsets differ, the classifier (``CLASS_PARAMS``) keeps the columns of the
     characters in both, and new characters start as ``remap_classes`` says; the log lists
     the kept, new and dropped characters. When only T differs, the GRCLs' per-iteration
-    variables (batch normalization with ``share=True``) are resized as ``resize_iterations``
-    says. Raises ValueError naming the parameter when any other shape differs (the model
+    variables (batch normalization; with ``share=False`` the recurrent kernels too) are
+    resized as ``resize_iterations`` says. Raises ValueError naming the parameter when any other shape differs (the model
     config must build the same network).
     """
     where = source.path
