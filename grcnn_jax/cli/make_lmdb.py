@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder = Icdar03Folder(FLAGS.icdar03)
             total = len(folder)
             records = (folder[i] for i in range(total))
-        n = write_lmdb(output, tqdm(records, total=total, unit="img", desc="writing"))
+        # Closed however writing ends, so that a refusal or Ctrl-C starts a line of its own.
+        with tqdm(records, total=total, unit="img", desc="writing") as bar:
+            n = write_lmdb(output, bar)
     except DataError as e:
         if FLAGS.verbosity >= 1 or process.traceback_requested(argv):
             raise
