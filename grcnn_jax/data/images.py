@@ -13,6 +13,8 @@ Colour to gray (``mode``):
              images the axis is (1, 1, 1) and this is the channel mean.
   luma       ITU-R 601 luminance, Pillow's ``convert("L")``.
 
+Encoded images are turned as their EXIF orientation says, as an image viewer shows them.
+
 Pillow modes: 16-bit and 32-bit integer and float images are scaled to 0..255 (16-bit
 by 1/257, others by their own range when it exceeds 255); palette, alpha and CMYK
 images are converted to RGB first, transparent pixels put on white or black, whichever
@@ -24,10 +26,11 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 GRAY_MODES = ("principal", "luma")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_ORIENTATION = 0x0112  # the EXIF tag
 _COV_PIXELS = 4096   # the axis is estimated on at most this many pixels (strided sample)
 
 
@@ -108,14 +111,23 @@ def rgb_to_grayscale(rgb: np.ndarray, mode: str = "principal") -> np.ndarray:
     return decolorize(rgb)
 
 
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation tag says (a phone photo held sideways), as a
+    viewer shows it; ``im`` itself when the tag is absent or says 'as stored'."""
+    if im.getexif().get(_ORIENTATION, 1) == 1:
+        return im
+    return ImageOps.exif_transpose(im)
+
+
 def to_grayscale(image: bytes | np.ndarray, mode: str = "principal") -> np.ndarray:
-    """Encoded bytes (any Pillow format) or a uint8 [H,W] / [H,W,1|3|4] array -> uint8 [H, W]."""
+    """Encoded bytes (any Pillow format; turned upright by their EXIF orientation) or a
+    uint8 [H,W] / [H,W,1|3|4] array -> uint8 [H, W]."""
     if mode not in GRAY_MODES:
         raise ValueError(f"grayscale mode {mode!r}: choose one of {GRAY_MODES}")
     if isinstance(image, (bytes, bytearray, memoryview)):
         with Image.open(io.BytesIO(image)) as im:
             im.load()
-            return pil_to_grayscale(im, mode)
+            return pil_to_grayscale(upright(im), mode)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]

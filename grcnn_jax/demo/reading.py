@@ -16,7 +16,7 @@ import io
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
@@ -90,22 +90,6 @@ def check_upload(data: bytes | None) -> None:
                           f"{MAX_PIXELS / 1e6:.0f} megapixels: crop it to the word.")
 
 
-def upright(data: bytes) -> bytes:
-    """``data`` turned as its EXIF orientation says (a phone photo held sideways), PNG-encoded;
-    the same bytes when there is nothing to turn or Pillow cannot decode them (``read_word``
-    then says why)."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.getexif().get(0x0112, 1) == 1:          # the orientation tag: as stored
-                return data
-            turned = ImageOps.exif_transpose(im)
-            out = io.BytesIO()
-            turned.save(out, "PNG")
-            return out.getvalue()
-    except Exception:  # noqa: BLE001 -- a bad file is read_word's to refuse, with a reason
-        return data
-
-
 def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
               beam_width: int = 5) -> WordReading:
     """Reads one encoded image with ``reader``; raises ``UploadError`` for a bad upload and
@@ -113,7 +97,6 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     from grcnn_jax.data.preprocess import prepare_image
 
     check_upload(data)
-    data = upright(data)
     meta = reader.meta
     try:
         image = prepare_image(data, int(meta["image_height"]), int(meta["image_width"]),

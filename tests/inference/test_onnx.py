@@ -125,21 +125,31 @@ def test_the_shipped_onnx_form_is_of_the_shipped_weights(shipped):
 
 
 def test_recognize_reads_one_word_without_importing_jax(tmp_path):
-    """The shipped reader, greedy, a few images: onnxruntime only (the command's start-up)."""
+    """The shipped reader, greedy, a few images: onnxruntime only (the command's start-up).
+    A photo stored sideways with an EXIF orientation tag is read as a viewer shows it."""
+    from PIL import Image
+
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6                                         # 'turn 90 degrees to view'
+    with Image.open(IC03_MINI / "word_1.png") as im:
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(
+            sideways, "JPEG", quality=95, exif=exif)
     code = (
         "import runpy, sys\n"
         "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'grain'): sys.modules[m] = None\n"
-        f"sys.argv = ['-m', {str(IC03_MINI / 'word_1.png')!r}]\n"
+        f"sys.argv = ['-m', {str(IC03_MINI / 'word_1.png')!r}, {str(sideways)!r}]\n"
         "runpy.run_module('grcnn_jax.recognize', run_name='__main__')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, env=ENV, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split("\t")[1] == "Hotel"
+    assert [line.split("\t")[1] for line in proc.stdout.splitlines()] == ["Hotel", "Hotel"]
     jax_path = run_module("grcnn_jax.recognize", "--engine", "jax", IC03_MINI / "word_1.png",
                           env=ENV).stdout
     path, text, confidence = jax_path.strip().split("\t")
-    assert proc.stdout.split("\t")[:2] == [path, text]
-    assert float(proc.stdout.split("\t")[2]) == pytest.approx(float(confidence), abs=2e-4)
+    first = proc.stdout.splitlines()[0].split("\t")
+    assert first[:2] == [path, text]
+    assert float(first[2]) == pytest.approx(float(confidence), abs=2e-4)
 
 
 @pytest.mark.parametrize("args, culprit", [
