@@ -148,6 +148,22 @@ def word_png(text: str, i: int) -> bytes:
     return buf.getvalue()
 
 
+def stored_turned_jpeg(upright_image, tag: int | None = 6) -> bytes:
+    """``upright_image`` (a Pillow image) as a camera held sideways stores it: the pixels
+    turned so that EXIF orientation ``tag`` (6: turn 90 degrees to view, 8: 270, 3: 180)
+    shows them upright again, JPEG at quality 95; ``tag`` None: the same pixels, untagged."""
+    from PIL import Image
+
+    stored_turn = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270,
+                   3: Image.Transpose.ROTATE_180}[tag or 6]
+    exif = Image.Exif()
+    if tag:
+        exif[0x0112] = tag
+    buf = io.BytesIO()
+    upright_image.convert("RGB").transpose(stored_turn).save(buf, "JPEG", quality=95, exif=exif)
+    return buf.getvalue()
+
+
 def make_lmdb(path, n: int = 48, words=WORDS, lexicons: bool = False) -> str:
     """An LMDB of ``n`` word images cycling through ``words``; with ``lexicons`` each record
     has one: the word, three others, one in capitals and one that cannot be encoded."""

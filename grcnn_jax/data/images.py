@@ -26,11 +26,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 GRAY_MODES = ("principal", "luma")
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-_ORIENTATION = 0x0112  # the EXIF tag
 _COV_PIXELS = 4096   # the axis is estimated on at most this many pixels (strided sample)
 
 
@@ -114,7 +113,7 @@ def rgb_to_grayscale(rgb: np.ndarray, mode: str = "principal") -> np.ndarray:
 def upright(im: Image.Image) -> Image.Image:
     """``im`` turned as its EXIF orientation tag says (a phone photo held sideways), as a
     viewer shows it; ``im`` itself when the tag is absent or says 'as stored'."""
-    if im.getexif().get(_ORIENTATION, 1) == 1:
+    if im.getexif().get(ExifTags.Base.Orientation, 1) == 1:
         return im
     return ImageOps.exif_transpose(im)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import IC03_MINI, REPO, subprocess_env
+from helpers import IC03_MINI, REPO, stored_turned_jpeg, subprocess_env
 
 from grcnn_jax.demo.reading import UploadError, check_upload, draw_reading, read_word
 from grcnn_jax.inference.onnx_reader import OnnxReader
@@ -62,15 +62,8 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
 
 def test_a_photo_held_sideways_is_read_upright(reader):
     """A JPEG whose EXIF orientation says 'turn 90 degrees' (6) is read as a viewer shows it."""
-    import io
-
-    word = Image.open(WORD).convert("RGB")
-    stored = word.transpose(Image.Transpose.ROTATE_90)      # what the camera wrote
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    buf = io.BytesIO()
-    stored.save(buf, "JPEG", quality=95, exif=exif)
-    assert read_word(reader, buf.getvalue()).text == "Hotel"
+    with Image.open(WORD) as word:
+        assert read_word(reader, stored_turned_jpeg(word, 6)).text == "Hotel"
 
 
 # ----------------------------------------------------------------------------- the server

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import IC03_MINI, REPO, assert_one_fatal_line, run_module, subprocess_env
+from helpers import (IC03_MINI, REPO, assert_one_fatal_line, run_module, stored_turned_jpeg,
+                     subprocess_env)
 
 pytest.importorskip("jax2onnx")
 pytest.importorskip("onnxruntime")
@@ -130,11 +131,8 @@ def test_recognize_reads_one_word_without_importing_jax(tmp_path):
     from PIL import Image
 
     sideways = tmp_path / "sideways.jpg"
-    exif = Image.Exif()
-    exif[0x0112] = 6                                         # 'turn 90 degrees to view'
     with Image.open(IC03_MINI / "word_1.png") as im:
-        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(
-            sideways, "JPEG", quality=95, exif=exif)
+        sideways.write_bytes(stored_turned_jpeg(im, 6))
     code = (
         "import runpy, sys\n"
         "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'grain'): sys.modules[m] = None\n"
