@@ -4,6 +4,11 @@
     grcnn-pretrained --workdir runs/reader [--step latest] \
         [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
     grcnn-pretrained --checkpoint runs/reader/checkpoints/12000 [...]
+    grcnn-pretrained --workdir runs/a --average runs/b,pretrained [...]
+
+With ``--average``, the folder holds the mean of the checkpoint's weights and those of each
+listed reader (``grcnn_jax.inference.average``): fine-tunes of one reader with different
+seeds or data mixes, averaged, read as well as the best of them or better.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from absl import flags
 from grcnn_jax.inference import load
 from grcnn_jax import process
 from grcnn_jax.cli import common
-from grcnn_jax.inference.pretrained import ASSET_DIR, VARIABLES_FILE, export
+from grcnn_jax.inference.average import average
+from grcnn_jax.inference.pretrained import ASSET_DIR, VARIABLES_FILE, export, ingredient
 
 
 def define_flags(flag_values) -> None:
@@ -29,6 +35,19 @@ def define_flags(flag_values) -> None:
     flags.DEFINE_string("out", ASSET_DIR, "the folder to write", flag_values=flag_values)
     flags.DEFINE_string("note", "", "a line stored in meta.json (what it measured)",
                         flag_values=flag_values)
+    flags.DEFINE_list("average", [], "readers whose weights are averaged with the checkpoint's "
+                      "(comma-separated: 'pretrained', reader folders, workdirs (their latest "
+                      "step), checkpoint step directories); same model, input size and charset",
+                      flag_values=flag_values)
+
+
+def _load_named(spec: str):
+    """A reader of ``--average``, its refusal naming the flag and the value."""
+    try:
+        return load.load_for_inference(checkpoint=spec)
+    except (OSError, ValueError) as e:
+        e.args = (f"--average {spec!r}: {e}",)
+        raise e from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise common.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
     with common.refusals_as_one_line(argv):
         ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
-        meta = export(ckpt, FLAGS.out, FLAGS.note)
+        others = [_load_named(spec) for spec in FLAGS.average]
+        ingredients = [ingredient(other, spec) for spec, other in zip(FLAGS.average, others)]
+        if others:
+            ckpt = average([ckpt, *others],
+                           [FLAGS.checkpoint or FLAGS.workdir, *FLAGS.average])
+        meta = export(ckpt, FLAGS.out, FLAGS.note, averaged_with=ingredients)
     size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
-    print(f"wrote {FLAGS.out}: step {meta['step']}, {meta['parameters']:,} parameters, "
+    mean = f", the mean of {len(FLAGS.average) + 1} readers" if FLAGS.average else ""
+    print(f"wrote {FLAGS.out}: step {meta['step']}{mean}, {meta['parameters']:,} parameters, "
           f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
     return 0
 

@@ -127,7 +127,16 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
 
 def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
     """The legs that made ``ckpt``: those of the reader its run started from (its
-    ``init_from``, when that is 'pretrained' or a reader folder), then its own."""
+    ``init_from``, when that is 'pretrained' or a reader folder), then its own. A reader
+    folder's (``workdir`` '') are those its ``meta.json`` records."""
+    if not ckpt.workdir:
+        try:
+            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
+                legs = json.load(f).get("lineage")
+        except (OSError, ValueError):
+            legs = None
+        if legs:
+            return list(legs)
     spec = ckpt.config.get("init_from", "")
     before: list[dict] = []
     if spec:
@@ -144,12 +153,29 @@ def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
     return [*before, training_leg(ckpt)]
 
 
-def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
+def ingredient(ckpt: InferenceCheckpoint, source: str) -> dict:
+    """How ``meta.json``'s ``averaged_with`` names a reader averaged into the written one
+    (``grcnn_jax.inference.average``): a reader folder by its step, checksum and note, a
+    training checkpoint by its leg (``training_leg``)."""
+    if not ckpt.workdir:
+        try:
+            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            meta = {}
+        return {"source": source, "steps": ckpt.step, "sha256": meta.get("sha256", ""),
+                "note": meta.get("note", ""), "legs": len(meta.get("lineage") or [])}
+    return {"source": source, **training_leg(ckpt)}
+
+
+def export(ckpt: InferenceCheckpoint, out: str, note: str = "",
+           averaged_with: list[dict] | None = None) -> dict:
     """Writes ``ckpt``'s params, batch statistics, config and charset as a shipped-model folder.
 
     The validation sets of the training run are not part of the model: the saved config's
     ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``). ``lineage``
-    records the training legs behind the weights (``lineage``).
+    records the training legs behind the weights (``lineage``); when ``ckpt`` is a mean of
+    several readers, ``averaged_with`` (``ingredient`` of each one but the first) is stored too.
     Returns the written meta dict.
     """
     legs = lineage(ckpt)             # read before ``out`` (perhaps the source) is rewritten
@@ -165,6 +191,8 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "") -> dict:
     meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
             "monitored_on": monitored, "note": note, "lineage": legs, "config": config}
+    if averaged_with:
+        meta["averaged_with"] = list(averaged_with)
     # Written last: a folder whose meta.json is missing or older is refused by ``load``.
     with atomic_path(os.path.join(out, META_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
