@@ -108,15 +108,16 @@ def assert_same_training(reference, other, config):
     step's gradients on 4 devices and on 1 differ by 2.4e-6 of their norm; after 6 SGD steps
     the parameters by 1.6e-3 and the BN statistics by 4.4e-4 of the distance trained (the
     tiny model amplifies rounding: BN scales that feed another BN get near-zero, cancelling
-    gradients). A real difference in what is computed (per-device BatchNorm statistics, a
-    wrong share of the batch) is of the order of 1."""
+    gradients); the losses of the sixth step by up to 1.8e-4 of their value (on an AMD EPYC
+    VM). A real difference in what is computed (per-device BatchNorm statistics, a wrong
+    share of the batch) is of the order of 1."""
     (step_1, state_1), (step_n, state_n) = final_params(reference), final_params(other)
     assert step_1 == step_n == 6
     start = initial_state(config)
     for part in ("params", "batch_stats"):
         assert relative_difference(state_n[part], state_1[part], getattr(start, part)) < 1e-2
     np.testing.assert_allclose(list(losses(reference).values()), list(losses(other).values()),
-                               rtol=1e-4)
+                               rtol=1e-3)
 
 
 def test_data_parallel_on_four_devices_matches_one(reference_sgd_run, train_lmdb, tmp_path):
