@@ -4,6 +4,7 @@
     python -m benchmarks.eval_throughput --config configs/grcl.py --batch 256
     python -m benchmarks.eval_throughput --config configs/reader_real.py --config.model.T=3
     python -m benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
+    python -m benchmarks.eval_throughput --workdir pretrained   # the shipped reader, its LM too
 
 The data are synthetic validation words (``SynthWords``), rendered, preprocessed
 and batched into memory before anything is timed: the loader is not measured
@@ -19,6 +20,8 @@ Rows (every one a full warm pass over the same batches; best of ``--repeats``):
   eval lexicon     the same, plus every image's lexicon scored on the device
                    (``decode.lexicon_log_likelihoods``) and the best word picked.
   eval beam N      lexicon-free prefix beam search on the host (with ``--beam N``).
+  eval LM          greedy where confident, else the beam search fused with the character
+                   language model (the reader's own, or ``--lm FILE``).
 
 Without ``--workdir`` the parameters are random (the cost does not depend on them,
 except beam search's, which grows with flatter outputs: use a trained checkpoint).
@@ -92,6 +95,9 @@ def define_flags(flag_values, argv: Sequence[str] | None = None) -> None:
         "config", str(REPO / "configs" / "quickstart.py"), "a config file (random parameters), "
         "with overrides as training takes them: --config.model.T=3", flag_values=flag_values,
         sys_argv=None if argv is None else ["eval_throughput", *argv])
+    flags.DEFINE_string("lm", None, "also time reading with this language model (a file "
+                        "grcnn-lm wrote; default: the checkpoint's own, if any; 'none': no row)",
+                        flag_values=flag_values)
     flags.DEFINE_string("workdir", None, "evaluate this training workdir's latest checkpoint "
                         "(its config) instead of random parameters", flag_values=flag_values)
     flags.DEFINE_integer("batch", 100, "images per batch", flag_values=flag_values)
@@ -107,14 +113,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     FLAGS, _ = common.parse_command_line(lambda fv: define_flags(fv, argv), argv, __doc__)
 
     if FLAGS.workdir:
-        from grcnn_jax.inference.load import load_for_inference
+        from grcnn_jax.inference.load import load_for_inference, with_lm
 
-        ckpt = load_for_inference(FLAGS.workdir)
+        ckpt = with_lm(load_for_inference(checkpoint=FLAGS.workdir), FLAGS.lm)
+        lm = ckpt.lm
         config, charset = ckpt.config, ckpt.charset
         model = create_model(config.model, charset.num_classes)
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         what = f"checkpoint {ckpt.path}"
     else:
+        from grcnn_jax.text.char_lm import from_spec
+
+        lm = from_spec(FLAGS.lm, None)
         config = FLAGS.config
         charset = Charset.from_spec(config.charset)
         model = create_model(config.model, charset.num_classes)
@@ -160,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if FLAGS.beam > 1:
         beam = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, beam_width=FLAGS.beam)
         rows.append((f"eval beam {FLAGS.beam}", evaluate_pass(beam, plain, "beam")))
+    if lm is not None:
+        fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm)
+        rows.append(("eval LM", evaluate_pass(fused, plain, "lm")))
 
     out = []
     for name, fn in rows:
@@ -176,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
     if "beam" in results:
         accuracy.append(f"beam {FLAGS.beam} {results['beam']['word_accuracy']:.3f}")
+    if "lm" in results:
+        accuracy.append(f"LM {results['lm']['word_accuracy']:.3f}")
     print(f"# word accuracy on these images: {', '.join(accuracy)}")
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:

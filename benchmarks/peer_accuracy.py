@@ -98,22 +98,23 @@ def read_records(spec: str) -> list[dict]:
 
 
 def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: str | None,
-             step: str) -> dict:
+             step: str, lm: str | None = None) -> dict:
     """Our reader on every record's image (as ``recognize`` reads it: whatever the label
-    holds), with its lexicon where it has one; images/s over preparation and reading."""
+    holds), with its lexicon where it has one, and its language model (``lm`` as
+    ``evaluate --lm``); images/s over preparation and reading."""
     import time
 
     import numpy as np
 
-    from grcnn_jax.inference.load import load_for_inference
+    from grcnn_jax.inference.load import load_for_inference, with_lm
     from grcnn_jax.assemble import make_mesh
     from grcnn_jax.config.defaults import gray_mode
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.data.preprocess import prepare_image
 
-    ckpt = load_for_inference(workdir, checkpoint, step)
+    ckpt = with_lm(load_for_inference(workdir, checkpoint, step), lm)
     c = ckpt.config
-    evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size)
+    evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size, lm=ckpt.lm)
     lexicons = [r.get("lexicon") or None for r in records]
     start = time.perf_counter()
     images, unreadable = [], 0
@@ -133,7 +134,8 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     from grcnn_jax.inference.pretrained import ASSET_DIR
 
     shipped = os.path.abspath(ckpt.path) == ASSET_DIR
-    return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path})",
+    reads = "" if ckpt.lm is None else ", language model"
+    return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path}{reads})",
             "images_per_s": len(records) / seconds,
             "not_counted": {"unreadable image": unreadable} if unreadable else {},
             "rows": rows, **score(rows)}
@@ -249,6 +251,8 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("step", "latest", "the workdir's checkpoint step",
                         flag_values=flag_values)
+    flags.DEFINE_string("lm", None, "our language model: a file grcnn-lm wrote, or 'none' "
+                        "(default: the reader's own)", flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
     common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
@@ -262,7 +266,8 @@ def define_flags(flag_values) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     records = read_records(FLAGS.data)
-    results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)]
+    results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
+                        FLAGS.lm)]
     for name in FLAGS.peers:
         if peer_available(FLAGS.peer_python, name):
             results.append(run_peer(records, FLAGS.peer_python, name))

@@ -86,6 +86,9 @@ def define_checkpoint_flags() -> None:
                         "model.")
     flags.DEFINE_string("step", "latest", "'latest', 'best' (highest val/word_accuracy in "
                         "metrics.jsonl among the saved steps) or a step number.")
+    flags.DEFINE_string("lm", None, "The character language model to read with: a file "
+                        "grcnn-lm wrote, or 'none'. Default: the reader's own (the shipped "
+                        "reader has one; training checkpoints have none).")
 
 
 # The small commands (benchmarks, data tools) parse their flags into a FlagValues of their

@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
         try:
             reader, what = load_reader(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
                                        FLAGS["step"].present, FLAGS.exported, FLAGS.onnx,
-                                       FLAGS.engine)
+                                       FLAGS.engine, FLAGS.lm)
         except FlagConflict as e:
             raise app.UsageError(str(e)) from None
         work_dir = tempfile.mkdtemp(prefix="grcnn_demo_")

@@ -108,7 +108,8 @@ def main(argv: list[str]) -> None:
                              "sets it finds in DIR")
     process.log_our_progress()
     with common.refusals_as_one_line():
-        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.with_lm(load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint,
+                                                    FLAGS.step), FLAGS.lm)
         predictions: dict | None = {} if FLAGS.predictions else None
         if FLAGS.benchmark:
             from grcnn_jax.evaluation import protocol as benchmark_protocol

@@ -68,7 +68,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--platforms is for --format jax (an ONNX model runs wherever "
                              "onnxruntime does)")
     with common.refusals_as_one_line():
-        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.with_lm(load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint,
+                                                    FLAGS.step), FLAGS.lm)
         if FLAGS.format == "onnx":
             from grcnn_jax.inference.onnx_export import export_onnx
 

@@ -5,10 +5,13 @@
         [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
     grcnn-pretrained --checkpoint runs/reader/checkpoints/12000 [...]
     grcnn-pretrained --workdir runs/a --average runs/b,pretrained [...]
+    grcnn-pretrained --checkpoint pretrained --lm lm.npz --out DIR    # another language model
 
 With ``--average``, the folder holds the mean of the checkpoint's weights and those of each
 listed reader (``grcnn_jax.inference.average``): fine-tunes of one reader with different
-seeds or data mixes, averaged, read as well as the best of them or better.
+seeds or data mixes, averaged, read as well as the best of them or better. The folder
+keeps the language model of the checkpoint it is written from (a reader folder's
+``lm.npz``) unless ``--lm`` gives another (``grcnn-lm`` writes one) or 'none'.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def define_flags(flag_values) -> None:
                       "(comma-separated: 'pretrained', reader folders, workdirs (their latest "
                       "step), checkpoint step directories); same model, input size and charset",
                       flag_values=flag_values)
+    flags.DEFINE_string("lm", None, "the character language model the reader reads with: a "
+                        "file grcnn-lm wrote, or 'none' (default: the checkpoint's own, if it "
+                        "has one)", flag_values=flag_values)
 
 
 def _load_named(spec: str):
@@ -57,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not FLAGS.workdir and not FLAGS.checkpoint:
         raise common.usage_error("give --workdir or --checkpoint: the checkpoint to ship")
     with common.refusals_as_one_line(argv):
-        ckpt = load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+        ckpt = load.with_lm(load.load_for_inference(FLAGS.workdir, FLAGS.checkpoint,
+                                                    FLAGS.step), FLAGS.lm)
         others = [_load_named(spec) for spec in FLAGS.average]
         ingredients = [ingredient(other, spec) for spec, other in zip(FLAGS.average, others)]
         if others:
@@ -66,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         meta = export(ckpt, FLAGS.out, FLAGS.note, averaged_with=ingredients)
     size = os.path.getsize(os.path.join(FLAGS.out, VARIABLES_FILE))
     mean = f", the mean of {len(FLAGS.average) + 1} readers" if FLAGS.average else ""
+    lm = f", language model of {meta['lm']['ngrams']:,} n-grams" if meta.get("lm") else ""
     print(f"wrote {FLAGS.out}: step {meta['step']}{mean}, {meta['parameters']:,} parameters, "
-          f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...")
+          f"{size / 1e6:.1f} MB, sha256 {meta['sha256'][:16]}...{lm}")
     return 0
 
 

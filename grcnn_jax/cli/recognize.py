@@ -94,18 +94,21 @@ def main(argv: list[str]) -> None:
             if kind == "onnx":
                 from grcnn_jax.inference.onnx_reader import OnnxReader
 
-                reader = OnnxReader(folder)
+                reader = OnnxReader(folder, FLAGS.lm)
             else:
                 from grcnn_jax.inference.exported import load_exported
+                from grcnn_jax.text.char_lm import from_spec
 
                 reader = load_exported(folder)
+                reader.lm = from_spec(FLAGS.lm, reader.lm)
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:
             from grcnn_jax.config.defaults import gray_mode
-            from grcnn_jax.inference.load import load_for_inference
+            from grcnn_jax.inference.load import load_for_inference, with_lm
 
-            ckpt = load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step)
+            ckpt = with_lm(load_for_inference(FLAGS.workdir, FLAGS.checkpoint, FLAGS.step),
+                           FLAGS.lm)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
         images, good, unreadable = load_images(files, *shape)

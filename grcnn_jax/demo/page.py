@@ -28,10 +28,12 @@ TITLE = "grcnn_jax: read a word"
 
 def load_reader(workdir: str | None = None, checkpoint: str | None = None, step: str = "latest",
                 step_given: bool = False, exported: str | None = None, onnx: str | None = None,
-                engine: str = "auto") -> tuple[Any, str]:
-    """The model to serve, chosen as ``recognize`` chooses it, and a line saying what it is."""
+                engine: str = "auto", lm: str | None = None) -> tuple[Any, str]:
+    """The model to serve, chosen as ``recognize`` chooses it (``lm`` as its ``--lm``), and a
+    line saying what it is."""
     from grcnn_jax import assets
     from grcnn_jax.inference.recognize import choose_folder
+    from grcnn_jax.text.char_lm import from_spec
 
     kind, folder = choose_folder(workdir, checkpoint, step_given, exported, onnx, engine)
     if kind == "onnx":
@@ -47,10 +49,12 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
         from grcnn_jax.demo.reading import CheckpointReader
 
         reader, how = CheckpointReader(load_for_inference(workdir, checkpoint, step)), "jax"
+    reader.lm = from_spec(lm, reader.lm)
     source = reader.meta.get("source", folder)
     name = "the shipped reader" if source == assets.PRETRAINED else str(source)
+    reads = ", with its language model" if reader.lm is not None else ""
     return reader, (f"{name}: step {reader.meta.get('step', '?')}, "
-                    f"{len(reader.charset.chars)} characters, {how}")
+                    f"{len(reader.charset.chars)} characters, {how}{reads}")
 
 
 def example_images(folder: str, words: Sequence[str] = EXAMPLE_WORDS) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
                                 lexicon_forms, log_softmax, prefix_beam_search)
@@ -36,8 +37,11 @@ class WordReading:
     """One image's reading.
 
     Attributes:
-      text, confidence: the greedy reading and p(text | image) over all its alignments.
-      alternatives: (text, probability) of the prefix beam search's final beam, best first.
+      text, confidence: the reading (greedy, or with the reader's language model as
+        ``recognize`` reads) and p(text | image) over all its alignments.
+      alternatives: (text, p(text | image)) of the prefix beam search's final beam, best
+        first: by that probability, or where the reader has a language model by the search's
+        fused score (the image and the language model together).
       lexicon: with a lexicon, (word, probability) of its best words, best first; else None.
       probs: float32 [frames, classes] per-frame probabilities (softmax of the logits).
       image: uint8 [H, W], the image as the model saw it (grayscale, resized).
@@ -64,7 +68,7 @@ class CheckpointReader:
         model = create_model(ckpt.config.model, ckpt.charset.num_classes)
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         self._logits = jax.jit(lambda x: model.apply(variables, x, train=False))
-        self.charset = ckpt.charset
+        self.charset, self.lm = ckpt.charset, ckpt.lm
         self.meta = serving_meta(ckpt, frames_for_width(ckpt.config.image_width),
                                  ckpt.charset.num_classes)
 
@@ -107,7 +111,12 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     log_probs = log_softmax(logits)
     ids = collapse(log_probs.argmax(-1)[None])[0]
     charset = reader.charset
-    beam = prefix_beam_search(log_probs, max(1, beam_width), BEAM_CLASS_THRESHOLD)
+    lm = getattr(reader, "lm", None)
+    fusion = None
+    if lm is not None:
+        fusion = LmDecoder(lm, charset)
+        ids = fusion.read(log_probs[None])[0][0]
+    beam = prefix_beam_search(log_probs, max(1, beam_width), BEAM_CLASS_THRESHOLD, fusion)
     alternatives = [(charset.decode(list(p)), float(np.exp(s))) for p, s in beam]
     words = None
     if lexicon:

@@ -28,6 +28,7 @@ from grcnn_jax.assemble import check_divisible, lexicon_lowercase
 from grcnn_jax.models import create_model
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text import decode
+from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.text.losses import ctc_loss
@@ -118,11 +119,14 @@ class Evaluator:
         charset with both cases, each word is scored in its case forms instead
         (``decode.encode_lexicons``'s ``case_variants``) and answered as the lexicon spells it.
       confidence: also compute p(text | image) of each lexicon-free reading.
+      lm: a character language model (``char_lm.CharLM``) to read with: images whose greedy
+        reading is not confident are read by the prefix beam search fused with it, with
+        the model's own settings (its beam width unless ``beam_width`` > 1). None: no model.
     """
 
     def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
                  case_sensitive: bool = False, beam_width: int = 1,
-                 lexicon_lowercase: bool = True, confidence: bool = False):
+                 lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if batch_size % mesh.size:
@@ -132,16 +136,32 @@ class Evaluator:
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
         self.case_variants = ctc_host.writes_both_cases(charset)
+        self.lm_decoder = None
+        if lm is not None:
+            settings = lm.settings
+            if beam_width > 1:
+                settings = dataclasses.replace(settings, beam_width=beam_width)
+            self.lm_decoder = LmDecoder(lm, charset, settings)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,
-                                       likelihood=confidence and beam_width == 1)
+                                       likelihood=(confidence and beam_width == 1)
+                                       or lm is not None)
         self._chunk = decode.default_chunk()
         self._lexicon_step = jax.jit(functools.partial(decode.lexicon_log_likelihoods,
                                                        chunk=self._chunk),
                                      in_shardings=(self._data,) * 3, out_shardings=self._data)
         self._word_cache: dict = {}                   # lexicon word -> encoding, across batches
         self._local_batch = batch_size // jax.process_count()
+
+    @property
+    def decoding(self) -> str:
+        """How lexicon-free readings are decoded, in words (the reports print it)."""
+        if self.lm_decoder is not None:
+            st = self.lm_decoder.settings
+            return (f"greedy where p >= {st.confident:g}, else beam {st.beam_width} with the "
+                    f"language model (weight {st.weight:g}, bonus {st.length_bonus:g})")
+        return "greedy" if self.beam_width == 1 else f"beam {self.beam_width}"
 
     # ------------------------------------------------------------------------- device
     def _put(self, array: np.ndarray) -> jax.Array:
@@ -175,7 +195,13 @@ class Evaluator:
     def _read(self, batch: dict, out: dict, encoded) -> tuple[list[Prediction], np.ndarray]:
         """Fetches one batch's outputs; predictions for its real rows, and their indices."""
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
-        if self.beam_width > 1:
+        if self.lm_decoder is not None:
+            readings = self.lm_decoder.read(host_rows(out["logits"])[rows],
+                                            host_rows(out["log_likelihood"])[rows],
+                                            exact=self.confidence)
+            texts = [self.charset.decode(ids) for ids, _ in readings]
+            log_p = [lp for _, lp in readings]
+        elif self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
             beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
             texts = [t for t, _ in beams]
@@ -348,12 +374,13 @@ class Evaluator:
 def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Mesh,
                    batch_size: int | None = None, *, what: str = "config.eval_batch_size",
                    case_sensitive: bool = False, beam_width: int = 1,
-                   confidence: bool = False) -> Evaluator:
+                   confidence: bool = False, lm: Any = None) -> Evaluator:
     """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
-    ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy."""
+    ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy;
+    ``lm``: the language model to read with (an ``InferenceCheckpoint``'s ``lm``)."""
     batch_size = batch_size or config.eval_batch_size
     check_divisible(batch_size, what)
     return Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
                      batch_size=batch_size, case_sensitive=case_sensitive,
                      beam_width=beam_width, confidence=confidence,
-                     lexicon_lowercase=lexicon_lowercase(config))
+                     lexicon_lowercase=lexicon_lowercase(config), lm=lm)

@@ -235,7 +235,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
 
     Returns:
       ``{"protocol": "benchmark", "benchmark", "checkpoint", "step", "batch_size",
-      "case_sensitive", "beam_width", "devices", "datasets": [{"name", "standard", "path",
+      "case_sensitive", "beam_width", "decoding" (in words), "devices", "datasets": [{"name", "standard", "path",
       "source", "count", "correct", "word_accuracy", "one_minus_ned", "confidence",
       "unusable" {reason: count}, "unusable_records" [[key, reason]], "images_per_s"}],
       "combined", "groups", "ignored", "notes"}``; figures are fractions (the table prints %).
@@ -271,7 +271,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               confidence=True)
+                               confidence=True, lm=ckpt.lm)
     preprocess = CountEveryRecord(dataclasses.replace(
         make_preprocess(config, charset), policy=tuple(sorted(DEFAULT_POLICY.items())),
         adapt_labels=True, keep_case=case_sensitive, augment=False))
@@ -315,7 +315,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
              for a, b in SUBSETS if a in by_standard and b in by_standard]
     return {"protocol": "benchmark", "benchmark": root, "checkpoint": ckpt.path,
             "step": ckpt.step, "batch_size": batch_size, "case_sensitive": case_sensitive,
-            "beam_width": beam_width,
+            "beam_width": beam_width, "decoding": evaluator.decoding,
             "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
             "datasets": rows, "combined": combine(rows), "groups": groups,
             "ignored": ignored, "notes": notes}
@@ -345,7 +345,7 @@ def format_table(report: dict) -> str:
         return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                  for i, (c, w) in enumerate(zip(row, widths))) + " |"
 
-    decoding = "greedy" if report["beam_width"] == 1 else f"beam {report['beam_width']}"
+    decoding = report["decoding"]
     case = "case-sensitive" if report["case_sensitive"] else "case-insensitive"
     out = [f"checkpoint {report['checkpoint']} (step {report['step']}) on {report['benchmark']}: "
            f"every record counted, letters and digits, {case}, {decoding} decoding, batch "

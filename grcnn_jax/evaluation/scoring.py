@@ -54,7 +54,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
       predictions: if a dict, ``predictions[name]`` gets one dict per image.
 
     Returns:
-      ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "datasets":
+      ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "decoding"
+      (in words: greedy, beam, with the checkpoint's language model), "datasets":
       [{"name", "data", "source", "count", "word_accuracy", "lexicon_word_accuracy" (None
       without lexicons), "lexicon_count", "normalized_edit_distance", "loss",
       "images_per_s", "skipped"}]}``.
@@ -68,7 +69,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
         num_workers = config.data.num_workers
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
-                               case_sensitive=case_sensitive, beam_width=beam_width)
+                               case_sensitive=case_sensitive, beam_width=beam_width,
+                               lm=ckpt.lm)
     preprocess = make_preprocess(config, charset)
     if case_sensitive:               # the labels' own case, not the lowercased encoding's
         preprocess = dataclasses.replace(preprocess, keep_case=True)
@@ -104,6 +106,7 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
         })
     return {"checkpoint": ckpt.path, "step": ckpt.step, "batch_size": batch_size,
             "case_sensitive": case_sensitive, "beam_width": beam_width,
+            "decoding": evaluator.decoding,
             "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
             "datasets": rows}
 
@@ -121,7 +124,7 @@ def format_table(report: dict) -> str:
                       f"{r['normalized_edit_distance']:.4f}", f"{r['loss']:.4f}",
                       f"{r['images_per_s']:.1f}"])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    decoding = "greedy" if report["beam_width"] == 1 else f"beam {report['beam_width']}"
+    decoding = report["decoding"]
     case = "case-sensitive" if report["case_sensitive"] else "case-insensitive"
     out = [f"checkpoint {report['checkpoint']} (step {report['step']}), {case}, {decoding} "
            f"decoding, batch {report['batch_size']} on {report['devices']}"]

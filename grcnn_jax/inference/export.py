@@ -23,6 +23,16 @@ from grcnn_jax.workdir.writers import atomic_path
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")        # what jax.export lowers for
 
+def serving_lm(ckpt: Any, out_dir: str) -> dict:
+    """Writes ``ckpt``'s language model beside a served model (``lm.npz``); returns the
+    meta.json entry that names it ({} where it has none)."""
+    if ckpt.lm is None:
+        return {}
+    from grcnn_jax.text.char_lm import save_in_folder
+
+    return {"lm": save_in_folder(ckpt.lm, out_dir)}
+
+
 def serving_meta(ckpt: Any, frames: int, classes: int) -> dict:
     """What a served model's reader needs beside the program: the input (size, grayscale
     mode, keep_aspect), the output (charset, blank id, frames, classes), the lexicon case
@@ -94,7 +104,8 @@ def export_model(ckpt: Any, out_dir: str, platforms: Sequence[str] = ("cpu",)) -
         "format": "grcnn_jax.export/1", "model_file": MODEL_FILE,
         **serving_meta(ckpt, frames, classes),
         "jax_version": jax.__version__,
-        "platforms": list(exported.platforms), "conv_impl": impl, "bytes": len(blob)}
+        "platforms": list(exported.platforms), "conv_impl": impl, "bytes": len(blob),
+        **serving_lm(ckpt, out_dir)}
     for name, data in ((MODEL_FILE, bytes(blob)), (META_FILE,
                                                    json.dumps(meta, indent=1).encode() + b"\n")):
         with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:

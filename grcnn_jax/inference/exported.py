@@ -15,6 +15,8 @@ from jax import export as jax_export
 
 from grcnn_jax.text.charset import BLANK_ID, Charset
 
+from grcnn_jax.text.char_lm import load_in_folder
+
 MODEL_FILE, META_FILE = "model.jax", "meta.json"
 
 
@@ -32,8 +34,8 @@ class ExportedReader:
       exported: the deserialized ``jax.export.Exported``.
     """
 
-    def __init__(self, exported: Any, meta: dict):
-        self.exported, self.meta = exported, meta
+    def __init__(self, exported: Any, meta: dict, lm: Any = None):
+        self.exported, self.meta, self.lm = exported, meta, lm
         self.charset = Charset(meta["charset"])
         self.shape = (int(meta["image_height"]), int(meta["image_width"]))
         self._call = jax.jit(exported.call)           # compiled once per batch shape
@@ -88,4 +90,4 @@ def load_exported(model_dir: str) -> ExportedReader:
     except Exception as e:  # noqa: BLE001 -- flatbuffers/MLIR errors of all kinds: not a model
         raise ValueError(f"{paths[MODEL_FILE]!r} is not a serialized jax.export model "
                          f"({type(e).__name__}: {e})") from None
-    return ExportedReader(exported, meta)
+    return ExportedReader(exported, meta, load_in_folder(model_dir, meta.get("lm")))

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from grcnn_jax.inference.export import serving_meta
+from grcnn_jax.inference.export import serving_lm, serving_meta
 from grcnn_jax.inference.exported import META_FILE
 from grcnn_jax.inference.onnx_reader import ONNX_FILE, session
 from grcnn_jax.models import create_model
@@ -104,7 +104,8 @@ def export_onnx(ckpt: Any, out_dir: str) -> dict:
     meta = {"format": "grcnn_jax.onnx/1", "model_file": ONNX_FILE,
             **serving_meta(ckpt, frames, classes), "opset": OPSET,
             "jax2onnx_version": _version("jax2onnx"), "parity_max_abs": worst,
-            "parity_batches": list(PARITY_BATCHES), "bytes": len(blob)}
+            "parity_batches": list(PARITY_BATCHES), "bytes": len(blob),
+            **serving_lm(ckpt, out_dir)}
     for name, data in ((ONNX_FILE, blob), (META_FILE, json.dumps(meta, indent=1).encode() + b"\n")):
         with atomic_path(os.path.join(out_dir, name)) as tmp, open(tmp, "wb") as f:
             f.write(data)

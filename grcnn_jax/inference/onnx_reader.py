@@ -10,7 +10,9 @@ mode, size, keep_aspect; ``grcnn_jax.data.images`` and ``grcnn_jax.data.preproce
 import no jax), read by greedy CTC, and given the same confidence as ``recognize``:
 p(text | image) summed over all CTC alignments. With a lexicon, each image's answer is the
 lexicon word of highest CTC likelihood (scored in its case forms for a model that writes
-both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses. Nothing here imports jax, flax or the training code.
+both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses, and
+a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
+``recognize`` does. Nothing here imports jax, flax or the training code.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from grcnn_jax.text.char_lm import LmDecoder, from_spec, load_in_folder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
                                 lexicon_forms, log_softmax, prefix_beam_search)
@@ -64,9 +67,11 @@ class OnnxReader:
       meta: ``meta.json`` as a dict.
       charset: the label alphabet.
       shape: (height, width) of the images the model takes.
+      lm: the language model it reads with (``char_lm.CharLM``) or None: the folder's own
+        unless ``lm`` says otherwise ('none', or the path of another model).
     """
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, lm: str | None = None):
         model_dir = os.path.expanduser(model_dir)
         paths = {name: os.path.join(model_dir, name) for name in (ONNX_FILE, META_FILE)}
         for path in paths.values():
@@ -89,6 +94,7 @@ class OnnxReader:
         except Exception as e:  # noqa: BLE001 -- onnxruntime's load errors: not a model
             raise ValueError(f"{paths[ONNX_FILE]!r} does not load as an ONNX model "
                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        self.lm = from_spec(lm, None) if lm else load_in_folder(model_dir, self.meta.get("lm"))
 
     def prepare(self, image: Any) -> np.ndarray:
         """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""
@@ -127,7 +133,13 @@ class OnnxReader:
         forms = None if lexicon is None else lexicon_forms(
             lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
-        if beam_width > 1:
+        if self.lm is not None:
+            settings = self.lm.settings
+            if beam_width > 1:
+                settings = dataclasses.replace(settings, beam_width=beam_width)
+            decoder = LmDecoder(self.lm, self.charset, settings)
+            best = [ids for ids, _ in decoder.read(log_probs, exact=False)]
+        elif beam_width > 1:
             best = [prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0]
                     for lp in log_probs]
         else:

@@ -10,11 +10,13 @@ The folder ``grcnn_jax/assets/reader/`` holds
                     ``params/<module>/.../<leaf>`` and ``batch_stats/...``
     meta.json       the training config, the charset, the step, what it measured, and
                     ``sha256`` of variables.npz (checked on every load)
+    lm.npz          optional: the character language model it reads with
+                    (``grcnn_jax.text.char_lm``; meta.json's ``lm`` holds its sha256)
 
 Write it from a training checkpoint with
 
     grcnn-pretrained --workdir runs/reader [--step latest] \
-        [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"]
+        [--out grcnn_jax/assets/reader] [--note "IC03-dev 0.80 / 0.97"] [--lm lm.npz]
     grcnn-pretrained --checkpoint runs/reader/checkpoints/12000 [...]
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 from flax import traverse_util
 
 from grcnn_jax import assets
+from grcnn_jax.text.char_lm import LM_FILE, CharLM, LmError, load_in_folder, save_in_folder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
 from grcnn_jax.workdir.writers import atomic_path
@@ -93,7 +96,15 @@ def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
     tree = traverse_util.unflatten_dict(flat)
     return InferenceCheckpoint(
         path=folder, workdir="", step=step, config=config, charset=charset,
-        params=tree["params"], batch_stats=tree.get("batch_stats", {}))
+        params=tree["params"], batch_stats=tree.get("batch_stats", {}),
+        lm=_load_lm(folder, meta.get("lm"), fix))
+
+
+def _load_lm(folder: str, entry: dict | None, fix: str) -> CharLM | None:
+    try:
+        return load_in_folder(folder, entry)
+    except LmError as e:
+        raise PretrainedError(f"{e}; {fix}") from None
 
 
 def training_leg(ckpt: InferenceCheckpoint) -> dict:
@@ -176,9 +187,20 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "",
     ``data.val`` is reset to 'synth' (the original is kept as ``monitored_on``). ``lineage``
     records the training legs behind the weights (``lineage``); when ``ckpt`` is a mean of
     several readers, ``averaged_with`` (``ingredient`` of each one but the first) is stored too.
-    Returns the written meta dict.
+    ``ckpt.lm``, if any, is written as ``lm.npz``. A reader folder written again (say, with
+    another language model) keeps its ``note``, ``averaged_with`` and ``monitored_on``
+    unless new ones are given. Returns the written meta dict.
     """
     legs = lineage(ckpt)             # read before ``out`` (perhaps the source) is rewritten
+    source: dict = {}
+    if not ckpt.workdir:
+        try:
+            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
+                source = json.load(f)
+        except (OSError, ValueError):
+            source = {}
+    note = note or source.get("note", "")
+    averaged_with = averaged_with or source.get("averaged_with")
     os.makedirs(out, exist_ok=True)
     flat = traverse_util.flatten_dict({"params": ckpt.params, "batch_stats": ckpt.batch_stats},
                                       sep="/")
@@ -186,13 +208,17 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "",
     with atomic_path(var_path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **{k: np.asarray(v, np.float32) for k, v in sorted(flat.items())})
     config = ckpt.config.to_dict()
-    monitored = config["data"]["val"]
+    monitored = source.get("monitored_on") or config["data"]["val"]
     config["data"]["val"] = "synth"
     meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
             "monitored_on": monitored, "note": note, "lineage": legs, "config": config}
     if averaged_with:
         meta["averaged_with"] = list(averaged_with)
+    if ckpt.lm is not None:
+        meta["lm"] = save_in_folder(ckpt.lm, out)
+    elif os.path.isfile(os.path.join(out, LM_FILE)):
+        os.remove(os.path.join(out, LM_FILE))
     # Written last: a folder whose meta.json is missing or older is refused by ``load``.
     with atomic_path(os.path.join(out, META_FILE)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)

@@ -107,7 +107,7 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
         lexicon = fitting_words(lexicon, charset, frames_for_width(config.image_width),
                                 lexicon_lowercase(config))
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
-                               beam_width=beam_width, confidence=True)
+                               beam_width=beam_width, confidence=True, lm=ckpt.lm)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons)
 
@@ -157,7 +157,7 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
     mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
     evaluator = Evaluator(ExportedModule(reader.exported), reader.charset, mesh,
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
-                          lexicon_lowercase=lowercase, confidence=True)
+                          lexicon_lowercase=lowercase, confidence=True, lm=reader.lm)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict({}, {}, images, lexicons)
 

@@ -2,7 +2,8 @@
 
 Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
 (``ctc_log_likelihood``, the confidence ``recognize`` reports), the standard CTC prefix
-beam search (``prefix_beam_search``: Hannun et al. 2014, no language model), the frames a
+beam search (``prefix_beam_search``: Hannun et al. 2014; a language model fused in where
+given, ``char_lm``), the frames a
 labelling needs, and the forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.text.decode``
 builds the device-side decoders on these; ``grcnn_jax.inference.onnx_reader`` reads with them.
 Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, blank = 0.
@@ -10,6 +11,7 @@ Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, bla
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Sequence
 
@@ -137,9 +139,10 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
-                       class_threshold: float | None = None
+                       class_threshold: float | None = None, fusion=None
                        ) -> list[tuple[tuple[int, ...], float]]:
-    """Standard CTC prefix beam search over one example.
+    """Standard CTC prefix beam search over one example, optionally fused with a language
+    model.
 
     Args:
       log_probs: [T, C] per-frame log-probabilities (log-softmax), blank = 0.
@@ -147,44 +150,65 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
       class_threshold: skip extensions by classes with ``log_probs[t, c]`` below this
         (natural log; e.g. ``log(1e-4)``) -- a speed-up that changes nothing on
         confident frames; None considers every class.
+      fusion: None, or a language model to rank prefixes with (``char_lm.LmDecoder``):
+        ``start`` (its state before any label), ``extend(state, label) -> (state, score)``
+        and ``finish(state) -> score``, scores in nats added to the CTC log-probability.
 
     Returns:
-      The final beam: (label ids, log p(labelling | image)) pairs, best first. A
-      labelling's score sums its alignments that survived the pruning (exact when
-      nothing was pruned).
+      The final beam: (label ids, log p(labelling | image)) pairs, best first (with
+      ``fusion``: by log p + the language model's score; the log p returned is CTC's alone).
+      A labelling's log p sums its alignments that survived the pruning (exact when nothing
+      was pruned).
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1, got {beam_width}")
     log_probs = np.asarray(log_probs, np.float64)
     if log_probs.ndim != 2:
         raise ValueError(f"log_probs must be [T, C], got shape {log_probs.shape}")
-    # prefix -> [log p(prefix, path ends in blank), log p(prefix, path ends in its last label)]
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
-    classes = np.arange(log_probs.shape[1])
-    for frame in log_probs:
-        lp = frame.tolist()
-        keep = classes != BLANK_ID
-        if class_threshold is not None:
-            keep &= frame >= class_threshold
-        candidates = classes[keep].tolist()
-        blank = lp[BLANK_ID]
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (pb, pnb) in beams.items():
-            total = _logaddexp(pb, pnb)
-            entry = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            entry[0] = _logaddexp(entry[0], total + blank)         # a blank: same prefix
+    # prefix -> [log p(prefix, path ends in blank), log p(prefix, path ends in its last
+    # label), language model state, language model score]
+    start = fusion.start if fusion is not None else None
+    beams: dict[tuple[int, ...], list] = {(): [0.0, NEG_INF, start, 0.0]}
+    tried = log_probs >= class_threshold if class_threshold is not None \
+        else np.ones(log_probs.shape, bool)
+    tried[:, BLANK_ID] = False
+    add = _logaddexp
+
+    def ranked(kv):
+        return add(kv[1][0], kv[1][1]) + kv[1][3]
+
+    for frame, keep in zip(log_probs.tolist(), tried):
+        candidates = np.flatnonzero(keep).tolist()
+        blank = frame[BLANK_ID]
+        nxt: dict[tuple[int, ...], list] = {}
+        for prefix, (pb, pnb, state, lm) in beams.items():
+            total = add(pb, pnb)
+            entry = nxt.get(prefix)
+            if entry is None:
+                entry = nxt[prefix] = [NEG_INF, NEG_INF, state, lm]
+            entry[0] = add(entry[0], total + blank)                # a blank: same prefix
             last = prefix[-1] if prefix else None
             if last is not None:                                   # repeat merged: same prefix
-                entry[1] = _logaddexp(entry[1], pnb + lp[last])
+                entry[1] = add(entry[1], pnb + frame[last])
             for c in candidates:
                 # A repeated label extends the prefix only after a blank.
-                p = (pb if c == last else total) + lp[c]
-                e = nxt.setdefault(prefix + (c,), [NEG_INF, NEG_INF])
-                e[1] = _logaddexp(e[1], p)
-        scored = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-        beams = {p: (v[0], v[1]) for p, v in scored[:beam_width]}
-    final = [(p, _logaddexp(*v)) for p, v in beams.items()]
-    return sorted(final, key=lambda pv: pv[1], reverse=True)
+                p = (pb if c == last else total) + frame[c]
+                longer = prefix + (c,)
+                e = nxt.get(longer)
+                if e is None:
+                    if fusion is None:
+                        nxt[longer] = [NEG_INF, p, None, 0.0]
+                    else:
+                        s, score = fusion.extend(state, c)
+                        nxt[longer] = [NEG_INF, p, s, lm + score]
+                else:
+                    e[1] = add(e[1], p)
+        beams = dict(heapq.nlargest(beam_width, nxt.items(), key=ranked)) \
+            if len(nxt) > beam_width else nxt
+    final = [(p, add(v[0], v[1]), v[3] + (fusion.finish(v[2]) if fusion else 0.0))
+             for p, v in beams.items()]
+    final.sort(key=lambda x: x[1] + x[2], reverse=True)
+    return [(p, log_p) for p, log_p, _ in final]
 
 
 # Classes below this log-probability in a frame are not tried as extensions: the beam

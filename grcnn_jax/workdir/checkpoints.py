@@ -195,6 +195,8 @@ class InferenceCheckpoint:
       config: the full training config, as saved.
       charset: the label alphabet, as saved.
       params, batch_stats: the model variables (numpy; no optimizer state).
+      lm: the character language model it reads with (``text.char_lm.CharLM``; a reader
+        folder's ``lm.npz``), or None: training checkpoints have none.
     """
 
     path: str
@@ -204,6 +206,7 @@ class InferenceCheckpoint:
     charset: Charset
     params: Any
     batch_stats: Any
+    lm: Any = None
 
 
 def best_step(workdir: str, metric: str = "val/word_accuracy") -> int:

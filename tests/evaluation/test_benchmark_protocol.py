@@ -213,7 +213,8 @@ def test_combined_and_group_rows():
     by_name = {r["name"]: r for r in rows}
     groups = [combine([by_name[m] for m in members], label) for label, members in GROUPS]
     report = {"checkpoint": "c", "step": 1, "benchmark": "b", "case_sensitive": False,
-              "beam_width": 1, "batch_size": 8, "devices": "cpu", "datasets": rows,
+              "beam_width": 1, "decoding": "greedy", "batch_size": 8, "devices": "cpu",
+              "datasets": rows,
               "combined": combined, "groups": groups, "ignored": [], "notes": []}
     table = format_table(report).splitlines()
     names = [ln.split("|")[1].strip() for ln in table if ln.startswith("| ")]

@@ -95,7 +95,7 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
     texts, modules = proc.stdout.split()
     assert texts == "Hotel,park,Coffee"
     assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.exported,grcnn_jax.text,"
-                       "grcnn_jax.text.charset")
+                       "grcnn_jax.text.char_lm,grcnn_jax.text.charset,grcnn_jax.text.ctc_host")
 
 
 def test_bad_paths_end_in_one_fatal_line(tmp_path):
