@@ -6,13 +6,15 @@
     python -m benchmarks.eval_throughput --workdir DIR          # a trained checkpoint
     python -m benchmarks.eval_throughput --workdir pretrained   # the shipped reader, its LM too
 
-The data are synthetic validation words (``SynthWords``), rendered, preprocessed
-and batched into memory before anything is timed: the loader is not measured
-(``benchmarks/data_loader.py`` measures it). Each image gets a lexicon of
-``--lexicon`` words (its own word and random others from the generator's word
+The data are synthetic validation words (``SynthWords``), or with ``--data`` the records
+of a real set (an LMDB or ICDAR-03 folder: the language model's cost depends on how many
+images it searches), preprocessed and batched into memory before anything is timed: the
+loader is not measured (``benchmarks/data_loader.py`` measures it). Each image gets a
+lexicon of ``--lexicon`` words (its own word and random others from the generator's word
 list), like the 50-word lexicons of SVT / IC03 / IIIT5K.
 
-Rows (every one a full warm pass over the same batches; best of ``--repeats``):
+Rows (every one a full warm pass over the same batches; best of ``--repeats``, the rows
+taking turns so that a machine's drift in speed reaches all of them alike):
   bare inference   the model's jitted forward alone: batch to the device, forward,
                    result ready (``jax.jit(model.apply)``; logits never fetched).
   eval greedy      ``Evaluator.evaluate``: the eval step (forward, argmax, CTC loss),
@@ -55,13 +57,20 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
-                 seed: int) -> list[dict]:
-    """``n`` synthetic validation images as loader batches in memory, with lexicons."""
-    source = SynthWords(length=n, seed=config.data.synth_seed + 1, height=config.image_height,
-                        charset=charset)
+                 seed: int, data: str | None = None) -> list[dict]:
+    """``n`` synthetic validation images (or the first ``n`` records of ``data``) as loader
+    batches in memory, with lexicons."""
+    synth = SynthWords(length=n, seed=config.data.synth_seed + 1, height=config.image_height,
+                       charset=charset)
+    source = synth
+    if data:
+        from grcnn_jax.data.sources import open_source
+
+        source = open_source(data, what="--data")
+        n = min(n, len(source))
     preprocess = make_preprocess(config, charset)
     rng = np.random.default_rng(seed)
-    vocabulary = source.words
+    vocabulary = synth.words
     examples = []
     for i in range(n):
         e = preprocess(source[i])
@@ -77,14 +86,17 @@ def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int
             for s in range(0, len(examples), batch)]
 
 
-def time_pass(fn, repeats: int) -> float:
-    """Best wall time (s) of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def time_passes(fns: Sequence, repeats: int) -> list[float]:
+    """Best wall time (s) of ``repeats`` calls of each of ``fns`` after one warm-up call
+    each; the calls take turns (one of each per round)."""
+    for fn in fns:
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -101,7 +113,10 @@ def define_flags(flag_values, argv: Sequence[str] | None = None) -> None:
     flags.DEFINE_string("workdir", None, "evaluate this training workdir's latest checkpoint "
                         "(its config) instead of random parameters", flag_values=flag_values)
     flags.DEFINE_integer("batch", 100, "images per batch", flag_values=flag_values)
-    flags.DEFINE_integer("images", 1000, "synthetic validation images", flag_values=flag_values)
+    flags.DEFINE_integer("images", 1000, "synthetic validation images (with --data: at most "
+                         "this many of its records)", flag_values=flag_values)
+    flags.DEFINE_string("data", None, "time a real set's images (an LMDB or ICDAR-03 folder) "
+                        "instead of synthetic ones", flag_values=flag_values)
     flags.DEFINE_integer("lexicon", 50, "words per image's lexicon", flag_values=flag_values)
     flags.DEFINE_integer("beam", 0, "also time beam search of this width",
                          flag_values=flag_values)
@@ -139,9 +154,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     variables = jax.device_put(variables, replicated)
 
     start = time.perf_counter()
-    batches = make_batches(config, charset, FLAGS.images, FLAGS.batch, FLAGS.lexicon, seed=0)
+    batches = make_batches(config, charset, FLAGS.images, FLAGS.batch, FLAGS.lexicon, seed=0,
+                           data=FLAGS.data)
     n = int(sum(b["mask"].sum() for b in batches))
-    print(f"# {what}; {n} synthetic images in {len(batches)} batches of {FLAGS.batch}, "
+    kind = f"images of {FLAGS.data}" if FLAGS.data else "synthetic images"
+    print(f"# {what}; {n} {kind} in {len(batches)} batches of {FLAGS.batch}, "
           f"{FLAGS.lexicon}-word lexicons, generated in {time.perf_counter() - start:.1f} s")
     print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}")
     plain = [{**b, "meta": {**b["meta"], "lexicon": [None] * len(b["meta"]["lexicon"])}}
@@ -174,11 +191,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm)
         rows.append(("eval LM", evaluate_pass(fused, plain, "lm")))
 
-    out = []
-    for name, fn in rows:
-        seconds = time_pass(fn, FLAGS.repeats)
-        out.append({"what": name, "images_per_s": n / seconds,
-                    "ms_per_batch": 1e3 * seconds / len(batches)})
+    out = [{"what": name, "images_per_s": n / seconds,
+            "ms_per_batch": 1e3 * seconds / len(batches)}
+           for (name, _), seconds in zip(rows, time_passes([fn for _, fn in rows],
+                                                          FLAGS.repeats))]
     base = out[0]["images_per_s"]
     print(f"{'':20s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
     for r in out:

@@ -6,7 +6,8 @@
     grcnn-pretrained --checkpoint pretrained --lm lm.npz --out DIR   # a reader that has it
 
 The model is built from the generator's English word list (SCOWL, inside the package; leave
-it out with ``--nowords``) and the texts of ``--texts``: LMDBs or ICDAR-03 folders (their
+it out with ``--nowords``), ``--numbers`` texts without letters drawn as the generator writes
+them (prices, times, dates), and the texts of ``--texts``: LMDBs or ICDAR-03 folders (their
 labels), or text files (one text per line; a line with a tab: the text after the first tab,
 as in a label file). Use training labels only: a model built from the texts of a set you
 measure on reads that set better than it reads anything else. The settings it is read with
@@ -36,6 +37,8 @@ def define_flags(flag_values) -> None:
     flags.mark_flag_as_required("out", flag_values=flag_values)
     flags.DEFINE_bool("words", True, "include the generator's English word list, each word once",
                       flag_values=flag_values)
+    flags.DEFINE_integer("numbers", 5000, "texts without letters drawn from the generator",
+                         flag_values=flag_values)
     flags.DEFINE_float("label_weight", 3.0, "how many times each text of --texts counts",
                        flag_values=flag_values)
     flags.DEFINE_integer("order", 6, "n: characters of context + 1", flag_values=flag_values)
@@ -72,7 +75,7 @@ def read_texts(spec: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Builds and writes the model; returns the exit status."""
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
-    if not FLAGS.texts and not FLAGS.words:
+    if not FLAGS.texts and not FLAGS.words and not FLAGS.numbers:
         raise common.usage_error("nothing to build from: give --texts, or keep --words")
     with common.refusals_as_one_line(argv):
         from grcnn_jax.text.char_lm import CharLM, Settings, training_texts
@@ -80,8 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(FLAGS.weight, FLAGS.length_bonus, FLAGS.beam_width, FLAGS.confident,
                             FLAGS.min_prob)
         labels = [t for spec in FLAGS.texts for t in read_texts(spec)]
-        texts = training_texts(labels, FLAGS.label_weight, None if FLAGS.words else ())
-        parts = (["the generator's English words"] if FLAGS.words else []) + [
+        texts = training_texts(labels, FLAGS.label_weight, None if FLAGS.words else (),
+                               FLAGS.numbers)
+        parts = (["the generator's English words"] if FLAGS.words else []) + (
+            [f"{FLAGS.numbers} of its numbers"] if FLAGS.numbers else []) + [
             f"{len(labels)} texts of {', '.join(FLAGS.texts)} (x{FLAGS.label_weight:g})"
         ] * bool(FLAGS.texts)
         lm = CharLM.train(texts, FLAGS.order, settings, about=" + ".join(parts))
@@ -89,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         with atomic_path(FLAGS.out) as tmp:
             lm.save(tmp)
-    print(f"wrote {FLAGS.out}: order {lm.order}, {len(lm.logp):,} n-grams from {lm.about}, "
+    print(f"wrote {FLAGS.out}: order {lm.order}, {len(lm.tables()[0]):,} n-grams from {lm.about}, "
           f"{os.path.getsize(FLAGS.out) / 1e6:.1f} MB")
     return 0
 

@@ -67,15 +67,18 @@ class Settings:
 class CharLM:
     """log p(character | up to ``order - 1`` characters before it), case-folded.
 
-    Stored in back-off form: ``logp[h + c]`` for every n-gram seen in training (its
-    interpolated probability), ``backoff[h]`` for every context seen (the mass left to
-    shorter contexts); an unseen character gets a share of the unigram's left mass.
+    Stored in back-off form (``tables``): ``logp[h + c]`` for every n-gram seen in training
+    (its interpolated probability), ``backoff[h]`` for every context seen (the mass left to
+    shorter contexts); an unseen character gets a share of the unigram's left mass. A model
+    ``load``-ed reads its tables from ``source`` when it is first asked (~0.3 s and ~80 MB
+    for the shipped one): a reader whose every image is read confidently never does.
     """
 
-    def __init__(self, order: int, logp: dict[str, float], backoff: dict[str, float],
-                 floor: float, settings: Settings = Settings(), about: str = ""):
-        self.order, self.logp, self.backoff, self.floor = order, logp, backoff, floor
-        self.settings, self.about = settings, about
+    def __init__(self, order: int, logp: dict[str, float] | None,
+                 backoff: dict[str, float] | None, floor: float,
+                 settings: Settings = Settings(), about: str = "", source: str | None = None):
+        self.order, self.floor, self.settings, self.about = order, floor, settings, about
+        self._logp, self._backoff, self._source = logp, backoff, source
         self.start = START * (order - 1)      # the context of a word's first character
         self._cache: dict[tuple[str, str], float] = {}
 
@@ -114,14 +117,27 @@ class CharLM:
         return lm
 
     # ------------------------------------------------------------------ query
+    def tables(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(logp, backoff), read from ``source`` on the first call."""
+        if self._logp is None:
+            try:
+                with np.load(self._source) as z:
+                    self._logp = dict(zip(z["ngrams"].tolist(), z["logp"].tolist()))
+                    self._backoff = dict(zip(z["contexts"].tolist(), z["backoff"].tolist()))
+            except Exception as e:  # noqa: BLE001 -- any failure to read: not a usable model
+                raise LmError(f"cannot read language model {self._source!r} "
+                              f"({type(e).__name__}: {e})") from None
+        return self._logp, self._backoff
+
     def _score(self, h: str, c: str) -> float:
         """log p(c | h), h at most order - 1 characters (no cache)."""
+        logp, backoff = self.tables()
         out = 0.0
         while True:
-            v = self.logp.get(h + c)
+            v = logp.get(h + c)
             if v is not None:
                 return out + v
-            out += self.backoff.get(h, 0.0)
+            out += backoff.get(h, 0.0)
             if not h:
                 return out + self.floor
             h = h[1:]
@@ -148,30 +164,33 @@ class CharLM:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str) -> None:
-        keys, backs = sorted(self.logp), sorted(self.backoff)
+        logp, backoff = self.tables()
+        keys, backs = sorted(logp), sorted(backoff)
         with open(path, "wb") as f:
             np.savez_compressed(
                 f, order=np.int32(self.order), floor=np.float64(self.floor),
-                ngrams=np.array(keys), logp=np.array([self.logp[k] for k in keys], np.float32),
+                ngrams=np.array(keys), logp=np.array([logp[k] for k in keys], np.float32),
                 contexts=np.array(backs),
-                backoff=np.array([self.backoff[k] for k in backs], np.float32),
+                backoff=np.array([backoff[k] for k in backs], np.float32),
                 settings=np.array(dataclasses.astuple(self.settings), np.float64),
                 about=np.array(self.about))
 
     @classmethod
     def load(cls, path: str) -> "CharLM":
-        """Raises LmError naming ``path`` if it is missing or not a model ``save`` wrote."""
+        """Its order and settings now, its tables when first asked (``tables``). Raises
+        LmError naming ``path`` if it is missing or not a model ``save`` wrote."""
         if not os.path.isfile(path):
             raise LmError(f"language model {path!r} does not exist")
         try:
             with np.load(path) as z:
+                missing = {"ngrams", "logp", "contexts", "backoff"} - set(z.files)
+                if missing:
+                    raise LmError(f"{path!r} is not a language model: it lacks "
+                                  f"{sorted(missing)}")
                 weight, bonus, beam, confident, min_prob = (float(x) for x in z["settings"])
-                return cls(int(z["order"]),
-                           dict(zip(z["ngrams"].tolist(), z["logp"].tolist())),
-                           dict(zip(z["contexts"].tolist(), z["backoff"].tolist())),
-                           float(z["floor"]),
+                return cls(int(z["order"]), None, None, float(z["floor"]),
                            Settings(weight, bonus, int(beam), confident, min_prob),
-                           str(z["about"]))
+                           str(z["about"]), source=path)
         except LmError:
             raise
         except Exception as e:  # noqa: BLE001 -- any failure to read: not a usable model
@@ -257,7 +276,7 @@ def save_in_folder(lm: CharLM, folder: str) -> dict:
         if os.path.exists(tmp):
             os.remove(tmp)
     return {"file": LM_FILE, "sha256": _sha256(path), "order": lm.order, "about": lm.about,
-            "ngrams": len(lm.logp), **dataclasses.asdict(lm.settings)}
+            "ngrams": len(lm.tables()[0]), **dataclasses.asdict(lm.settings)}
 
 
 def load_in_folder(folder: str, entry: dict | None) -> CharLM | None:
@@ -289,16 +308,29 @@ def from_spec(spec: str | None, default: CharLM | None) -> CharLM | None:
 
 
 def training_texts(labels: Sequence[str], label_weight: float = 3.0,
-                   words: Sequence[str] | None = None) -> list[tuple[str, float]]:
+                   words: Sequence[str] | None = None, numbers: int = 5000,
+                   seed: int = 0) -> list[tuple[str, float]]:
     """The texts a reader's model is built from: the generator's English word list (each word
-    once; ``synth.words``' vendored SCOWL list unless ``words``) and ``labels`` (a training
-    set's labels, each ``label_weight`` times: they carry how often words, numbers and
-    punctuation occur in real text)."""
-    if words is None:
-        from grcnn_jax.data.synth.words import _raw_words
+    once; ``synth.words``' vendored SCOWL list unless ``words``), ``numbers`` texts without
+    letters as the generator writes them (prices, times, dates, plain numbers: a word list
+    has none), and ``labels`` (a training set's labels, each ``label_weight`` times: they
+    carry how often words, numbers and punctuation occur in real text)."""
+    from grcnn_jax.config.defaults import CASED_CHARSET
+    from grcnn_jax.data.synth import words as synth_words
+    from grcnn_jax.data.synth.text import sample_text
 
-        words = _raw_words()
-    return [(w, 1.0) for w in words] + [(t, label_weight) for t in labels if t.strip()]
+    if words is None:
+        words = synth_words._raw_words()
+    rng = np.random.default_rng(seed)
+    alphabet = synth_words.alphabet(CASED_CHARSET)
+    marks = "".join(c for c in CASED_CHARSET if not c.isalnum())
+    drawn: list[str] = []
+    while len(drawn) < numbers:
+        text = sample_text(rng, ["word"], alphabet, 25, marks)
+        if not any(c.isalpha() for c in text):
+            drawn.append(text)
+    return ([(w, 1.0) for w in words] + [(t, 1.0) for t in drawn]
+            + [(t, label_weight) for t in labels if t.strip()])
 
 
 __all__ = ["CharLM", "LM_FILE", "LmDecoder", "LmError", "NO_LM", "Settings", "from_spec",
