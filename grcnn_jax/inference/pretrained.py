@@ -136,18 +136,25 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
     return leg
 
 
+def _folder_meta(ckpt: InferenceCheckpoint) -> dict:
+    """A reader folder's meta.json ({} for a training checkpoint, or one unreadable)."""
+    if ckpt.workdir:
+        return {}
+    try:
+        with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
     """The legs that made ``ckpt``: those of the reader its run started from (its
     ``init_from``, when that is 'pretrained' or a reader folder), then its own. A reader
     folder's (``workdir`` '') are those its ``meta.json`` records."""
-    if not ckpt.workdir:
-        try:
-            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
-                legs = json.load(f).get("lineage")
-        except (OSError, ValueError):
-            legs = None
-        if legs:
-            return list(legs)
+    legs = _folder_meta(ckpt).get("lineage")
+    if legs:
+        return list(legs)
     spec = ckpt.config.get("init_from", "")
     before: list[dict] = []
     if spec:
@@ -169,11 +176,7 @@ def ingredient(ckpt: InferenceCheckpoint, source: str) -> dict:
     (``grcnn_jax.inference.average``): a reader folder by its step, checksum and note, a
     training checkpoint by its leg (``training_leg``)."""
     if not ckpt.workdir:
-        try:
-            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
-            meta = {}
+        meta = _folder_meta(ckpt)
         return {"source": source, "steps": ckpt.step, "sha256": meta.get("sha256", ""),
                 "note": meta.get("note", ""), "legs": len(meta.get("lineage") or [])}
     return {"source": source, **training_leg(ckpt)}
@@ -192,13 +195,7 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "",
     unless new ones are given. Returns the written meta dict.
     """
     legs = lineage(ckpt)             # read before ``out`` (perhaps the source) is rewritten
-    source: dict = {}
-    if not ckpt.workdir:
-        try:
-            with open(os.path.join(ckpt.path, META_FILE), encoding="utf-8") as f:
-                source = json.load(f)
-        except (OSError, ValueError):
-            source = {}
+    source = _folder_meta(ckpt)
     note = note or source.get("note", "")
     averaged_with = averaged_with or source.get("averaged_with")
     os.makedirs(out, exist_ok=True)

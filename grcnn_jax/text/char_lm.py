@@ -13,10 +13,10 @@ prefix scored as
 and, where the greedy reading is already confident (p(text | image) >= ``confident``),
 keeps the greedy reading without searching: most words are read as fast as before.
 
-A model is built from texts (``CharLM.train``: the generator's English word list and a
-training set's labels, ``grcnn-pretrained --lm_labels``) and saved as one ``.npz``
-(``save``/``load``): the n-gram log-probabilities and back-off weights, as strings and
-float32, and the decoding settings it was tuned with. numpy only: the ONNX reader reads
+A model is built from texts (``CharLM.train`` of ``training_texts``: the generator's English
+word list and numbers and a training set's labels; the ``grcnn-lm`` command) and saved as
+one ``.npz`` (``save``/``load``): the n-gram log-probabilities and back-off weights, as
+strings and float32, and the decoding settings it was tuned with. numpy only: the ONNX reader reads
 with it too. (KenLM, the field's n-gram toolkit, builds word models with a C++ tool that is
 not a pip install; a character model of ~10^5 words is small enough for plain dicts.)
 """
