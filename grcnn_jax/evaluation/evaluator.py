@@ -136,12 +136,7 @@ class Evaluator:
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
         self.case_variants = ctc_host.writes_both_cases(charset)
-        self.lm_decoder = None
-        if lm is not None:
-            settings = lm.settings
-            if beam_width > 1:
-                settings = dataclasses.replace(settings, beam_width=beam_width)
-            self.lm_decoder = LmDecoder(lm, charset, settings)
+        self.lm_decoder = None if lm is None else LmDecoder(lm, charset, beam_width=beam_width)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,

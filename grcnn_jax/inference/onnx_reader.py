@@ -134,10 +134,7 @@ class OnnxReader:
             lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
         if self.lm is not None:
-            settings = self.lm.settings
-            if beam_width > 1:
-                settings = dataclasses.replace(settings, beam_width=beam_width)
-            decoder = LmDecoder(self.lm, self.charset, settings)
+            decoder = LmDecoder(self.lm, self.charset, beam_width=beam_width)
             best = [ids for ids, _ in decoder.read(log_probs, exact=False)]
         elif beam_width > 1:
             best = [prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0]

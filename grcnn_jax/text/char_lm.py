@@ -201,11 +201,15 @@ class CharLM:
 class LmDecoder:
     """A ``CharLM`` bound to a charset: the fusion ``ctc_host.prefix_beam_search`` calls
     (``start``, ``extend``, ``finish``) and the gated reading of a batch (``read``).
-    ``settings`` defaults to the model's own."""
+    ``settings`` defaults to the model's own; ``beam_width`` > 1 replaces its beam width
+    (a reader's ``--beam_width``)."""
 
-    def __init__(self, lm: CharLM, charset: Charset, settings: Settings | None = None):
+    def __init__(self, lm: CharLM, charset: Charset, settings: Settings | None = None,
+                 beam_width: int = 1):
         self.lm, self.charset = lm, charset
         self.settings = settings or lm.settings
+        if beam_width > 1:
+            self.settings = dataclasses.replace(self.settings, beam_width=beam_width)
         self._chars = [""] + [c.lower() for c in charset.chars]     # class id -> character
         self.start = lm.start
         self._extended: dict[tuple[str, int], tuple[str, float]] = {}

@@ -83,6 +83,9 @@ def test_the_model_settles_what_the_image_leaves_open(lm):
     (ids, log_p), = decoder.read(lp[None])
     assert CHARSET.decode(ids) == "school"
     assert log_p == pytest.approx(ctc_host.ctc_log_likelihood(lp, ids))   # CTC's own, exact
+    # A reader's --beam_width replaces the model's beam width, and only that.
+    wider = LmDecoder(lm, CHARSET, beam_width=4)
+    assert wider.settings == Settings(beam_width=4) and LmDecoder(lm, CHARSET).settings == lm.settings
     # A confident greedy reading is kept without a search.
     confident = LmDecoder(lm, CHARSET, Settings(weight=0.5, length_bonus=0.0, confident=0.5))
     assert CHARSET.decode(confident.read(lp[None])[0][0]) == "scrool"
