@@ -137,9 +137,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         variables = {"params": ckpt.params, "batch_stats": ckpt.batch_stats}
         what = f"checkpoint {ckpt.path}"
     else:
-        from grcnn_jax.text.char_lm import from_spec
+        from grcnn_jax.inference.lm_files import choose_lm
 
-        lm = from_spec(FLAGS.lm, None)
+        lm = choose_lm(FLAGS.lm, None)
         config = FLAGS.config
         charset = Charset.from_spec(config.charset)
         model = create_model(config.model, charset.num_classes)

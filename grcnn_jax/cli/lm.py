@@ -85,10 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = [t for spec in FLAGS.texts for t in read_texts(spec)]
         texts = training_texts(labels, FLAGS.label_weight, None if FLAGS.words else (),
                                FLAGS.numbers)
-        parts = (["the generator's English words"] if FLAGS.words else []) + (
-            [f"{FLAGS.numbers} of its numbers"] if FLAGS.numbers else []) + [
-            f"{len(labels)} texts of {', '.join(FLAGS.texts)} (x{FLAGS.label_weight:g})"
-        ] * bool(FLAGS.texts)
+        parts = []
+        if FLAGS.words:
+            parts.append("the generator's English words")
+        if FLAGS.numbers:
+            parts.append(f"{FLAGS.numbers} of its numbers")
+        if FLAGS.texts:
+            parts.append(f"{len(labels)} texts of {', '.join(FLAGS.texts)} "
+                         f"(x{FLAGS.label_weight:g})")
         lm = CharLM.train(texts, FLAGS.order, settings, about=" + ".join(parts))
         from grcnn_jax.workdir.writers import atomic_path
 

@@ -94,13 +94,14 @@ def main(argv: list[str]) -> None:
             if kind == "onnx":
                 from grcnn_jax.inference.onnx_reader import OnnxReader
 
-                reader = OnnxReader(folder, FLAGS.lm)
+                reader = OnnxReader(folder)
             else:
                 from grcnn_jax.inference.exported import load_exported
-                from grcnn_jax.text.char_lm import from_spec
 
                 reader = load_exported(folder)
-                reader.lm = from_spec(FLAGS.lm, reader.lm)
+            from grcnn_jax.inference.lm_files import choose_lm
+
+            reader.lm = choose_lm(FLAGS.lm, reader.lm)
             m = reader.meta
             shape = (m["image_height"], m["image_width"], m["keep_aspect"], m["grayscale"])
         else:

@@ -33,7 +33,7 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
     line saying what it is."""
     from grcnn_jax import assets
     from grcnn_jax.inference.recognize import choose_folder
-    from grcnn_jax.text.char_lm import from_spec
+    from grcnn_jax.inference.lm_files import choose_lm
 
     kind, folder = choose_folder(workdir, checkpoint, step_given, exported, onnx, engine)
     if kind == "onnx":
@@ -49,7 +49,7 @@ def load_reader(workdir: str | None = None, checkpoint: str | None = None, step:
         from grcnn_jax.demo.reading import CheckpointReader
 
         reader, how = CheckpointReader(load_for_inference(workdir, checkpoint, step)), "jax"
-    reader.lm = from_spec(lm, reader.lm)
+    reader.lm = choose_lm(lm, reader.lm)
     source = reader.meta.get("source", folder)
     name = "the shipped reader" if source == assets.PRETRAINED else str(source)
     reads = ", with its language model" if reader.lm is not None else ""

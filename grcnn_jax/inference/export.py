@@ -28,7 +28,7 @@ def serving_lm(ckpt: Any, out_dir: str) -> dict:
     meta.json entry that names it ({} where it has none)."""
     if ckpt.lm is None:
         return {}
-    from grcnn_jax.text.char_lm import save_in_folder
+    from grcnn_jax.inference.lm_files import save_in_folder
 
     return {"lm": save_in_folder(ckpt.lm, out_dir)}
 

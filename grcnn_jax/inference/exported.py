@@ -13,9 +13,8 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
+from grcnn_jax.inference.lm_files import load_in_folder
 from grcnn_jax.text.charset import BLANK_ID, Charset
-
-from grcnn_jax.text.char_lm import load_in_folder
 
 MODEL_FILE, META_FILE = "model.jax", "meta.json"
 

@@ -10,7 +10,7 @@ import os
 
 from grcnn_jax.inference import pretrained
 from grcnn_jax.inference.exported import is_exported_folder
-from grcnn_jax.text.char_lm import from_spec
+from grcnn_jax.inference.lm_files import choose_lm
 from grcnn_jax.workdir.checkpoints import (InferenceCheckpoint, read_for_inference,
                                            resolve_step_dir, saved_steps)
 from grcnn_jax.workdir.guard import CheckpointError, first_line
@@ -70,9 +70,8 @@ def load_for_inference(workdir: str | None = None, checkpoint: str | None = None
     raise CheckpointError("no readable checkpoint: " + "; ".join(reasons))
 
 
-
 def with_lm(ckpt: InferenceCheckpoint, spec: str | None) -> InferenceCheckpoint:
     """``ckpt`` reading with the language model ``spec`` names: None or '' keeps its own (a
     reader folder's ``lm.npz``, if it has one), 'none' reads without one, anything else is
     the path of a model ``grcnn-lm`` wrote (``char_lm.LmError`` names it if unusable)."""
-    return dataclasses.replace(ckpt, lm=from_spec(spec, ckpt.lm))
+    return dataclasses.replace(ckpt, lm=choose_lm(spec, ckpt.lm))

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from grcnn_jax.text.char_lm import LmDecoder, from_spec, load_in_folder
+from grcnn_jax.inference.lm_files import load_in_folder
+from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
                                 lexicon_forms, log_softmax, prefix_beam_search)
@@ -67,11 +68,11 @@ class OnnxReader:
       meta: ``meta.json`` as a dict.
       charset: the label alphabet.
       shape: (height, width) of the images the model takes.
-      lm: the language model it reads with (``char_lm.CharLM``) or None: the folder's own
-        unless ``lm`` says otherwise ('none', or the path of another model).
+      lm: the language model it reads with (``char_lm.CharLM``): the folder's own, or None;
+        set it to read with another (``lm_files.choose_lm``).
     """
 
-    def __init__(self, model_dir: str, lm: str | None = None):
+    def __init__(self, model_dir: str):
         model_dir = os.path.expanduser(model_dir)
         paths = {name: os.path.join(model_dir, name) for name in (ONNX_FILE, META_FILE)}
         for path in paths.values():
@@ -94,7 +95,7 @@ class OnnxReader:
         except Exception as e:  # noqa: BLE001 -- onnxruntime's load errors: not a model
             raise ValueError(f"{paths[ONNX_FILE]!r} does not load as an ONNX model "
                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
-        self.lm = from_spec(lm, None) if lm else load_in_folder(model_dir, self.meta.get("lm"))
+        self.lm = load_in_folder(model_dir, self.meta.get("lm"))
 
     def prepare(self, image: Any) -> np.ndarray:
         """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""

@@ -22,7 +22,6 @@ Write it from a training checkpoint with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,10 +31,11 @@ import numpy as np
 from flax import traverse_util
 
 from grcnn_jax import assets
-from grcnn_jax.text.char_lm import LM_FILE, CharLM, LmError, load_in_folder, save_in_folder
+from grcnn_jax.inference.lm_files import LM_FILE, load_in_folder, save_in_folder
+from grcnn_jax.text.char_lm import CharLM, LmError
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
-from grcnn_jax.workdir.writers import atomic_path
+from grcnn_jax.workdir.writers import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,6 @@ VARIABLES_FILE, META_FILE = "variables.npz", "meta.json"
 
 class PretrainedError(ValueError):
     """The shipped model is missing or damaged (the message names the file)."""
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_reader_folder(path: str) -> bool:
@@ -86,7 +78,7 @@ def load(folder: str = ASSET_DIR) -> InferenceCheckpoint:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise PretrainedError(f"cannot read {meta_path!r} ({type(e).__name__}: {e}); {fix}") \
             from None
-    digest = _sha256(var_path)
+    digest = sha256_file(var_path)
     if digest != meta.get("sha256"):
         raise PretrainedError(f"{var_path!r} does not match its checksum in {meta_path!r} "
                               f"(sha256 {digest}, expected {meta.get('sha256')}): the file is "
@@ -207,7 +199,7 @@ def export(ckpt: InferenceCheckpoint, out: str, note: str = "",
     config = ckpt.config.to_dict()
     monitored = source.get("monitored_on") or config["data"]["val"]
     config["data"]["val"] = "synth"
-    meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": _sha256(var_path),
+    meta = {"step": ckpt.step, "charset": ckpt.charset.chars, "sha256": sha256_file(var_path),
             "parameters": int(sum(np.size(v) for v in flat.values())),
             "monitored_on": monitored, "note": note, "lineage": legs, "config": config}
     if averaged_with:

@@ -16,8 +16,8 @@ keeps the greedy reading without searching: most words are read as fast as befor
 A model is built from texts (``CharLM.train`` of ``training_texts``: the generator's English
 word list and numbers and a training set's labels; the ``grcnn-lm`` command) and saved as
 one ``.npz`` (``save``/``load``): the n-gram log-probabilities and back-off weights, as
-strings and float32, and the decoding settings it was tuned with. numpy only: the ONNX reader reads
-with it too. (KenLM, the field's n-gram toolkit, builds word models with a C++ tool that is
+strings and float32, and the decoding settings it was tuned with (a reader folder's
+``lm.npz``: ``inference.lm_files``). numpy only: the ONNX reader reads with it too. (KenLM, the field's n-gram toolkit, builds word models with a C++ tool that is
 not a pip install; a character model of ~10^5 words is small enough for plain dicts.)
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import math
 import os
 from typing import Iterable, Sequence
@@ -36,8 +35,6 @@ from grcnn_jax.text import ctc_host
 from grcnn_jax.text.charset import Charset
 
 START, END = "\x02", "\x03"     # the start of a word (context) and its end (predicted)
-LM_FILE = "lm.npz"              # its name inside a reader folder
-NO_LM = "none"                  # the --lm value that reads without one
 
 
 class LmError(ValueError):
@@ -70,7 +67,7 @@ class CharLM:
     Stored in back-off form (``tables``): ``logp[h + c]`` for every n-gram seen in training
     (its interpolated probability), ``backoff[h]`` for every context seen (the mass left to
     shorter contexts); an unseen character gets a share of the unigram's left mass. A model
-    ``load``-ed reads its tables from ``source`` when it is first asked (~0.3 s and ~80 MB
+    ``load``-ed reads its tables from ``source`` when it is first asked (~0.4 s and ~80 MB
     for the shipped one): a reader whose every image is read confidently never does.
     """
 
@@ -113,7 +110,6 @@ class CharLM:
                     p_lower = math.exp(lm._score(lower, c)) if k else floor
                     logp[h + c] = math.log((n + types * p_lower) / (total + types))
                 backoff[h] = math.log(types / (total + types))
-            lm._cache.clear()
         return lm
 
     # ------------------------------------------------------------------ query
@@ -262,55 +258,6 @@ class LmDecoder:
         return out
 
 
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def save_in_folder(lm: CharLM, folder: str) -> dict:
-    """Writes ``lm`` as ``folder/lm.npz`` (whole or not at all); returns the record a
-    reader's meta.json keeps of it (``lm``: file, sha256, order, settings, what it was
-    built from)."""
-    path = os.path.join(folder, LM_FILE)
-    tmp = path + ".partial"
-    try:
-        lm.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return {"file": LM_FILE, "sha256": _sha256(path), "order": lm.order, "about": lm.about,
-            "ngrams": len(lm.tables()[0]), **dataclasses.asdict(lm.settings)}
-
-
-def load_in_folder(folder: str, entry: dict | None) -> CharLM | None:
-    """The model a reader's meta.json ``lm`` record names (None where there is none),
-    checked against its sha256; LmError names the file when it is missing or damaged."""
-    if not entry:
-        return None
-    path = os.path.join(folder, entry.get("file", LM_FILE))
-    if not os.path.isfile(path):
-        raise LmError(f"language model {path!r} is missing (meta.json names it)")
-    digest = _sha256(path)
-    if digest != entry.get("sha256"):
-        raise LmError(f"language model {path!r} does not match its checksum in meta.json "
-                      f"(sha256 {digest}, expected {entry.get('sha256')}): the file is damaged")
-    return CharLM.load(path)
-
-
-def from_spec(spec: str | None, default: CharLM | None) -> CharLM | None:
-    """The model a ``--lm`` value names: None or '' -> ``default`` (the reader's own),
-    'none' -> None, else the path of a model file."""
-    if not spec:
-        return default
-    if spec.strip().lower() == NO_LM:
-        return None
-    try:
-        return CharLM.load(os.path.expanduser(spec))
-    except LmError as e:
-        raise LmError(f"--lm {spec!r}: {e}") from None
-
-
 def training_texts(labels: Sequence[str], label_weight: float = 3.0,
                    words: Sequence[str] | None = None, numbers: int = 5000,
                    seed: int = 0) -> list[tuple[str, float]]:
@@ -337,5 +284,4 @@ def training_texts(labels: Sequence[str], label_weight: float = 3.0,
             + [(t, label_weight) for t in labels if t.strip()])
 
 
-__all__ = ["CharLM", "LM_FILE", "LmDecoder", "LmError", "NO_LM", "Settings", "from_spec",
-           "load_in_folder", "save_in_folder", "training_texts"]
+__all__ = ["CharLM", "LmDecoder", "LmError", "Settings", "training_texts"]

@@ -1,8 +1,10 @@
-"""Metrics out: a JSON-lines file and TensorBoard event files in the workdir, and a progress bar."""
+"""Files out: written whole or not at all (``atomic_path``) and checksummed (``sha256_file``);
+metrics: a JSON-lines file and TensorBoard event files in the workdir, and a progress bar."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -26,6 +28,15 @@ def atomic_path(path: str) -> Iterator[str]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def sha256_file(path: str) -> str:
+    """The SHA-256 of a file's bytes, hex (read in 1 MB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class MetricWriter:

@@ -40,7 +40,9 @@ def test_a_reading_has_text_alternatives_lexicon_and_frames(reader):
     from grcnn_jax import assets
 
     with open(WORD, "rb") as f:
-        plain = read_word(OnnxReader(assets.READER_ONNX_DIR, lm="none"), f.read(), beam_width=4)
+        greedy_reader = OnnxReader(assets.READER_ONNX_DIR)
+        greedy_reader.lm = None
+        plain = read_word(greedy_reader, f.read(), beam_width=4)
     assert [p for _, p in plain.alternatives] == sorted(
         (p for _, p in plain.alternatives), reverse=True)
     assert reading.probs.shape == (26, 95) and np.allclose(reading.probs.sum(-1), 1, atol=1e-5)

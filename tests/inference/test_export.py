@@ -94,8 +94,10 @@ print(",".join(sorted(m for m in sys.modules if m.startswith("grcnn_jax") and sy
     proc = run_command([sys.executable, "-c", script])
     texts, modules = proc.stdout.split()
     assert texts == "Hotel,park,Coffee"
-    assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.exported,grcnn_jax.text,"
-                       "grcnn_jax.text.char_lm,grcnn_jax.text.charset,grcnn_jax.text.ctc_host")
+    assert modules == ("grcnn_jax,grcnn_jax.inference,grcnn_jax.inference.exported,"
+                       "grcnn_jax.inference.lm_files,grcnn_jax.text,grcnn_jax.text.char_lm,"
+                       "grcnn_jax.text.charset,grcnn_jax.text.ctc_host,grcnn_jax.workdir,"
+                       "grcnn_jax.workdir.writers")
 
 
 def test_bad_paths_end_in_one_fatal_line(tmp_path):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from grcnn_jax.text import ctc_host
-from grcnn_jax.text.char_lm import (END, CharLM, LmDecoder, LmError, Settings, from_spec,
-                                    load_in_folder, save_in_folder)
+from grcnn_jax.inference.lm_files import choose_lm, load_in_folder, save_in_folder
+from grcnn_jax.text.char_lm import END, CharLM, LmDecoder, LmError, Settings
 from grcnn_jax.text.charset import Charset
 
 WORDS = ["school", "schools", "scholar", "shop", "shoe", "chord", "sale", "salt", "beauty"]
@@ -56,7 +56,7 @@ def test_unusable_files_are_refused_naming_them(tmp_path):
     with pytest.raises(LmError, match="bad.npz"):
         CharLM.load(str(bad))
     with pytest.raises(LmError, match="--lm"):
-        from_spec(str(bad), None)
+        choose_lm(str(bad), None)
     with pytest.raises(LmError, match="no text"):
         CharLM.train([], order=3)
 
