@@ -22,8 +22,11 @@ taking turns so that a machine's drift in speed reaches all of them alike):
   eval lexicon     the same, plus every image's lexicon scored on the device
                    (``decode.lexicon_log_likelihoods``) and the best word picked.
   eval beam N      lexicon-free prefix beam search on the host (with ``--beam N``).
+  eval greedy, turn  as eval greedy, and each crop at least 1.25 times as tall as wide
+                   also read turned a quarter each way (``Evaluator(turn=True)``).
   eval LM          greedy where confident, else the beam search fused with the character
-                   language model (the reader's own, or ``--lm FILE``).
+                   language model (the reader's own, or ``--lm FILE``); ``eval LM, turn``
+                   turning too (how ``evaluate`` reads with the shipped reader).
 
 Without ``--workdir`` the parameters are random (the cost does not depend on them,
 except beam search's, which grows with flatter outputs: use a trained checkpoint).
@@ -31,6 +34,7 @@ except beam search's, which grows with flatter outputs: use a trained checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -59,7 +63,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
                  seed: int, data: str | None = None) -> list[dict]:
     """``n`` synthetic validation images (or the first ``n`` records of ``data``) as loader
-    batches in memory, with lexicons."""
+    batches in memory, with lexicons and the tall crops' turned views."""
     synth = SynthWords(length=n, seed=config.data.synth_seed + 1, height=config.image_height,
                        charset=charset)
     source = synth
@@ -68,7 +72,7 @@ def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int
 
         source = open_source(data, what="--data")
         n = min(n, len(source))
-    preprocess = make_preprocess(config, charset)
+    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=True)
     rng = np.random.default_rng(seed)
     vocabulary = synth.words
     examples = []
@@ -187,9 +191,13 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     if FLAGS.beam > 1:
         beam = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, beam_width=FLAGS.beam)
         rows.append((f"eval beam {FLAGS.beam}", evaluate_pass(beam, plain, "beam")))
+    turning = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, turn=True)
+    rows.append(("eval greedy, turn", evaluate_pass(turning, plain, "turn")))
     if lm is not None:
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm)
         rows.append(("eval LM", evaluate_pass(fused, plain, "lm")))
+        fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True)
+        rows.append(("eval LM, turn", evaluate_pass(fused, plain, "lm turn")))
 
     out = [{"what": name, "images_per_s": n / seconds,
             "ms_per_batch": 1e3 * seconds / len(batches)}
@@ -205,8 +213,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
                 f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
     if "beam" in results:
         accuracy.append(f"beam {FLAGS.beam} {results['beam']['word_accuracy']:.3f}")
+    accuracy.append(f"greedy, turn {results['turn']['word_accuracy']:.3f}")
     if "lm" in results:
         accuracy.append(f"LM {results['lm']['word_accuracy']:.3f}")
+        accuracy.append(f"LM, turn {results['lm turn']['word_accuracy']:.3f}")
     print(f"# word accuracy on these images: {', '.join(accuracy)}")
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:

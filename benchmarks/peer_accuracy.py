@@ -98,10 +98,11 @@ def read_records(spec: str) -> list[dict]:
 
 
 def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: str | None,
-             step: str, lm: str | None = None) -> dict:
+             step: str, lm: str | None = None, turn: bool = True) -> dict:
     """Our reader on every record's image (as ``recognize`` reads it: whatever the label
-    holds), with its lexicon where it has one, and its language model (``lm`` as
-    ``evaluate --lm``); images/s over preparation and reading."""
+    holds), with its lexicon where it has one, its language model (``lm`` as
+    ``evaluate --lm``) and, with ``turn``, tall crops also read turned (``evaluate --turn``);
+    images/s over preparation and reading."""
     import time
 
     import numpy as np
@@ -110,23 +111,26 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     from grcnn_jax.assemble import make_mesh
     from grcnn_jax.config.defaults import gray_mode
     from grcnn_jax.evaluation.evaluator import make_evaluator
-    from grcnn_jax.data.preprocess import prepare_image
+    from grcnn_jax.data.preprocess import prepare_views
 
     ckpt = with_lm(load_for_inference(workdir, checkpoint, step), lm)
     c = ckpt.config
-    evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size, lm=ckpt.lm)
+    evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size, lm=ckpt.lm,
+                               turn=turn)
     lexicons = [r.get("lexicon") or None for r in records]
     start = time.perf_counter()
-    images, unreadable = [], 0
+    images, turned, unreadable = [], [], 0
     for r in records:
         try:
-            images.append(prepare_image(r["image"], c.image_height, c.image_width,
-                                        c.data.keep_aspect, gray_mode(c)))
+            image, views = prepare_views(r["image"], c.image_height, c.image_width,
+                                         c.data.keep_aspect, gray_mode(c))
         except Exception:  # noqa: BLE001 -- an undecodable image: read as blank, so wrong
-            images.append(np.zeros((c.image_height, c.image_width), np.uint8))
+            image, views = np.zeros((c.image_height, c.image_width), np.uint8), None
             unreadable += 1
+        images.append(image)
+        turned.append(views)
     predictions = evaluator.predict(ckpt.params, ckpt.batch_stats, np.stack(images),
-                                    lexicons if any(lexicons) else None)
+                                    lexicons if any(lexicons) else None, turned)
     seconds = time.perf_counter() - start
     rows = [{"key": r["key"], "text": r["text"], "prediction": p.text,
              "lexicon_prediction": p.lexicon_text if r.get("lexicon") else None}
@@ -134,7 +138,7 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     from grcnn_jax.inference.pretrained import ASSET_DIR
 
     shipped = os.path.abspath(ckpt.path) == ASSET_DIR
-    reads = "" if ckpt.lm is None else ", language model"
+    reads = ("" if ckpt.lm is None else ", language model") + (", turn" if turn else "")
     return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path}{reads})",
             "images_per_s": len(records) / seconds,
             "not_counted": {"unreadable image": unreadable} if unreadable else {},
@@ -253,6 +257,8 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("lm", None, "our language model: a file grcnn-lm wrote, or 'none' "
                         "(default: the reader's own)", flag_values=flag_values)
+    flags.DEFINE_bool("turn", True, "our reader also reads tall crops turned a quarter each "
+                      "way (as evaluate and recognize do)", flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
     common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
@@ -267,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     records = read_records(FLAGS.data)
     results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
-                        FLAGS.lm)]
+                        FLAGS.lm, FLAGS.turn)]
     for name in FLAGS.peers:
         if peer_available(FLAGS.peer_python, name):
             results.append(run_peer(records, FLAGS.peer_python, name))

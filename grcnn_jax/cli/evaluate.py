@@ -84,6 +84,9 @@ def _define_flags() -> None:
                       "standard protocol).")
     flags.DEFINE_integer("beam_width", 1, "Lexicon-free decoding: 1 = greedy, more = prefix beam "
                          "search.")
+    flags.DEFINE_bool("turn", True, "Also read crops at least 1.25 times as tall as wide "
+                      "turned a quarter each way, keeping the reading the model is surest of "
+                      "(--noturn: every image as given).")
     flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: "
                          "config.data.num_workers).")
     flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json, "
@@ -117,12 +120,12 @@ def main(argv: list[str]) -> None:
             report = benchmark_protocol.evaluate_benchmark(
                 ckpt, FLAGS.benchmark, batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
-                num_workers=FLAGS.num_workers, predictions=predictions)
+                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn)
         else:
             report = evaluate_checkpoint(
                 ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
-                num_workers=FLAGS.num_workers, predictions=predictions)
+                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn)
     if FLAGS.benchmark:
         print(benchmark_protocol.format_table(report), flush=True)
     else:

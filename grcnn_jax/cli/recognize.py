@@ -42,7 +42,7 @@ from __future__ import annotations
 import sys
 
 from grcnn_jax.inference.recognize import (ONNX_UP_TO, FlagConflict, choose_folder,
-                                           expand_paths, load_images, read_lexicon,
+                                           expand_paths, load_views, read_lexicon,
                                            recognize_exported, recognize_images)
 
 
@@ -61,6 +61,9 @@ def _define_flags() -> None:
     flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
                         "likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
+    flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
+                      "turned a quarter each way, keeping the reading the model is surest of "
+                      "(--noturn: every image as given).")
     flags.DEFINE_integer("batch_size", None, "Images per jitted call (default: the config's "
                          "eval_batch_size, at most the number of images; 64 with --exported).")
     flags.DEFINE_string("exported", None, "Run a model folder written by grcnn_jax.export "
@@ -112,20 +115,23 @@ def main(argv: list[str]) -> None:
                            FLAGS.lm)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
-        images, good, unreadable = load_images(files, *shape)
+        images, turned, good, unreadable = load_views(files, *shape)
+        if not FLAGS.turn:
+            turned = None
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
             raise SystemExit(f"FATAL no image could be read from {' '.join(paths)}")
         if kind == "onnx":
             predictions = reader.read(list(images), lexicon, batch_size=FLAGS.batch_size or 64,
-                                      beam_width=FLAGS.beam_width)
+                                      beam_width=FLAGS.beam_width, turn=FLAGS.turn,
+                                      turned=turned)
         elif kind == "exported":
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
-                                             FLAGS.batch_size)
+                                             FLAGS.batch_size, turned)
         else:
             predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width,
-                                           FLAGS.batch_size)
+                                           FLAGS.batch_size, turned)
     for path, p in zip(good, predictions):
         if lexicon is not None:
             print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")

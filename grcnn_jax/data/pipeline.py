@@ -15,7 +15,9 @@ A batch is a dict::
     label_paddings   float32 [B, L]        1.0 beyond the text (optax's CTC convention)
     mask             float32 [B]           0.0 for filler rows of a final partial batch
     meta             dict of lists         "key", "text" (normalized), "lexicon"; host-only;
-                                           "problem" too where ``CountEveryRecord`` made rows
+                                           "problem" too where ``CountEveryRecord`` made rows,
+                                           "turned" (uint8 [2, H, W] or None) where the
+                                           ``Preprocess`` turns tall crops
     skipped          list                  (key, reason) of records dropped for this batch
 """
 
@@ -55,6 +57,8 @@ def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, 
             "lexicon": [e["lexicon"] for e in examples]}
     if any("problem" in e for e in examples):          # rows made by CountEveryRecord
         meta["problem"] = [e.get("problem") for e in examples]
+    if any("turned" in e for e in examples):           # a Preprocess that turns tall crops
+        meta["turned"] = [e.get("turned") for e in examples]
     return {
         "image": image,
         "labels": labels,
@@ -216,18 +220,23 @@ def _own_arrays(batch: dict) -> dict:
     blocks of the last batches a command reads are left behind (Python's "leaked
     shared_memory objects" warning at exit). A copy costs ~10 µs for 192 images; the block
     is then unlinked here, at once, and the array's own deleter only closes its mapping.
+    Arrays inside ``meta``'s lists (the turned views) are copied the same way.
     """
-    out = {}
-    for k, v in batch.items():
+    def own(v):
+        if isinstance(v, dict):
+            return {k: own(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [own(x) for x in v]
         shm = getattr(v, "shm", None)
         if isinstance(v, np.ndarray) and shm is not None:
-            out[k] = np.array(v)
+            copy = np.array(v)
             if getattr(v, "_unlink_on_del", False):
                 v._unlink_on_del = False       # grain's flag: its deleter would unlink too
                 shm.unlink()
-        else:
-            out[k] = v
-    return out
+            return copy
+        return v
+
+    return own(batch)
 
 
 class LoaderWorkerDied(ChildProcessError):

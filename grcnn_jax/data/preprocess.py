@@ -2,8 +2,9 @@
 per-record ``Preprocess`` the loader (``data/pipeline.py``) maps over a source.
 
 An example is a dict ``image`` uint8 [H, W], ``labels`` int32 [L] (charset ids, 0 beyond the
-text), ``length``, ``key``, ``text``, ``lexicon``; a record the policy skips becomes a
-``Problem`` (its key and why), counted by the loader, never a crash.
+text), ``length``, ``key``, ``text``, ``lexicon`` (and ``turned``, see ``turned_views``, where
+the ``Preprocess`` turns); a record the policy skips becomes a ``Problem`` (its key and why),
+counted by the loader, never a crash.
 """
 
 from __future__ import annotations
@@ -148,12 +149,40 @@ def distort(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+# A crop at least this many times as tall as it is wide may hold a word written upwards or
+# downwards (a shop's vertical sign, a spine, a photo taken sideways): readers also read it
+# turned a quarter each way and keep the reading they are surest of (``turned_views``).
+TURN_RATIO = 1.25
+TURNS = ("clockwise", "anticlockwise")           # the views ``turned_views`` gives, in order
+
+
 def prepare_image(image, height: int, width: int, keep_aspect: bool, grayscale: str
                   ) -> np.ndarray:
     """An image (encoded bytes or an array) -> uint8 [height, width], as the loader prepares
     a record's: ``images.to_grayscale`` then ``resize``. Readers outside the loader
     (``recognize``, the ONNX reader, the benchmarks) prepare with this."""
     return resize(to_grayscale(image, grayscale), height, width, keep_aspect)
+
+
+def turned_views(gray: np.ndarray, height: int, width: int, keep_aspect: bool
+                 ) -> np.ndarray | None:
+    """uint8 [h, w] -> uint8 [2, height, width]: the crop turned a quarter clockwise and a
+    quarter anticlockwise, each resized as ``resize`` does; None unless h >= ``TURN_RATIO``
+    * w (a wide crop is read as it is)."""
+    h, w = gray.shape
+    if h < TURN_RATIO * w:
+        return None
+    return np.stack([resize(np.ascontiguousarray(np.rot90(gray, k)), height, width, keep_aspect)
+                     for k in (-1, 1)])
+
+
+def prepare_views(image, height: int, width: int, keep_aspect: bool, grayscale: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``prepare_image`` and ``turned_views`` of one image (decoded once): (uint8 [height,
+    width], uint8 [2, height, width] or None)."""
+    gray = to_grayscale(image, grayscale)
+    return resize(gray, height, width, keep_aspect), turned_views(gray, height, width,
+                                                                  keep_aspect)
 
 
 def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
@@ -214,6 +243,8 @@ class Preprocess:
       adapt_labels: labels go through ``adapt_label`` (characters outside the charset
         are removed, never a reason to skip; the ``unknown_chars`` policy is not used): the
         benchmark protocol, ``evaluate --benchmark``. A label left empty is 'empty_label'.
+      turn: each example also has ``turned``: ``turned_views`` of its image (None for a
+        crop that is not tall), for an ``Evaluator`` that reads tall crops turned.
     """
 
     charset: Charset
@@ -227,6 +258,7 @@ class Preprocess:
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
     keep_case: bool = False
     adapt_labels: bool = False
+    turn: bool = False
 
     def __post_init__(self):
         if self.grayscale not in GRAY_MODES:
@@ -275,14 +307,17 @@ class Preprocess:
             return encoded
         text, ids = encoded
         try:
-            image = prepare_image(record["image"], self.height, self.width, self.keep_aspect,
-                                  self.grayscale)
+            image, turned = prepare_views(record["image"], self.height, self.width,
+                                          self.keep_aspect, self.grayscale)
         except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
             return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
         labels = np.zeros(self.max_label_length, np.int32)
         labels[:len(ids)] = ids
-        return {"image": image, "labels": labels, "length": len(ids), "key": key, "text": text,
-                "lexicon": record.get("lexicon")}
+        example = {"image": image, "labels": labels, "length": len(ids), "key": key,
+                   "text": text, "lexicon": record.get("lexicon")}
+        if self.turn:
+            example["turned"] = turned
+        return example
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,5 +344,5 @@ class CountEveryRecord:
             return {"image": np.zeros((p.height, p.width), np.uint8),
                     "labels": np.zeros(p.max_label_length, np.int32), "length": 0,
                     "key": out.key, "text": str(record.get("text", "")).strip(),
-                    "lexicon": None, "problem": out.reason}
+                    "lexicon": None, "problem": out.reason, **({"turned": None} if p.turn else {})}
         return {**out, "lexicon": None, "problem": None}

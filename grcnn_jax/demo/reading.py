@@ -20,8 +20,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
-from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
-                                lexicon_forms, log_softmax, prefix_beam_search)
+from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
+                                     ctc_log_likelihood, lexicon_forms, log_softmax,
+                                     prefix_beam_search)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
 MAX_PIXELS = 40_000_000          # ... and so is one that decodes to more pixels (a word crop
@@ -44,7 +45,10 @@ class WordReading:
         fused score (the image and the language model together).
       lexicon: with a lexicon, (word, probability) of its best words, best first; else None.
       probs: float32 [frames, classes] per-frame probabilities (softmax of the logits).
-      image: uint8 [H, W], the image as the model saw it (grayscale, resized).
+      image: uint8 [H, W], the image as the model saw it (grayscale, resized; turned where
+        ``turned`` says).
+      turned: 'clockwise' or 'anticlockwise' where a tall image was read turned a quarter
+        that way (its greedy reading was surer so), else None.
     """
 
     text: str
@@ -53,6 +57,7 @@ class WordReading:
     lexicon: list[tuple[str, float]] | None
     probs: np.ndarray
     image: np.ndarray
+    turned: str | None = None
 
 
 class CheckpointReader:
@@ -98,17 +103,21 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
               beam_width: int = 5) -> WordReading:
     """Reads one encoded image with ``reader``; raises ``UploadError`` for a bad upload and
     ValueError when no lexicon word fits the model's charset."""
-    from grcnn_jax.data.preprocess import prepare_image
+    from grcnn_jax.data.preprocess import TURNS, prepare_views
 
     check_upload(data)
     meta = reader.meta
     try:
-        image = prepare_image(data, int(meta["image_height"]), int(meta["image_width"]),
-                              bool(meta.get("keep_aspect", False)), meta.get("grayscale", "luma"))
+        image, views = prepare_views(data, int(meta["image_height"]), int(meta["image_width"]),
+                                     bool(meta.get("keep_aspect", False)),
+                                     meta.get("grayscale", "luma"))
     except Exception as e:  # noqa: BLE001 -- a truncated or odd file Pillow opened but not decoded
         raise UploadError(f"The image could not be decoded ({type(e).__name__}: {e}).") from None
-    logits = np.asarray(reader(image[None]))[0]
-    log_probs = log_softmax(logits)
+    candidates = image[None] if views is None else np.concatenate([image[None], views])
+    all_log_probs = log_softmax(np.asarray(reader(candidates)))
+    k = best_view(all_log_probs)                # a tall image: the view read best
+    log_probs, turned = all_log_probs[k], None if k == 0 else TURNS[k - 1]
+    image = candidates[k]
     ids = collapse(log_probs.argmax(-1)[None])[0]
     charset = reader.charset
     lm = getattr(reader, "lm", None)
@@ -130,7 +139,7 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     return WordReading(text=charset.decode(ids),
                        confidence=float(np.exp(ctc_log_likelihood(log_probs, ids))),
                        alternatives=alternatives, lexicon=words,
-                       probs=np.exp(log_probs).astype(np.float32), image=image)
+                       probs=np.exp(log_probs).astype(np.float32), image=image, turned=turned)
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -8,6 +8,12 @@ the logits that never leave the device (``decode.lexicon_log_likelihoods``;
 one compilation per padded lexicon shape, see ``decode.bucket``). The host
 decodes (greedy from the best path; beam search from the fetched logits) and
 accumulates the word metrics while the device already runs the next batch.
+
+An Evaluator that turns (``turn=True``) also reads each tall crop turned a quarter each way
+(``preprocess.turned_views``: batches carry them in ``meta['turned']``) and keeps, of the
+three, the reading whose greedy path is most probable. The turned views wait in a queue and
+are read a whole batch at a time (the same compiled step), so the cost is the views read,
+and a tall image's reading is final when its views are.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from grcnn_jax.text import decode
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
+from grcnn_jax.data.preprocess import TURNS
 from grcnn_jax.text.losses import ctc_loss
 from grcnn_jax.text.metrics import WordMetrics
 from grcnn_jax.evaluation.overlap import OneBehind
@@ -94,12 +101,49 @@ class Prediction:
       lexicon_text: the most likely word of the image's lexicon ('' if none of its
         words encodes); None without a lexicon.
       lexicon_confidence: p(lexicon_text | image); None without a lexicon.
+      turned: 'clockwise' or 'anticlockwise' where the reading is of the image turned a
+        quarter that way (an Evaluator that turns tall crops); None: as given.
     """
 
     text: str
     confidence: float | None = None
     lexicon_text: str | None = None
     lexicon_confidence: float | None = None
+    turned: str | None = None
+
+
+class _TurnedViews:
+    """Tall images' turned views waiting to be read, and the readings they may replace.
+
+    ``add`` an image's reading (and its greedy path's log p) with its views; ``take`` views to
+    read; ``settle`` each view's reading: when an image's last view is read, it returns the
+    image's payload and the reading of the three whose greedy log p is highest (the image
+    as given on ties)."""
+
+    def __init__(self):
+        self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, turn, image, lexicon
+        self._open: dict[int, list] = {}        # ticket -> [payload, [(prediction, log p)], left]
+        self._tickets = 0
+
+    def add(self, payload: Any, prediction: Prediction, log_p: float, views: np.ndarray,
+            lexicon: Any) -> None:
+        ticket, self._tickets = self._tickets, self._tickets + 1
+        self._open[ticket] = [payload, [(prediction, float(log_p))], len(views)]
+        self.queue += [(ticket, k, view, lexicon) for k, view in enumerate(views)]
+
+    def take(self, n: int) -> list[tuple[int, int, np.ndarray, Any]]:
+        taken, self.queue = self.queue[:n], self.queue[n:]
+        return taken
+
+    def settle(self, ticket: int, turn: int, prediction: Prediction, log_p: float
+               ) -> tuple[Any, Prediction] | None:
+        entry = self._open[ticket]
+        entry[1].append((dataclasses.replace(prediction, turned=TURNS[turn]), float(log_p)))
+        entry[2] -= 1
+        if entry[2]:
+            return None
+        del self._open[ticket]
+        return entry[0], max(entry[1], key=lambda c: c[1])[0]     # max keeps the first of ties
 
 
 class Evaluator:
@@ -122,11 +166,14 @@ class Evaluator:
       lm: a character language model (``char_lm.CharLM``) to read with: images whose greedy
         reading is not confident are read by the prefix beam search fused with it, with
         the model's own settings (its beam width unless ``beam_width`` > 1). None: no model.
+      turn: also read tall crops turned (see the module doc): the views come with the
+        batches (``meta['turned']``, a ``Preprocess(turn=True)``) or to ``predict``.
     """
 
     def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
                  case_sensitive: bool = False, beam_width: int = 1,
-                 lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None):
+                 lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None,
+                 turn: bool = False):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if batch_size % mesh.size:
@@ -134,14 +181,14 @@ class Evaluator:
                              "devices")
         self.model, self.charset, self.batch_size = model, charset, batch_size
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
-        self.lexicon_lowercase, self.confidence = lexicon_lowercase, confidence
+        self.lexicon_lowercase, self.confidence, self.turn = lexicon_lowercase, confidence, turn
         self.case_variants = ctc_host.writes_both_cases(charset)
         self.lm_decoder = None if lm is None else LmDecoder(lm, charset, beam_width=beam_width)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,
                                        likelihood=(confidence and beam_width == 1)
-                                       or lm is not None)
+                                       or lm is not None or turn)
         self._chunk = decode.default_chunk()
         self._lexicon_step = jax.jit(functools.partial(decode.lexicon_log_likelihoods,
                                                        chunk=self._chunk),
@@ -154,9 +201,11 @@ class Evaluator:
         """How lexicon-free readings are decoded, in words (the reports print it)."""
         if self.lm_decoder is not None:
             st = self.lm_decoder.settings
-            return (f"greedy where p >= {st.confident:g}, else beam {st.beam_width} with the "
-                    f"language model (weight {st.weight:g}, bonus {st.length_bonus:g})")
-        return "greedy" if self.beam_width == 1 else f"beam {self.beam_width}"
+            how = (f"greedy where p >= {st.confident:g}, else beam {st.beam_width} with the "
+                   f"language model (weight {st.weight:g}, bonus {st.length_bonus:g})")
+        else:
+            how = "greedy" if self.beam_width == 1 else f"beam {self.beam_width}"
+        return how + ("; tall crops also read turned" if self.turn else "")
 
     # ------------------------------------------------------------------------- device
     def _put(self, array: np.ndarray) -> jax.Array:
@@ -187,12 +236,15 @@ class Evaluator:
         return out, encoded
 
     # ------------------------------------------------------------------------- host
-    def _read(self, batch: dict, out: dict, encoded) -> tuple[list[Prediction], np.ndarray]:
-        """Fetches one batch's outputs; predictions for its real rows, and their indices."""
+    def _read(self, batch: dict, out: dict, encoded
+              ) -> tuple[list[Prediction], np.ndarray, np.ndarray | None]:
+        """Fetches one batch's outputs: predictions for its real rows, their indices, and
+        their greedy paths' log p (None where the step did not compute it)."""
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
+        greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
+                        else None)
         if self.lm_decoder is not None:
-            readings = self.lm_decoder.read(host_rows(out["logits"])[rows],
-                                            host_rows(out["log_likelihood"])[rows],
+            readings = self.lm_decoder.read(host_rows(out["logits"])[rows], greedy_log_p,
                                             exact=self.confidence)
             texts = [self.charset.decode(ids) for ids, _ in readings]
             log_p = [lp for _, lp in readings]
@@ -207,7 +259,7 @@ class Evaluator:
                          for lp, t in zip(log_probs, texts)]
         else:
             texts = ctc_host.greedy_decode(host_rows(out["best_path"])[rows], self.charset)
-            log_p = host_rows(out["log_likelihood"])[rows] if self.confidence else None
+            log_p = greedy_log_p if self.confidence else None
         lexicon = [None] * len(rows)
         if encoded is not None:
             picks = decode.pick_words(host_rows(out["lexicon_scores"])[rows],
@@ -225,7 +277,32 @@ class Evaluator:
                        lexicon_text=None if lex is None else lex[0],
                        lexicon_confidence=None if lex is None else float(np.exp(lex[1])))
             for i, (t, lex) in enumerate(zip(texts, lexicon))]
-        return predictions, rows
+        return predictions, rows, greedy_log_p
+
+    def _read_views(self, params, batch_stats, views: list, like: dict) -> list[tuple]:
+        """Reads up to a host batch of queued views (``_TurnedViews.take``) as one batch of
+        ``like``'s keys; (ticket, turn, prediction, greedy log p) for each."""
+        n = len(views)
+        image = np.zeros((self._local_batch, *like["image"].shape[1:]), np.uint8)
+        for i, (_, _, view, _) in enumerate(views):
+            image[i] = view
+        batch = {"image": image, "mask": (np.arange(self._local_batch) < n).astype(np.float32),
+                 "meta": {"lexicon": [lexicon for _, _, _, lexicon in views]}}
+        if "labels" in like:                    # the keys of the compiled step's batches
+            batch["labels"] = np.zeros((self._local_batch, *like["labels"].shape[1:]), np.int32)
+            batch["label_paddings"] = np.ones(batch["labels"].shape, np.float32)
+        predictions, rows, log_p = self._read(batch, *self._dispatch(params, batch_stats, batch))
+        return [(views[r][0], views[r][1], p, lp) for r, p, lp in zip(rows, predictions, log_p)]
+
+    def _views_due(self, turns: _TurnedViews, final: bool) -> bool:
+        """Whether a batch of views is read now: a whole host batch waits (any host's, with
+        several), or ``final`` and any view waits; every host gets the same answer."""
+        if not self.turn:
+            return False
+        due = len(turns.queue) >= self._local_batch or (final and bool(turns.queue))
+        if jax.process_count() > 1:
+            due = bool(multihost_utils.process_allgather(np.array(due)).any())
+        return due
 
     def _filler(self, like: dict | None) -> dict:
         shape = (self._local_batch,)
@@ -259,25 +336,48 @@ class Evaluator:
         lexicon_metrics = WordMetrics(case_sensitive=self.case_sensitive)
         acc = {"loss": 0.0, "count": 0, "skipped_words": 0}
 
+        turns = _TurnedViews()
+
+        def record(pred: Prediction, target: str, entry: dict | None) -> None:
+            """One image's final reading."""
+            metrics.update([pred.text], [target])
+            if pred.lexicon_text is not None:
+                lexicon_metrics.update([pred.lexicon_text], [target])
+            if entry is not None:
+                entry.update(prediction=pred.text, lexicon_prediction=pred.lexicon_text,
+                             **({"confidence": pred.confidence} if self.confidence else {}))
+
         def consume(batch, out, encoded):
-            preds, rows = self._read(batch, out, encoded)
-            targets = [batch["meta"]["text"][r] for r in rows]
-            metrics.update([p.text for p in preds], targets)
-            with_lexicon = [(p.lexicon_text, t) for p, t in zip(preds, targets)
-                            if p.lexicon_text is not None]
-            if with_lexicon:
-                lexicon_metrics.update(*zip(*with_lexicon))
+            preds, rows, log_p = self._read(batch, out, encoded)
+            meta = batch["meta"]
+            targets = [meta["text"][r] for r in rows]
+            keys = meta.get("key") or [None] * (max(rows, default=-1) + 1)
+            turned = meta.get("turned") if self.turn else None
+            lexicons = meta.get("lexicon") or []
+            for i, (r, target, pred) in enumerate(zip(rows, targets, preds)):
+                entry = None
+                if predictions is not None:         # in order; filled in by ``record``
+                    entry = {"key": keys[r], "text": target}
+                    predictions.append(entry)
+                if turned is not None and turned[r] is not None:
+                    turns.add((target, entry), pred, log_p[i], turned[r],
+                              lexicons[r] if r < len(lexicons) else None)
+                else:
+                    record(pred, target, entry)
             if encoded is not None:
                 acc["skipped_words"] += len(encoded.skipped)
             acc["loss"] += float(host_rows(out["loss"])[rows].sum())
             acc["count"] += len(rows)
-            if predictions is not None:
-                keys = batch["meta"].get("key") or [None] * (max(rows, default=-1) + 1)
-                predictions.extend({"key": keys[r], "text": t, "prediction": p.text,
-                                    "lexicon_prediction": p.lexicon_text,
-                                    **({"confidence": p.confidence} if self.confidence else {})}
-                                   for r, t, p in zip(rows, targets, preds))
             return len(rows)
+
+        def read_views(final: bool) -> None:
+            while self._views_due(turns, final):
+                for ticket, turn, pred, log_p in self._read_views(
+                        params, batch_stats, turns.take(self._local_batch), last):
+                    settled = turns.settle(ticket, turn, pred, log_p)
+                    if settled is not None:
+                        (target, entry), best = settled
+                        record(best, target, entry)
 
         it = iter(batches)
         last = None
@@ -303,10 +403,13 @@ class Evaluator:
             if batches_done == 0:                 # the first batch compiles: not timed
                 consume(*unread.flush())
                 steady_start = time.perf_counter()
+            read_views(final=False)
             batches_done += 1
         final = unread.flush()
         if final is not None:
             steady_images += consume(*final)
+        if last is not None:
+            read_views(final=True)
         end = time.perf_counter()
 
         totals = np.array([metrics.correct, metrics.count, metrics.ned_sum, acc["loss"],
@@ -330,12 +433,15 @@ class Evaluator:
         return result
 
     def predict(self, params: Any, batch_stats: Any, images: np.ndarray,
-                lexicons: Sequence[Sequence[str] | None] | None = None) -> list[Prediction]:
+                lexicons: Sequence[Sequence[str] | None] | None = None,
+                turned: Sequence[np.ndarray | None] | None = None) -> list[Prediction]:
         """Reads preprocessed images (single process).
 
         Args:
           images: uint8 [N, H, W], already resized like the loader does.
           lexicons: per image a word list (or None), or None for no lexicon decoding.
+          turned: per image its ``preprocess.turned_views`` (uint8 [2, H, W] or None), read
+            where the Evaluator turns; None: none is.
 
         Returns:
           N ``Prediction``s, in order.
@@ -348,34 +454,53 @@ class Evaluator:
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
         unread: OneBehind[tuple] = OneBehind()
+        turns = _TurnedViews()
+
+        def take(batch, out, encoded):
+            preds, rows, log_p = self._read(batch, out, encoded)
+            for i, (r, pred) in enumerate(zip(rows, preds)):
+                k = batch["start"] + int(r)
+                if self.turn and turned is not None and turned[k] is not None:
+                    turns.add(len(results), pred, log_p[i], turned[k],
+                              None if lexicons is None else lexicons[k])
+                results.append(pred)
+
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             n = len(chunk)
             image = np.zeros((self.batch_size, *images.shape[1:]), np.uint8)
             image[:n] = chunk
             batch = {"image": image, "mask": (np.arange(self.batch_size) < n).astype(np.float32),
-                     "meta": {}}
+                     "meta": {}, "start": start}
             if lexicons is not None:
                 batch["meta"]["lexicon"] = list(lexicons[start:start + n])
             previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
             if previous is not None:              # read while the device runs this batch
-                results.extend(self._read(*previous)[0])
+                take(*previous)
         last = unread.flush()
         if last is not None:
-            results.extend(self._read(*last)[0])
+            take(*last)
+        like = {"image": images[:1]}
+        while turns.queue:
+            for ticket, turn, pred, log_p in self._read_views(
+                    params, batch_stats, turns.take(self._local_batch), like):
+                settled = turns.settle(ticket, turn, pred, log_p)
+                if settled is not None:
+                    results[settled[0]] = settled[1]
         return results
 
 
 def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Mesh,
                    batch_size: int | None = None, *, what: str = "config.eval_batch_size",
                    case_sensitive: bool = False, beam_width: int = 1,
-                   confidence: bool = False, lm: Any = None) -> Evaluator:
+                   confidence: bool = False, lm: Any = None, turn: bool = False) -> Evaluator:
     """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
     ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy;
-    ``lm``: the language model to read with (an ``InferenceCheckpoint``'s ``lm``)."""
+    ``lm``: the language model to read with (an ``InferenceCheckpoint``'s ``lm``); ``turn``:
+    also read tall crops turned."""
     batch_size = batch_size or config.eval_batch_size
     check_divisible(batch_size, what)
     return Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
                      batch_size=batch_size, case_sensitive=case_sensitive,
                      beam_width=beam_width, confidence=confidence,
-                     lexicon_lowercase=lexicon_lowercase(config), lm=lm)
+                     lexicon_lowercase=lexicon_lowercase(config), lm=lm, turn=turn)

@@ -221,7 +221,7 @@ def summarize(items: Sequence[dict]) -> dict:
 def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
                        case_sensitive: bool = False, beam_width: int = 1,
                        num_workers: int | None = None,
-                       predictions: dict[str, list] | None = None) -> dict:
+                       predictions: dict[str, list] | None = None, turn: bool = True) -> dict:
     """Scores a restored checkpoint on the benchmark sets in ``root`` (see module doc).
 
     Args:
@@ -232,6 +232,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
       beam_width: 1 = greedy decoding, more = prefix beam search.
       num_workers: loader worker processes (default ``config.data.num_workers``).
       predictions: if a dict, ``predictions[name]`` gets each record's ``score_records`` dict.
+      turn: also read tall crops turned a quarter each way (``Evaluator``'s ``turn``).
 
     Returns:
       ``{"protocol": "benchmark", "benchmark", "checkpoint", "step", "batch_size",
@@ -271,10 +272,10 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               confidence=True, lm=ckpt.lm)
+                               confidence=True, lm=ckpt.lm, turn=turn)
     preprocess = CountEveryRecord(dataclasses.replace(
         make_preprocess(config, charset), policy=tuple(sorted(DEFAULT_POLICY.items())),
-        adapt_labels=True, keep_case=case_sensitive, augment=False))
+        adapt_labels=True, keep_case=case_sensitive, augment=False, turn=turn))
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),
                                          jax.sharding.NamedSharding(mesh,
                                                                     jax.sharding.PartitionSpec()))

@@ -40,7 +40,7 @@ def open_dataset(config: Any, spec: str | None) -> Any:
 def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None = None, *,
                         batch_size: int | None = None, case_sensitive: bool = False,
                         beam_width: int = 1, num_workers: int | None = None,
-                        predictions: dict[str, list] | None = None) -> dict:
+                        predictions: dict[str, list] | None = None, turn: bool = True) -> dict:
     """Evaluates a restored checkpoint on each dataset.
 
     Args:
@@ -52,6 +52,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
       beam_width: lexicon-free decoding: 1 = greedy, more = prefix beam search.
       num_workers: loader worker processes (default ``config.data.num_workers``).
       predictions: if a dict, ``predictions[name]`` gets one dict per image.
+      turn: also read crops at least ``preprocess.TURN_RATIO`` times as tall as wide turned a
+        quarter each way, keeping the most probable reading (``Evaluator``'s ``turn``).
 
     Returns:
       ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "decoding"
@@ -70,8 +72,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               lm=ckpt.lm)
-    preprocess = make_preprocess(config, charset)
+                               lm=ckpt.lm, turn=turn)
+    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=turn)
     if case_sensitive:               # the labels' own case, not the lowercased encoding's
         preprocess = dataclasses.replace(preprocess, keep_case=True)
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),

@@ -12,7 +12,9 @@ p(text | image) summed over all CTC alignments. With a lexicon, each image's ans
 lexicon word of highest CTC likelihood (scored in its case forms for a model that writes
 both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses, and
 a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
-``recognize`` does. Nothing here imports jax, flax or the training code.
+``recognize`` does; a tall image is also read turned a quarter each way and the reading the
+model is surest of kept, as ``recognize`` does. Nothing here imports jax, flax or the
+training code.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import numpy as np
 from grcnn_jax.inference.lm_files import load_in_folder
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, collapse, ctc_log_likelihood,
-                                lexicon_forms, log_softmax, prefix_beam_search)
+from grcnn_jax.data.preprocess import TURNS
+from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
+                                     ctc_log_likelihood, lexicon_forms, log_softmax,
+                                     prefix_beam_search)
 
 ONNX_FILE, META_FILE = "model.onnx", "meta.json"
 
@@ -53,12 +57,14 @@ def session(model: str | bytes) -> Any:
 @dataclasses.dataclass
 class Reading:
     """One image's reading: the text, p(text | image), and with a lexicon its best word and
-    that word's probability (None without one)."""
+    that word's probability (None without one); ``turned``: 'clockwise' or 'anticlockwise'
+    where the image was read turned a quarter that way."""
 
     text: str
     confidence: float
     lexicon_text: str | None = None
     lexicon_confidence: float | None = None
+    turned: str | None = None
 
 
 class OnnxReader:
@@ -99,13 +105,20 @@ class OnnxReader:
 
     def prepare(self, image: Any) -> np.ndarray:
         """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""
-        from grcnn_jax.data.preprocess import prepare_image
+        return self.prepare_views(image, turn=False)[0]
+
+    def prepare_views(self, image: Any, turn: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``prepare``, and with ``turn`` the image's turned views (uint8 [2, H, W], None for
+        an image that is not tall: ``preprocess.turned_views``)."""
+        from grcnn_jax.data.preprocess import prepare_image, prepare_views
 
         if isinstance(image, (str, os.PathLike)):
             with open(image, "rb") as f:
                 image = f.read()
-        return prepare_image(image, *self.shape, bool(self.meta.get("keep_aspect", False)),
-                             self.meta.get("grayscale", "luma"))
+        how = (*self.shape, bool(self.meta.get("keep_aspect", False)),
+               self.meta.get("grayscale", "luma"))
+        return prepare_views(image, *how) if turn else (prepare_image(image, *how), None)
 
     def __call__(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, H, W] prepared images -> float32 [N, frames, classes] logits."""
@@ -120,17 +133,34 @@ class OnnxReader:
         return np.concatenate(out)
 
     def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
-             batch_size: int = 64, beam_width: int = 1) -> list[Reading]:
+             batch_size: int = 64, beam_width: int = 1, turn: bool = True,
+             turned: Sequence[np.ndarray | None] | None = None) -> list[Reading]:
         """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each;
         ``beam_width`` > 1 reads with a prefix beam search instead of greedy CTC (the text's
-        confidence is still its exact probability)."""
+        confidence is still its exact probability). With ``turn``, tall images are also
+        read turned (their views made here, or ``turned[k]`` for an image given prepared)."""
         def ready(im: Any) -> bool:
             return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
 
         prepared = np.zeros((len(images), *self.shape), np.uint8)
+        views: list[tuple[int, np.ndarray]] = []        # (image, its turned views)
         for k, im in enumerate(images):
-            prepared[k] = im if ready(im) else self.prepare(im)
-        log_probs = log_softmax(self(prepared, batch_size))
+            if ready(im):
+                prepared[k], extra = im, turned[k] if turned is not None else None
+            else:
+                prepared[k], extra = self.prepare_views(im, turn)
+            if turn and extra is not None:
+                views.append((k, extra))
+        everything = np.concatenate([prepared] + [v for _, v in views]) if views else prepared
+        log_probs = log_softmax(self(everything, batch_size))
+        n, chosen = len(images), [None] * len(images)
+        for j, (k, _) in enumerate(views):        # each tall image: the view read best
+            first = n + 2 * j
+            best = best_view(log_probs[[k, first, first + 1]])
+            if best:
+                log_probs[k] = log_probs[first + best - 1]
+                chosen[k] = TURNS[best - 1]
+        log_probs = log_probs[:n]
         forms = None if lexicon is None else lexicon_forms(
             lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
@@ -142,9 +172,10 @@ class OnnxReader:
                     for lp in log_probs]
         else:
             best = collapse(log_probs.argmax(-1))
-        for lp, ids in zip(log_probs, best):
+        for lp, ids, turn_k in zip(log_probs, best, chosen):
             ids = list(ids)
-            reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))))
+            reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))),
+                              turned=turn_k)
             if forms:                       # ties go to the earlier word, as recognize's
                 scores = [ctc_log_likelihood(lp, f_ids) for _, f_ids in forms]
                 best = int(np.argmax(scores))

@@ -71,30 +71,43 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
     problems (path, reason) for the rest)."""
+    images, _, good, problems = load_views(files, height, width, keep_aspect, grayscale)
+    return images, good, problems
+
+
+def load_views(files: Sequence[str], height: int, width: int, keep_aspect: bool,
+               grayscale: str = "principal"
+               ) -> tuple[np.ndarray, list[np.ndarray | None], list[str], list[tuple[str, str]]]:
+    """``load_images`` with each image's ``preprocess.turned_views`` (uint8 [2, height,
+    width], None for a crop that is not tall): (images, turned, files read, problems)."""
     from PIL import UnidentifiedImageError
 
-    from grcnn_jax.data.preprocess import prepare_image
+    from grcnn_jax.data.preprocess import prepare_views
 
-    images, good, problems = [], [], []
+    images, turned, good, problems = [], [], [], []
     for path in files:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            images.append(prepare_image(data, height, width, keep_aspect, grayscale))
+            image, views = prepare_views(data, height, width, keep_aspect, grayscale)
+            images.append(image)
+            turned.append(views)
             good.append(path)
         except UnidentifiedImageError:
             problems.append((path, "cannot read image: not an image format Pillow decodes"))
         except Exception as e:  # noqa: BLE001 -- any failure to read or decode: skip this file
             problems.append((path, f"cannot read image ({type(e).__name__}: {e})"))
     array = np.stack(images) if images else np.zeros((0, height, width), np.uint8)
-    return array, good, problems
+    return array, turned, good, problems
 
 
 def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      lexicon: Sequence[str] | None = None, beam_width: int = 1,
-                     batch_size: int | None = None) -> list:
+                     batch_size: int | None = None,
+                     turned: Sequence[np.ndarray | None] | None = None) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
-    ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``)."""
+    ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``).
+    ``turned``: per image its turned views (``load_views``), read too where given."""
     from grcnn_jax.assemble import lexicon_lowercase, make_mesh
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.models import frames_for_width
@@ -107,9 +120,10 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
         lexicon = fitting_words(lexicon, charset, frames_for_width(config.image_width),
                                 lexicon_lowercase(config))
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
-                               beam_width=beam_width, confidence=True, lm=ckpt.lm)
+                               beam_width=beam_width, confidence=True, lm=ckpt.lm,
+                               turn=turned is not None)
     lexicons = None if lexicon is None else [lexicon] * len(images)
-    return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons)
+    return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons, turned)
 
 
 def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool) -> list[str]:
@@ -142,7 +156,8 @@ class ExportedModule:
 
 
 def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
-                       beam_width: int = 1, batch_size: int | None = None) -> list:
+                       beam_width: int = 1, batch_size: int | None = None,
+                       turned: Sequence[np.ndarray | None] | None = None) -> list:
     """``recognize_images`` for a model from ``inference.exported.load_exported``: the same
     ``Evaluator`` (decoders, confidences, lexicon scores) on its program, on one device."""
     import jax
@@ -157,9 +172,10 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
     mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
     evaluator = Evaluator(ExportedModule(reader.exported), reader.charset, mesh,
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
-                          lexicon_lowercase=lowercase, confidence=True, lm=reader.lm)
+                          lexicon_lowercase=lowercase, confidence=True, lm=reader.lm,
+                          turn=turned is not None)
     lexicons = None if lexicon is None else [lexicon] * len(images)
-    return evaluator.predict({}, {}, images, lexicons)
+    return evaluator.predict({}, {}, images, lexicons, turned)
 
 
 class FlagConflict(ValueError):

@@ -128,6 +128,14 @@ def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
     return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
 
 
+def best_view(log_probs: np.ndarray) -> int:
+    """[V, T, C] log-probabilities of V views of one image -> the index of the view whose
+    greedy reading is most probable (log p summed over its alignments; the first on ties)."""
+    scores = [ctc_log_likelihood(lp, ids)
+              for lp, ids in zip(log_probs, collapse(np.asarray(log_probs).argmax(-1)))]
+    return int(np.argmax(scores))
+
+
 def _logaddexp(a: float, b: float) -> float:
     if a == NEG_INF:
         return b
