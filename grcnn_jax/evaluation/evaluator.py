@@ -294,6 +294,17 @@ class Evaluator:
         predictions, rows, log_p = self._read(batch, *self._dispatch(params, batch_stats, batch))
         return [(views[r][0], views[r][1], p, lp) for r, p, lp in zip(rows, predictions, log_p)]
 
+    def _read_due_views(self, params, batch_stats, turns: _TurnedViews, like: dict,
+                        final: bool, settled) -> None:
+        """Reads batches of queued views while ``_views_due``; ``settled(payload,
+        prediction)`` for each image whose last view is read."""
+        while self._views_due(turns, final):
+            for ticket, turn, pred, log_p in self._read_views(
+                    params, batch_stats, turns.take(self._local_batch), like):
+                done = turns.settle(ticket, turn, pred, log_p)
+                if done is not None:
+                    settled(*done)
+
     def _views_due(self, turns: _TurnedViews, final: bool) -> bool:
         """Whether a batch of views is read now: a whole host batch waits (any host's, with
         several), or ``final`` and any view waits; every host gets the same answer."""
@@ -371,13 +382,8 @@ class Evaluator:
             return len(rows)
 
         def read_views(final: bool) -> None:
-            while self._views_due(turns, final):
-                for ticket, turn, pred, log_p in self._read_views(
-                        params, batch_stats, turns.take(self._local_batch), last):
-                    settled = turns.settle(ticket, turn, pred, log_p)
-                    if settled is not None:
-                        (target, entry), best = settled
-                        record(best, target, entry)
+            self._read_due_views(params, batch_stats, turns, last, final,
+                                 lambda payload, best: record(best, *payload))
 
         it = iter(batches)
         last = None
@@ -480,13 +486,8 @@ class Evaluator:
         last = unread.flush()
         if last is not None:
             take(*last)
-        like = {"image": images[:1]}
-        while turns.queue:
-            for ticket, turn, pred, log_p in self._read_views(
-                    params, batch_stats, turns.take(self._local_batch), like):
-                settled = turns.settle(ticket, turn, pred, log_p)
-                if settled is not None:
-                    results[settled[0]] = settled[1]
+        self._read_due_views(params, batch_stats, turns, {"image": images[:1]}, True,
+                             results.__setitem__)
         return results
 
 
