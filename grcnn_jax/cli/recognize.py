@@ -115,9 +115,7 @@ def main(argv: list[str]) -> None:
                            FLAGS.lm)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
-        images, turned, good, unreadable = load_views(files, *shape)
-        if not FLAGS.turn:
-            turned = None
+        images, turned, good, unreadable = load_views(files, *shape, turn=FLAGS.turn)
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:

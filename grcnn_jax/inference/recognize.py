@@ -71,25 +71,31 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
     problems (path, reason) for the rest)."""
-    images, _, good, problems = load_views(files, height, width, keep_aspect, grayscale)
+    images, _, good, problems = load_views(files, height, width, keep_aspect, grayscale,
+                                           turn=False)
     return images, good, problems
 
 
 def load_views(files: Sequence[str], height: int, width: int, keep_aspect: bool,
-               grayscale: str = "principal"
-               ) -> tuple[np.ndarray, list[np.ndarray | None], list[str], list[tuple[str, str]]]:
+               grayscale: str = "principal", turn: bool = True
+               ) -> tuple[np.ndarray, list[np.ndarray | None] | None, list[str],
+                          list[tuple[str, str]]]:
     """``load_images`` with each image's ``preprocess.turned_views`` (uint8 [2, height,
-    width], None for a crop that is not tall): (images, turned, files read, problems)."""
+    width], None for a crop that is not tall): (images, turned, files read, problems);
+    ``turn`` False: turned is None (no views made)."""
     from PIL import UnidentifiedImageError
 
-    from grcnn_jax.data.preprocess import prepare_views
+    from grcnn_jax.data.preprocess import prepare_image, prepare_views
 
     images, turned, good, problems = [], [], [], []
     for path in files:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            image, views = prepare_views(data, height, width, keep_aspect, grayscale)
+            if turn:
+                image, views = prepare_views(data, height, width, keep_aspect, grayscale)
+            else:
+                image, views = prepare_image(data, height, width, keep_aspect, grayscale), None
             images.append(image)
             turned.append(views)
             good.append(path)
@@ -98,7 +104,7 @@ def load_views(files: Sequence[str], height: int, width: int, keep_aspect: bool,
         except Exception as e:  # noqa: BLE001 -- any failure to read or decode: skip this file
             problems.append((path, f"cannot read image ({type(e).__name__}: {e})"))
     array = np.stack(images) if images else np.zeros((0, height, width), np.uint8)
-    return array, turned, good, problems
+    return array, turned if turn else None, good, problems
 
 
 def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
