@@ -149,6 +149,58 @@ def distort(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+# Of the training images ``augment`` varies, this share is bent along an arc (``bend_arc``)
+# through an angle of this many radians, either way (curved words: CUTE80's kind).
+ARC_PROBABILITY = 0.15
+ARC_ANGLES = (0.3, 2.2)
+
+
+def bend_arc(img: np.ndarray, angle: float) -> np.ndarray:
+    """uint8 [h, w] or [h, w, C] -> the word written along a circular arc, as a new crop
+    (its bounding box: taller, often narrower), each column turned to face the circle's
+    centre, as on a round sign or a bottle.
+
+    The image's middle row becomes an arc of length w subtending ``angle`` radians:
+    positive, the circle lies below (the ends droop); negative, above (the ends rise).
+    Where the arc leaves no source pixel the crop holds the median of the image's border
+    (its background, mostly). ``angle`` 0 returns ``img``. Bilinear.
+    """
+    if angle == 0:
+        return img
+    if angle < 0:          # the circle above: bend the upside-down word, turn it back
+        return bend_arc(img[::-1], -angle)[::-1]
+    h, w = img.shape[:2]
+    radius = w / angle     # of the middle row, px
+    outer = radius + h / 2
+    # The crop: the arc's bounding box, in px with the circle's centre at (0, 0), y up.
+    half = min(angle / 2, np.pi)
+    x_max = outer * np.sin(min(half, np.pi / 2))
+    y_top = outer
+    y_bottom = min((radius - h / 2) * np.cos(half), outer * np.cos(half))
+    width = max(1, int(np.ceil(2 * x_max)))
+    height = max(1, int(np.ceil(y_top - y_bottom)))
+    xs = (np.arange(width) + 0.5 - width / 2)[None, :]
+    ys = (y_top - (np.arange(height) + 0.5))[:, None]
+    r = np.hypot(xs, ys)
+    src_x = w / 2 + np.arctan2(xs, ys) * radius - 0.5
+    src_y = h / 2 - (r - radius) - 0.5
+    inside = (src_x > -1) & (src_x < w) & (src_y > -1) & (src_y < h)
+    x0, y0 = np.floor(src_x).astype(np.int64), np.floor(src_y).astype(np.int64)
+    fx, fy = src_x - x0, src_y - y0
+    if img.ndim == 3:
+        fx, fy, inside = fx[..., None], fy[..., None], inside[..., None]
+    a = img.astype(np.float32)
+
+    def at(y, x):
+        return a[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
+
+    out = ((at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy)
+           + (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    out = np.where(inside, out, np.median(border, axis=0))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 # A crop at least this many times as tall as it is wide may hold a word written upwards or
 # downwards (a shop's vertical sign, a spine, a photo taken sideways): readers also read it
 # turned a quarter each way and keep the reading they are surest of (``turned_views``).
@@ -187,13 +239,18 @@ def prepare_views(image, height: int, width: int, keep_aspect: bool, grayscale: 
 
 def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
     """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
-    source: half of them ``distort``-ed (angle, shear, perspective, curve), crop jitter
-    (edges cut or padded by up to ~8% of the size), then with some probability low
+    source: some written along an arc (``bend_arc``, the new crop resized to the old size, as
+    a curved word's crop is), half ``distort``-ed (angle, shear, perspective, curve), crop
+    jitter (edges cut or padded by up to ~8% of the size), then with some probability low
     resolution or blur, lower contrast, inverted polarity, noise. Problems pass through."""
     if isinstance(example, Problem):
         return example
     img = example["image"]
     h, w = img.shape
+    if rng.random() < ARC_PROBABILITY:
+        angle = rng.uniform(*ARC_ANGLES) * rng.choice((-1.0, 1.0))
+        img = np.asarray(Image.fromarray(bend_arc(img, angle)).resize(
+            (w, h), Image.Resampling.BILINEAR))
     if rng.random() < 0.5:
         img = distort(img, rng)
     out = Image.fromarray(img)
