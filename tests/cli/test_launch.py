@@ -131,3 +131,25 @@ def test_installed_commands_run(command):
                             capture_output=True, text=True, timeout=120, cwd=REPO)
     assert ours.returncode == 0, ours.stderr[-2000:]
     assert ours.stdout == module.stdout and ours.stdout.split("\t")[1] == "Hotel"
+
+
+def test_bend_crops_writes_a_curved_copy_of_a_folder(tmp_path):
+    from PIL import Image
+
+    from grcnn_jax.data.formats.folders import Icdar03Folder
+
+    out = tmp_path / "bent"
+    script = [sys.executable, str(REPO / "launch" / "bend_crops.py")]
+    proc = subprocess.run([*script, str(IC03_MINI), str(out)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    source, bent = Icdar03Folder(IC03_MINI), Icdar03Folder(out)
+    assert len(bent) == len(source) and bent.labels == source.labels
+    assert bent.lexicons == source.lexicons
+    for a, b in zip(source.files, bent.files):
+        with Image.open(a) as im_a, Image.open(b) as im_b:
+            assert im_b.height > im_a.height                  # the arc's bounding box
+    bad = subprocess.run([*script, str(IC03_MINI), str(out), "--min", "2", "--max", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "FATAL --min 2.0 and --max 1.0: need 0 < min <= max"]

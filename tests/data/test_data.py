@@ -349,6 +349,34 @@ def test_distortion_keeps_the_size_and_moves_the_text():
     assert max(tilt(o) for o in outs) > 1.5
 
 
+def test_an_arc_bends_the_word_round_a_circle_below_or_above():
+    from grcnn_jax.data.preprocess import bend_arc
+
+    img = np.full((20, 120), 200, np.uint8)
+    img[8:12, 4:116] = 10                                     # a dark bar along the middle row
+    img[0] = 190                                              # the border's median: 200
+    assert bend_arc(img, 0.0) is img
+
+    def centre_row(o, x):                                     # the bar's mean row at column x
+        dark = np.nonzero(o[:, x] < 100)[0]
+        return dark.mean()
+
+    down = bend_arc(img, 1.5)                                 # the circle below: ends droop
+    h, w = down.shape
+    assert down.dtype == np.uint8 and h > 20 and 110 < w < 130  # the arc's bounding box
+    assert centre_row(down, w // 2) < h / 3                   # the bar's middle is near the top
+    assert centre_row(down, 14) - centre_row(down, w // 2) > 10
+    # Letters stand on the arc, turned: the bar stays 4 px thick at its middle and its ends.
+    assert (down[:, w // 2] < 100).sum() in (3, 4, 5)
+    assert np.median(down[[0, -1]]) == 200                    # no source: the border's median
+    # The circle above is the same word upside down, bent, and turned back.
+    up = bend_arc(img, -1.5)
+    np.testing.assert_array_equal(up, bend_arc(img[::-1], 1.5)[::-1])
+    assert centre_row(up, w // 2) > 2 * h / 3
+    rgb = bend_arc(np.stack([img] * 3, -1), 1.5)
+    np.testing.assert_array_equal(rgb[..., 1], down)
+
+
 def test_augmentation_passes_problems_through():
     from grcnn_jax.data.preprocess import Problem, augment
 
