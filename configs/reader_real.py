@@ -10,8 +10,8 @@ ASCII punctuation marks), fine-tuned from the shipped weights (``init_from``: th
 keeps the columns of the characters both charsets have; the new ones start below them) on
 half synthetic words (now with case and punctuation, as the charset asks) and half real
 crops (``runs/data/real_train.lmdb``: the training splits of IIIT5K, SVT and ICDAR 2015
-less the 10% held out as ``real_val``), every training image augmented (angle, shear,
-perspective, curve, crop, blur, contrast, polarity, noise: ``data.preprocess.augment``).
+less the 10% held out as ``real_val``), every training image augmented (arc, angle,
+shear, perspective, curve, crop, blur, contrast, polarity, noise: ``data.preprocess.augment``).
 Labels holding a space are skipped (the charset has none).
 """
 
