@@ -42,12 +42,15 @@ def test_logits_equal_in_process_at_any_batch_size(ckpt, model_dir):
     expected = np.asarray(jax.jit(lambda x: model.apply(variables, x, train=False))(images))
     reader = exported.load_exported(str(model_dir))
     assert reader.meta == json.loads((model_dir / "meta.json").read_text())
+    # float32 at another batch size sums in another order (XLA picks kernels per shape, and
+    # AVX2 and AVX-512 machines differ): logits of magnitude ~10 agree to ~1e-5, not exactly.
+    tol = dict(rtol=1e-4, atol=1e-4)
     for b in (1, 3, 8):                     # one exported program, three batch sizes
         got = np.asarray(reader.exported.call(images[:b]))
         assert got.shape == (b, 26, ckpt.charset.num_classes) and got.dtype == np.float32
-        np.testing.assert_allclose(got, expected[:b], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(got, expected[:b], **tol)
     # Batched by the reader: 8 images in padded calls of 3 come back in order.
-    np.testing.assert_allclose(reader(images, batch_size=3), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(reader(images, batch_size=3), expected, **tol)
 
 
 def test_recognize_exported_prints_what_the_checkpoint_prints(model_dir):
