@@ -47,6 +47,9 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.synth_train_size = 100_000_000  # the generator is random-access: any length, no storage
     d.synth_val_size = 2_000
     d.synth_seed = 1000               # train uses synth_seed, val synth_seed + 1
+    d.synth_palettes = ""             # a .npy of (text, background) colours measured on real
+                                      # crops (grcnn-synth --palettes_from): the generator paints
+                                      # half its words in them; '' = its own colours only
     d.tfds_data_dir = ""              # '' = tensorflow-datasets' default
     d.num_workers = 2                 # loader worker processes (0: in the main process)
     d.keep_aspect = False             # True: scale to the height and pad, not stretch

@@ -13,7 +13,8 @@ mIxEd). Rendering (Pillow and numpy, in RGB):
                output (one resampling); sometimes a slight curvature;
   colours      text and background colours: grey, tinted with a luminance step, or two
                colours of similar luminance and different hue (which only a contrast-
-               keeping grayscale can tell apart); backgrounds flat, gradient,
+               keeping grayscale can tell apart), or with a palette (``synth.palettes``)
+               for half the words a pair measured on real crops; backgrounds flat, gradient,
                low-frequency noise or texture (stripes, grain, lines, faint stray
                letters) along a colour direction, optionally mixed; drop shadows, 3D
                extrusion, outlines, bevels; uneven light and cast-shadow edges;
@@ -61,6 +62,7 @@ from grcnn_jax.data import images
 from grcnn_jax.data.synth import words as words_lib
 from grcnn_jax.data.synth.geometry import bend_rows, crop_map, warp_mask
 from grcnn_jax.data.synth.paint import compose, degrade
+from grcnn_jax.data.synth.palettes import load_palette
 from grcnn_jax.data.synth.text import load_font, draw_text_mask, sample_text
 
 MIN_CONTRAST = 40.0       # grey levels between the text's and the background's median
@@ -129,8 +131,10 @@ def _measure(img: np.ndarray, text: np.ndarray, occupied: np.ndarray
     return abs(t50 - b50), (b84 - b16) / 2, bg
 
 
-def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: int) -> Rendering:
-    """Renders ``text`` once, all choices drawn from ``rng`` (see module doc).
+def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: int,
+           palette: np.ndarray | None = None) -> Rendering:
+    """Renders ``text`` once, all choices drawn from ``rng`` (see module doc); ``palette``:
+    float32 [N, 2, 3] (text, background) colour pairs to paint some words in, or None.
 
     Returns:
       A Rendering of height ``height`` and width in [height // 2, 10 * height]; its
@@ -164,7 +168,7 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
         amount = float(rng.uniform(-0.08, 0.08))
         t_mask = bend_rows(t_mask, amount)
         o_mask = bend_rows(o_mask, amount) if o_mask is not None else None
-    img, occupied, gap = compose(rng, t_mask, o_mask, fonts)
+    img, occupied, gap = compose(rng, t_mask, o_mask, fonts, palette)
     em = size * min(k, kx)
     info = {"size": size, "k": round(float(k), 2), "em": round(float(em), 1)}
     rgb = degrade(rng, img, em, k, info)
@@ -192,11 +196,17 @@ class SynthWords:
       max_chars: the longest text.
       fonts: font paths to draw from (default: ``fonts.usable_fonts(charset.chars)``).
       words: lowercase words to draw from (default: the vendored English list).
+      palettes: a ``.npy`` file of (text, background) colour pairs measured on real crops
+        (``synth.palettes``): half the words are painted in one of them. None: the
+        generator's own colours only.
+      palettes_setting: how errors about ``palettes`` name the setting that gave it.
     """
 
     def __init__(self, length: int, seed: int = 0, height: int = 32,
                  charset: Charset | None = None, max_chars: int = 23,
-                 fonts: Sequence[str] | None = None, words: Sequence[str] | None = None):
+                 fonts: Sequence[str] | None = None, words: Sequence[str] | None = None,
+                 palettes: str | None = None,
+                 palettes_setting: str = "config.data.synth_palettes"):
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         if height < 8:
@@ -218,18 +228,30 @@ class SynthWords:
             raise ValueError("fonts is empty")
         self._given_words = tuple(words) if words is not None else None
         self._words: tuple[str, ...] | None = None
+        # The path travels to worker processes; the array is loaded (and checked) now and
+        # again in each process that renders.
+        self.palettes = palettes or None
+        self.palettes_setting = palettes_setting
+        self._palette = load_palette(self.palettes, self.palettes_setting) if self.palettes else None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_words"] = None  # reloaded (and cached) in the receiving process
+        state["_palette"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.palettes:
+            self._palette = load_palette(self.palettes, self.palettes_setting)
 
     def __len__(self) -> int:
         return self.length
 
     def __repr__(self) -> str:
         return (f"SynthWords(length={self.length}, seed={self.seed}, height={self.height}, "
-                f"max_chars={self.max_chars}, fonts=<{len(self.fonts)} faces>)")
+                f"max_chars={self.max_chars}, fonts=<{len(self.fonts)} faces>"
+                + (f", palettes={self.palettes!r}" if self.palettes else "") + ")")
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -252,7 +274,7 @@ class SynthWords:
         best = None
         for attempt in range(MAX_ATTEMPTS):
             r = render(np.random.default_rng([self.seed, i, 1 + attempt]), text, self.fonts,
-                       self.height)
+                       self.height, self._palette)
             r.attempt = attempt
             if r.legible:
                 return r

@@ -1,6 +1,7 @@
 """SynthWords' painting: colours, backgrounds, effects, light and degradation.
 
-Text and background colours (grey, tinted, or a hue step of similar luminance),
+Text and background colours (grey, tinted, a hue step of similar luminance, or a pair
+measured on real crops when a palette is given: ``synth.palettes``),
 background variations (gradients, low-frequency noise, stripes, grain, lines, stray
 letters) along a colour direction, drop shadows, 3D extrusion, outlines, bevels, uneven
 light and cast shadows (``compose``); then low resolution, blur or motion blur, noise and
@@ -82,12 +83,25 @@ def _tinted(rng: np.random.Generator, level: float) -> np.ndarray:
     return np.clip(c, 0, 255).astype(np.float32)
 
 
-def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(text, background) RGB float32 [3]: grey, tinted with a luminance step, or a hue step.
+# With a palette (``palettes``: pairs measured on real crops), this share of the words is
+# painted in one of its pairs, each channel moved by up to ~PALETTE_JITTER levels.
+PALETTE_SHARE = 0.5
+PALETTE_JITTER = 12.0
+
+
+def _colours(rng: np.random.Generator, palette: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(text, background) RGB float32 [3]: grey, tinted with a luminance step, a hue step,
+    or (with ``palette``, float32 [N, 2, 3]) a measured pair.
 
     A hue step (~25%) is two colours of similar luminance, far apart in RGB: red on
     brown, white on pink, blue on purple -- what a luminance conversion nearly erases.
     """
+    if palette is not None and rng.random() < PALETTE_SHARE:
+        pair = palette[int(rng.integers(len(palette)))]
+        pair = pair + rng.uniform(-PALETTE_JITTER, PALETTE_JITTER, (2, 3))
+        pair = np.clip(pair, 0, 255).astype(np.float32)
+        return pair[0], pair[1]
     u = rng.random()
     if u < 0.75:
         while True:
@@ -149,8 +163,10 @@ def _light(rng: np.random.Generator, H: int, W: int) -> np.ndarray | None:
 
 
 def compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | None,
-             fonts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:
-    """Paints background, shadow or extrusion, outline, bevel and text, then the light.
+             fonts: Sequence[str], palette: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Paints background, shadow or extrusion, outline, bevel and text, then the light;
+    ``palette`` (float32 [N, 2, 3] or None) as ``_colours`` takes it.
 
     Returns:
       (image float32 [H, W, 3] in RGB levels, coverage of everything but the background
@@ -158,7 +174,7 @@ def compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | N
       colours as chosen).
     """
     H, W = t_mask.shape
-    t_col, b_col = _colours(rng)
+    t_col, b_col = _colours(rng, palette)
     gap = max(float(np.abs(t_col - b_col).max()), 1.0)
     img = np.empty((H, W, 3), np.float32)
     img[:] = b_col
