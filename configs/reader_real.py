@@ -10,7 +10,8 @@
 ASCII punctuation marks), fine-tuned from the shipped weights (``init_from``: the classifier
 keeps the columns of the characters both charsets have; the new ones start below them) on
 half synthetic words (now with case and punctuation, as the charset asks; half of them
-painted in text and background colours measured on the real training crops) and half real
+painted in text and background colours measured on the real training crops, a few in LED
+dots or in relief: ``data.synth_styles``) and half real
 crops (``runs/data/real_train.lmdb``: the training splits of IIIT5K, SVT and ICDAR 2015
 less the 10% held out as ``real_val``), every training image augmented (arc, angle,
 shear, perspective, curve, crop, blur, contrast, polarity, noise: ``data.preprocess.augment``).

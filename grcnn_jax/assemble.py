@@ -56,7 +56,8 @@ def open_split(config: ml_collections.ConfigDict, split: str, spec: str | None =
     synth = dict(length=d.synth_train_size if split == "train" else d.synth_val_size,
                  seed=d.synth_seed + (0 if split == "train" else 1), height=config.image_height,
                  charset=Charset.from_spec(config.charset),
-                 palettes=d.get("synth_palettes", "") or None)
+                 palettes=d.get("synth_palettes", "") or None,
+                 styles=d.get("synth_styles", "") or None)
     spec = d[split] if spec is None else spec
     weights = str(d.get("train_weights", "")).strip() if split == "train" else ""
     if weights:                          # several training sets drawn from in proportion

@@ -11,6 +11,7 @@ from grcnn_jax.cli import common
 from grcnn_jax.data.errors import DataError
 from grcnn_jax.data.synth import fonts
 from grcnn_jax.data.synth.generator import SynthWords, benchmark, contact_sheet
+from grcnn_jax.data.synth.styles import parse_styles
 from grcnn_jax.text.charset import DEFAULT_CHARS, Charset
 
 
@@ -32,6 +33,10 @@ def define_flags(flag_values) -> None:
                         "otherwise the samples of --contact_sheet and --benchmark are painted "
                         "with the pairs in it, as training with config.data.synth_palettes",
                         flag_values=flag_values)
+    flags.DEFINE_string("styles", None, "with --contact_sheet and --benchmark: extra lettering "
+                        "styles, comma-separated: dots (LED / dot-matrix), relief (raised or cut "
+                        "in the surface), each for a few per cent of the words, as training with "
+                        "config.data.synth_styles", flag_values=flag_values)
     flags.DEFINE_integer("n", None, "samples (sheet: 64, benchmark: 2000)", lower_bound=1,
                          flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "selects the samples", flag_values=flag_values)
@@ -67,10 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         np.save(FLAGS.palettes, palette)
         print(f"wrote {len(palette)} colour pairs from {len(data)} crops to {FLAGS.palettes}")
     painted = None if FLAGS.palettes_from else FLAGS.palettes
+    try:
+        styles = parse_styles(FLAGS.styles)
+    except ValueError as e:
+        raise common.usage_error(f"--styles={FLAGS.styles!r}: {e}") from None
     if FLAGS.contact_sheet:
         n = FLAGS.n or 64
         src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset,
-                         palettes=painted, palettes_setting="--palettes")
+                         palettes=painted, palettes_setting="--palettes", styles=styles)
         real = ()
         if FLAGS.real:
             from grcnn_jax.data.sources import open_source
@@ -83,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if FLAGS.benchmark:
         n = FLAGS.n or 2000
         src = SynthWords(n, seed=FLAGS.seed, height=FLAGS.height, charset=charset,
-                         palettes=painted, palettes_setting="--palettes")
+                         palettes=painted, palettes_setting="--palettes", styles=styles)
         print(f"{benchmark(src, n):.0f} images/s on one core ({n} images, height {FLAGS.height}, "
               f"{len(src.fonts)} fonts)")
     return 0

@@ -50,6 +50,9 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.synth_palettes = ""             # a .npy of (text, background) colours measured on real
                                       # crops (grcnn-synth --palettes_from): the generator paints
                                       # half its words in them; '' = its own colours only
+    d.synth_styles = ""               # extra lettering styles for a few per cent of the
+                                      # generator's words: 'dots' (LED / dot-matrix), 'relief'
+                                      # (raised or cut in the surface), comma-separated
     d.tfds_data_dir = ""              # '' = tensorflow-datasets' default
     d.num_workers = 2                 # loader worker processes (0: in the main process)
     d.keep_aspect = False             # True: scale to the height and pad, not stretch

@@ -56,7 +56,7 @@ def reader_real() -> ml_collections.ConfigDict:
     """``reader``'s network with 94 characters, fine-tuned from the shipped weights on half
     synthetic, half real crops (``runs/data/real_train.lmdb``), every image augmented; the
     generator paints half its words in colours measured on the real training crops
-    (``runs/data/palettes.npy``)."""
+    (``runs/data/palettes.npy``) and writes a few in LED dots or in relief."""
     config = reader()
     config.charset = CASED_CHARSET
     config.init_from = "pretrained"
@@ -64,6 +64,7 @@ def reader_real() -> ml_collections.ConfigDict:
     d.train = "synth,runs/data/real_train.lmdb"
     d.train_weights = "0.5,0.5"
     d.synth_palettes = "runs/data/palettes.npy"
+    d.synth_styles = "dots,relief"
     d.augment = True
     d.val = "runs/data/real_val.lmdb,../shared/ic03_dev"
     o = config.optimizer

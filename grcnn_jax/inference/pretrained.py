@@ -109,6 +109,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
            "steps": ckpt.step, "batch_size": c.batch_size, "charset_size": len(ckpt.charset)}
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
+    if c.data.get("synth_styles", ""):
+        leg["synth_styles"] = c.data.synth_styles
     if ckpt.workdir:
         from grcnn_jax.workdir.writers import read_metrics
 

@@ -18,6 +18,8 @@ mIxEd). Rendering (Pillow and numpy, in RGB):
                low-frequency noise or texture (stripes, grain, lines, faint stray
                letters) along a colour direction, optionally mixed; drop shadows, 3D
                extrusion, outlines, bevels; uneven light and cast-shadow edges;
+  styles       optionally (``synth.styles``) a few words written in dots, as LED
+               displays do, or in relief, in the surface's own colour;
   degradation  low resolution (upscaled back), blur or motion blur, per-channel noise,
                JPEG artifacts (with chroma subsampling).
 
@@ -63,6 +65,7 @@ from grcnn_jax.data.synth import words as words_lib
 from grcnn_jax.data.synth.geometry import bend_rows, crop_map, warp_mask
 from grcnn_jax.data.synth.paint import compose, degrade
 from grcnn_jax.data.synth.palettes import load_palette
+from grcnn_jax.data.synth import styles as styles_lib
 from grcnn_jax.data.synth.text import load_font, draw_text_mask, sample_text
 
 MIN_CONTRAST = 40.0       # grey levels between the text's and the background's median
@@ -132,9 +135,10 @@ def _measure(img: np.ndarray, text: np.ndarray, occupied: np.ndarray
 
 
 def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: int,
-           palette: np.ndarray | None = None) -> Rendering:
+           palette: np.ndarray | None = None, styles: tuple[str, ...] = ()) -> Rendering:
     """Renders ``text`` once, all choices drawn from ``rng`` (see module doc); ``palette``:
-    float32 [N, 2, 3] (text, background) colour pairs to paint some words in, or None.
+    float32 [N, 2, 3] (text, background) colour pairs to paint some words in, or None;
+    ``styles``: optional lettering styles (``synth.styles``) some words are drawn in.
 
     Returns:
       A Rendering of height ``height`` and width in [height // 2, 10 * height]; its
@@ -158,6 +162,11 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
     size = int(np.clip(round(H / (k_target * (0.75 + margins[0] + margins[1]))), 8, 4 * H))
 
     mask, outer, ink, neighbours = draw_text_mask(rng, load_font(path, size), text)
+    style = styles_lib.choose(rng, styles)
+    if "dots" in style:
+        mask = styles_lib.dot_matrix(rng, mask, size)
+    if style:                        # dots and relief carry no outline
+        outer = None
     if neighbours:                   # show some of them: a space plus a bit
         margins[2:] = np.maximum(margins[2:], rng.uniform(0.15, 0.6, 2))
     fwd, W, k, kx = crop_map(rng, ink, size, H, margins)
@@ -168,12 +177,15 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
         amount = float(rng.uniform(-0.08, 0.08))
         t_mask = bend_rows(t_mask, amount)
         o_mask = bend_rows(o_mask, amount) if o_mask is not None else None
-    img, occupied, gap = compose(rng, t_mask, o_mask, fonts, palette)
+    img, occupied, gap, visible = compose(rng, t_mask, o_mask, fonts, palette,
+                                          relief="relief" in style)
     em = size * min(k, kx)
     info = {"size": size, "k": round(float(k), 2), "em": round(float(em), 1)}
+    if style:
+        info["style"] = ",".join(sorted(style))
     rgb = degrade(rng, img, em, k, info)
     out = images.decolorize(rgb)
-    contrast, noise, background = _measure(out, t_mask, occupied)
+    contrast, noise, background = _measure(out, visible, occupied)
     return Rendering(out, text, t_mask, background, path, contrast, noise, 0, gap, info, rgb)
 
 
@@ -200,13 +212,17 @@ class SynthWords:
         (``synth.palettes``): half the words are painted in one of them. None: the
         generator's own colours only.
       palettes_setting: how errors about ``palettes`` name the setting that gave it.
+      styles: optional lettering styles (``synth.styles``: 'dots', 'relief'), as a
+        comma-separated string or a sequence; each is given to a few per cent of the
+        words. None or '': none (the samples are those the generator gave without them).
     """
 
     def __init__(self, length: int, seed: int = 0, height: int = 32,
                  charset: Charset | None = None, max_chars: int = 23,
                  fonts: Sequence[str] | None = None, words: Sequence[str] | None = None,
                  palettes: str | None = None,
-                 palettes_setting: str = "config.data.synth_palettes"):
+                 palettes_setting: str = "config.data.synth_palettes",
+                 styles: str | Sequence[str] | None = None):
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         if height < 8:
@@ -233,6 +249,7 @@ class SynthWords:
         self.palettes = palettes or None
         self.palettes_setting = palettes_setting
         self._palette = load_palette(self.palettes, self.palettes_setting) if self.palettes else None
+        self.styles = styles_lib.parse_styles(styles)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -251,7 +268,8 @@ class SynthWords:
     def __repr__(self) -> str:
         return (f"SynthWords(length={self.length}, seed={self.seed}, height={self.height}, "
                 f"max_chars={self.max_chars}, fonts=<{len(self.fonts)} faces>"
-                + (f", palettes={self.palettes!r}" if self.palettes else "") + ")")
+                + (f", palettes={self.palettes!r}" if self.palettes else "")
+                + (f", styles={','.join(self.styles)!r}" if self.styles else "") + ")")
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -274,7 +292,7 @@ class SynthWords:
         best = None
         for attempt in range(MAX_ATTEMPTS):
             r = render(np.random.default_rng([self.seed, i, 1 + attempt]), text, self.fonts,
-                       self.height, self._palette)
+                       self.height, self._palette, self.styles)
             r.attempt = attempt
             if r.legible:
                 return r

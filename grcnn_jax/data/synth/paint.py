@@ -163,19 +163,24 @@ def _light(rng: np.random.Generator, H: int, W: int) -> np.ndarray | None:
 
 
 def compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | None,
-             fonts: Sequence[str], palette: np.ndarray | None = None
-             ) -> tuple[np.ndarray, np.ndarray, float]:
+             fonts: Sequence[str], palette: np.ndarray | None = None, relief: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Paints background, shadow or extrusion, outline, bevel and text, then the light;
-    ``palette`` (float32 [N, 2, 3] or None) as ``_colours`` takes it.
+    ``palette`` (float32 [N, 2, 3] or None) as ``_colours`` takes it. ``relief``: the
+    letters raised from or cut into the surface (``synth.styles``): within 20 levels of
+    the background's colour, with a strong bevel (light and dark edges) that shows them.
 
     Returns:
       (image float32 [H, W, 3] in RGB levels, coverage of everything but the background
       float32 [H, W], the text-background gap: the largest channel difference of the
-      colours as chosen).
+      colours as chosen, what makes the text visible float32 [H, W]: ``t_mask``, or for
+      relief the bevel's edges inside the letters).
     """
     H, W = t_mask.shape
     t_col, b_col = _colours(rng, palette)
     gap = max(float(np.abs(t_col - b_col).max()), 1.0)
+    if relief:                       # the surface's own colour; the texture keeps its scale
+        t_col = np.clip(b_col + rng.uniform(-20, 20), 0, 255).astype(np.float32)
     img = np.empty((H, W, 3), np.float32)
     img[:] = b_col
     if rng.random() < 0.8:
@@ -207,14 +212,20 @@ def compose(rng: np.random.Generator, t_mask: np.ndarray, o_mask: np.ndarray | N
         img += (_tinted(rng, float(level)) - img) * o_mask[..., None]
         occupied = np.maximum(occupied, o_mask)
     img += (fg - img) * t_mask[..., None]
-    if rng.random() < 0.07:          # bevel / emboss: light and dark edges inside the strokes
+    visible = t_mask
+    if relief or rng.random() < 0.07:  # bevel / emboss: light and dark edges of the strokes
         d = int(rng.integers(1, max(2, H // 16) + 1))
         rim = t_mask - _shift(t_mask, d, d)
-        img += (rim * rng.uniform(40, 110))[..., None]
+        if relief:                   # raised (lit above left) or cut in (lit below right)
+            img += (rim * rng.uniform(60, 130) * rng.choice([-1.0, 1.0]))[..., None]
+            visible = np.maximum(rim, 0)
+            occupied = np.maximum(occupied, np.abs(rim))
+        else:
+            img += (rim * rng.uniform(40, 110))[..., None]
     light = _light(rng, H, W)
     if light is not None:
         img *= light[..., None]
-    return img, occupied, gap
+    return img, occupied, gap, visible
 
 
 _MOTION = {}

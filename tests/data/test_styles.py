@@ -1,0 +1,89 @@
+"""The generator's optional lettering styles: dot-matrix and relief."""
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from grcnn_jax.cli import synth as synth_cli
+from grcnn_jax.config.check import ConfigError, validate
+from grcnn_jax.config.recipes import quickstart
+from grcnn_jax.data import images
+from grcnn_jax.data.synth import styles
+from grcnn_jax.data.synth.generator import SynthWords
+from grcnn_jax.data.synth.paint import compose
+
+
+def test_parse_styles_orders_and_refuses_unknown_names():
+    assert styles.parse_styles(" relief, dots ") == ("dots", "relief")
+    assert styles.parse_styles(["dots"]) == ("dots",)
+    assert styles.parse_styles("") == styles.parse_styles(None) == ()
+    with pytest.raises(ValueError, match="unknown generator style 'neon'"):
+        styles.parse_styles("dots,neon")
+
+
+def test_no_styles_draws_nothing_from_the_random_stream():
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert styles.choose(a, ()) == set()
+    assert a.random() == b.random()
+    picked = [styles.choose(np.random.default_rng(i), ("dots", "relief")) for i in range(400)]
+    share = sum("dots" in p for p in picked) / len(picked)
+    assert 0.01 <= share <= 0.08                          # SHARES["dots"] is 0.04
+
+
+def test_dot_matrix_writes_the_letters_as_separate_dots_where_the_text_is():
+    mask = Image.new("L", (260, 60), 0)
+    ImageDraw.Draw(mask).rectangle([20, 10, 240, 50], fill=255)   # a solid 'word'
+    dotted = np.asarray(styles.dot_matrix(np.random.default_rng(0), mask, 48)) > 127
+    _, n = ndimage.label(dotted)
+    assert n >= 60                                      # many dots, not one blob
+    text = np.asarray(mask) > 0
+    assert dotted[~ndimage.binary_dilation(text, iterations=6)].sum() == 0
+    assert 0.15 < dotted[text].mean() < 0.8             # the grid's gaps show through
+
+
+def _relief(seed):
+    h, w = 32, 120
+    t_mask = np.zeros((h, w), np.float32)
+    for x in range(10, 110, 12):                        # strokes 4 px wide, 8 px apart
+        t_mask[8:24, x:x + 4] = 1
+    rng = np.random.default_rng(seed)
+    img, occupied, _, visible = compose(rng, t_mask, None, [], relief=True)
+    gray = images.decolorize(np.clip(img + 0.5, 0, 255).astype(np.uint8))
+    bg = np.median(gray[occupied < 0.02])
+    inside = np.median(gray[(t_mask == 1) & (visible == 0)])
+    edges = np.median(gray[visible >= 0.75])
+    return abs(inside - bg), abs(edges - bg)
+
+
+def test_relief_letters_are_the_surface_colour_and_seen_by_their_edges(monkeypatch):
+    monkeypatch.setattr("grcnn_jax.data.synth.paint._pattern",
+                        lambda rng, h, w, fonts: np.zeros((h, w), np.float32))
+    measured = [_relief(seed) for seed in range(30)]
+    assert sum(inside < 30 for inside, _ in measured) >= 24
+    assert sum(edges > inside + 25 for inside, edges in measured) >= 24
+
+
+@pytest.mark.parametrize("style", ["dots", "relief"])
+def test_the_generator_draws_a_style_legibly_and_pickles_it(monkeypatch, style):
+    monkeypatch.setitem(styles.SHARES, style, 1.0)
+    src = SynthWords(12, seed=4, styles=style)
+    renders = [src.render(i) for i in range(12)]
+    assert all(r.info.get("style") == style for r in renders)
+    assert sum(r.legible for r in renders) >= 10
+    assert f"styles='{style}'" in repr(src)
+    again = pickle.loads(pickle.dumps(src))
+    assert again.styles == (style,)
+    assert again[3]["image"].tobytes() == src[3]["image"].tobytes()
+
+
+def test_unknown_styles_are_refused_naming_the_setting(tmp_path):
+    config = quickstart()
+    config.data.synth_styles = "dots,neon"
+    with pytest.raises(ConfigError, match=r"config.data.synth_styles='dots,neon': must be"):
+        validate(config)
+    with pytest.raises(SystemExit, match=r"--styles='neon': unknown generator style 'neon'"):
+        synth_cli.main(["--contact_sheet", str(tmp_path / "s.png"), "--styles", "neon"])
+    assert not (tmp_path / "s.png").exists()
