@@ -82,7 +82,8 @@ def test_the_generator_draws_a_style_legibly_and_pickles_it(monkeypatch, style):
 def test_unknown_styles_are_refused_naming_the_setting(tmp_path):
     config = quickstart()
     config.data.synth_styles = "dots,neon"
-    with pytest.raises(ConfigError, match=r"config.data.synth_styles='dots,neon': must be"):
+    with pytest.raises(ConfigError, match=r"config.data.synth_styles='dots,neon': unknown "
+                                          r"generator style 'neon' \(known: dots, relief\)"):
         validate(config)
     with pytest.raises(SystemExit, match=r"--styles='neon': unknown generator style 'neon'"):
         synth_cli.main(["--contact_sheet", str(tmp_path / "s.png"), "--styles", "neon"])
