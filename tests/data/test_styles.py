@@ -44,6 +44,20 @@ def test_dot_matrix_writes_the_letters_as_separate_dots_where_the_text_is():
     assert 0.15 < dotted[text].mean() < 0.8             # the grid's gaps show through
 
 
+def test_dot_matrix_keeps_its_dots_at_least_min_pitch_apart():
+    mask = Image.new("L", (260, 60), 0)
+    ImageDraw.Draw(mask).rectangle([20, 10, 240, 50], fill=255)
+    for min_pitch in (2.0, 9.0):
+        dotted = np.asarray(styles.dot_matrix(np.random.default_rng(0), mask, 48,
+                                              min_pitch=min_pitch)) > 127
+        labels, n = ndimage.label(dotted)
+        centres = np.array(ndimage.center_of_mass(dotted, labels, range(1, n + 1)))
+        d = np.hypot(*(centres[:, None] - centres[None]).transpose(2, 0, 1))
+        np.fill_diagonal(d, np.inf)
+        # 48 px * 7-12% is 3.4-5.8 px: the floor of 9 px must widen the grid
+        assert (d.min() >= min_pitch - 1.0) and (min_pitch < 3 or d.min() < 1.5 * min_pitch)
+
+
 def _relief(seed):
     h, w = 32, 120
     t_mask = np.zeros((h, w), np.float32)

@@ -164,7 +164,9 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
     mask, outer, ink, neighbours = draw_text_mask(rng, load_font(path, size), text)
     style = styles_lib.choose(rng, styles)
     if "dots" in style:
-        mask = styles_lib.dot_matrix(rng, mask, size)
+        # Dots at least MIN_DOT_PITCH output px apart: finer grids blur into plain strokes.
+        mask = styles_lib.dot_matrix(rng, mask, size,
+                                     min_pitch=max(2.0, styles_lib.MIN_DOT_PITCH / k_target))
     if style:                        # dots and relief carry no outline
         outer = None
     if neighbours:                   # show some of them: a space plus a bit

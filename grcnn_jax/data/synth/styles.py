@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 STYLES = ("dots", "relief")
 SHARES = {"dots": 0.04, "relief": 0.04}   # of the words, each style on its own
+MIN_DOT_PITCH = 3.0                        # output px between dot centres, at the least
 
 
 def parse_styles(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -42,17 +43,19 @@ def choose(rng: np.random.Generator, styles: tuple[str, ...]) -> set[str]:
     return {s for s in styles if rng.random() < SHARES[s]}
 
 
-def dot_matrix(rng: np.random.Generator, mask: Image.Image, size: int) -> Image.Image:
+def dot_matrix(rng: np.random.Generator, mask: Image.Image, size: int,
+               min_pitch: float = 2.0) -> Image.Image:
     """The text mask ("L", text white on black, drawn at font ``size`` px) redrawn as dots.
 
-    A square grid of pitch 7-12% of the font size (at least 2 px) is laid over the mask;
+    A square grid of pitch 7-12% of the font size (at least ``min_pitch`` px, so that the
+    dots stay apart once the word is scaled to its output size) is laid over the mask;
     each cell the text covers by more than a drawn fraction (15-30%) lights one dot at its
     centre, round (two thirds) or square, of radius 30-45% of the pitch. Returns a new
     mask of the same size.
     """
     a = np.asarray(mask, np.float32) / 255.0
     h, w = a.shape
-    pitch = max(2.0, size * rng.uniform(0.07, 0.12))
+    pitch = max(min_pitch, size * rng.uniform(0.07, 0.12))
     ys = np.unique(np.minimum(np.round(np.arange(0, h, pitch)).astype(int), h - 1))
     xs = np.unique(np.minimum(np.round(np.arange(0, w, pitch)).astype(int), w - 1))
     cover = np.add.reduceat(np.add.reduceat(a, ys, axis=0), xs, axis=1)
