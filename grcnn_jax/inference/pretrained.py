@@ -35,7 +35,7 @@ from grcnn_jax.inference.lm_files import LM_FILE, load_in_folder, save_in_folder
 from grcnn_jax.text.char_lm import CharLM, LmError
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
-from grcnn_jax.workdir.writers import atomic_path, sha256_file
+from grcnn_jax.workdir.writers import INIT_LINEAGE_FILE, atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +146,19 @@ def _folder_meta(ckpt: InferenceCheckpoint) -> dict:
 
 def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
     """The legs that made ``ckpt``: those of the reader its run started from (its
-    ``init_from``, when that is 'pretrained' or a reader folder), then its own. A reader
-    folder's (``workdir`` '') are those its ``meta.json`` records."""
+    ``init_from``), then its own. A reader folder's (``workdir`` '') are those its
+    ``meta.json`` records. A run's earlier legs are those it recorded when it started
+    (``INIT_LINEAGE_FILE``); a workdir from before that file is read from its
+    ``init_from`` as that folder is now (wrong if it has been rewritten since)."""
     legs = _folder_meta(ckpt).get("lineage")
     if legs:
         return list(legs)
     spec = ckpt.config.get("init_from", "")
     before: list[dict] = []
-    if spec:
+    recorded = _init_lineage(ckpt.workdir) if ckpt.workdir else None
+    if recorded is not None:
+        before = recorded
+    elif spec:
         folder = ASSET_DIR if spec == NAME else os.path.expanduser(spec)
         try:
             with open(os.path.join(folder, META_FILE), encoding="utf-8") as f:
@@ -165,6 +170,22 @@ def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
                                               "steps": meta.get("step"),
                                               "charset_size": len(meta.get("charset", ""))}]
     return [*before, training_leg(ckpt)]
+
+
+def _init_lineage(workdir: str) -> list[dict] | None:
+    """The legs ``workdir``'s run recorded for its ``init_from`` when it started; None where
+    it recorded none (a run from scratch, or one from before the file)."""
+    path = os.path.join(workdir, INIT_LINEAGE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            legs = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise PretrainedError(f"{path}: not a lineage ({e})") from None
+    if not isinstance(legs, list) or not all(isinstance(leg, dict) for leg in legs):
+        raise PretrainedError(f"{path}: not a lineage (a JSON list of legs)")
+    return legs
 
 
 def ingredient(ckpt: InferenceCheckpoint, source: str) -> dict:

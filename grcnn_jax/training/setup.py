@@ -26,6 +26,7 @@ from grcnn_jax.config import check as config_check
 from grcnn_jax.data import pipeline
 from grcnn_jax.data.preprocess import Preprocess
 from grcnn_jax.evaluation.evaluator import Evaluator, make_evaluator
+from grcnn_jax.inference.pretrained import lineage
 from grcnn_jax.models import create_model
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.training import init_from
@@ -97,6 +98,7 @@ class Run:
     keep_checkpoints: int
     async_checkpoints: bool
     config_json: dict               # the config, saved with checkpoints and as config.json
+    init_lineage: list[dict] | None = None   # the legs behind init_from, once applied
 
     @property
     def model_config(self) -> dict:
@@ -116,8 +118,10 @@ class Run:
             shard_index=jax.process_index(), shard_count=jax.process_count()), name=prefix)
 
     def initialized(self, state: TrainState) -> TrainState:
-        """``state`` with the params and batch statistics of ``init_from``."""
-        return initialized_from(state, self.init_from, self.charset)
+        """``state`` with the params and batch statistics of ``init_from`` (whose legs
+        ``init_lineage`` then records)."""
+        state, self.init_lineage = initialized_from(state, self.init_from, self.charset)
+        return state
 
 
 def build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, TrainState]:
@@ -135,8 +139,9 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, TrainSt
     init = config.get("init_from") or ""
     # A new run starts from init_from now; a resumed one from its checkpoint (read later).
     deferred_init = bool(init) and checkpoints.has_saved_steps(workdir)
+    init_lineage = None
     if init and not deferred_init:
-        state = initialized_from(state, init, charset)
+        state, init_lineage = initialized_from(state, init, charset)
     mesh = make_mesh()
     local_batch = host_batch_size(config.batch_size, "config.batch_size")
     local_eval_batch = (host_batch_size(config.eval_batch_size, "config.eval_batch_size")
@@ -153,17 +158,19 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, TrainSt
         evaluator=make_evaluator(config, charset, mesh) if val_sets else None,
         init_from=init, deferred_init=deferred_init,
         keep_checkpoints=config.keep_checkpoints, async_checkpoints=config.async_checkpoints,
-        config_json=json.loads(config.to_json_best_effort()))
+        config_json=json.loads(config.to_json_best_effort()), init_lineage=init_lineage)
     return run, state
 
 
-def initialized_from(state: TrainState, spec: str, charset: Charset) -> TrainState:
+def initialized_from(state: TrainState, spec: str,
+                     charset: Charset) -> tuple[TrainState, list[dict]]:
     """``state`` with the params and batch statistics of the model ``spec`` names
-    (``config.init_from``), its optimizer fresh; ValueError names what does not fit."""
+    (``config.init_from``), its optimizer fresh, and the training legs behind that model
+    (``pretrained.lineage``); ValueError names what does not fit."""
     source = init_from.load_variables(spec)
     state = init_from.init_state_from(state, source, charset)
     if state.ema_params is not None:
         state = state.replace(ema_params=state.params)
     log.info("initialized params and batch statistics from %s (step %d)", source.path,
              source.step)
-    return state
+    return state, lineage(source)

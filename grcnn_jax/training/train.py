@@ -115,6 +115,8 @@ def _train(run: setup.Run, state: TrainState, workdir: str) -> TrainState:
     # A resumed run replays the steps after its checkpoint: their old rows go.
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0, after_step=start_step)
     writer.write_config(run.config_json)
+    if restored_step is None and run.init_lineage is not None:
+        writer.write_init_lineage(run.init_lineage)
     preemption = _Preemption()
     progress = writer.progress(total=plan.num_train_steps, initial=start_step)
     unread: OneBehind[tuple[int, dict]] = OneBehind()   # (step, metrics), read a step late

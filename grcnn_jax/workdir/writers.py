@@ -14,6 +14,8 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 METRICS_FILE = "metrics.jsonl"
+# The legs behind the reader a run started from (config.init_from), read when it started.
+INIT_LINEAGE_FILE = "init_lineage.json"
 
 
 @contextlib.contextmanager
@@ -66,6 +68,15 @@ class MetricWriter:
         if self.enabled:
             with open(os.path.join(self._workdir, "config.json"), "w", encoding="utf-8") as f:
                 f.write(json.dumps(config_json, indent=2))
+
+    def write_init_lineage(self, legs: list[dict]) -> None:
+        """``workdir/init_lineage.json``: the training legs behind the reader this run
+        started from, as they were when it started (that reader may be rewritten later,
+        say by this run's own weights being shipped in its place)."""
+        if self.enabled:
+            path = os.path.join(self._workdir, INIT_LINEAGE_FILE)
+            with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(legs, indent=1))
 
     def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
         if not self.enabled:

@@ -173,3 +173,12 @@ def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
     assert second["lineage"][1]["init_from"] == str(tmp_path / "reader_a")
     assert all(leg["minutes"] >= 0 for leg in second["lineage"])
     assert pretrained.load(str(tmp_path / "reader_b")).step == 4
+    # Shipped in the place of the reader it started from, then written again (say, with
+    # another language model or in a mean): its earlier legs are those it started from.
+    pretrained.export(load_for_inference(workdir=str(tmp_path / "b")), str(tmp_path / "reader_a"))
+    again = pretrained.export(load_for_inference(workdir=str(tmp_path / "b")),
+                              str(tmp_path / "reader_c"))
+    assert [leg["steps"] for leg in again["lineage"]] == [3, 4]
+    (tmp_path / "b" / "init_lineage.json").write_text("{")
+    with pytest.raises(pretrained.PretrainedError, match="init_lineage.json"):
+        pretrained.lineage(load_for_inference(workdir=str(tmp_path / "b")))
