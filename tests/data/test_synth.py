@@ -257,6 +257,45 @@ def test_survey_disk_cache(tmp_path, monkeypatch):
     assert first["usable"]
 
 
+def _fake_fontpkg(monkeypatch, families: dict) -> None:
+    """Installs a stand-in ``fontpkg`` module whose registry holds ``families``."""
+    import importlib.machinery
+    import types
+
+    module = types.ModuleType("fontpkg")
+    module.__spec__ = importlib.machinery.ModuleSpec("fontpkg", None)
+    module.families = lambda: families
+    monkeypatch.setitem(sys.modules, "fontpkg", module)
+
+
+def test_fontpkg_families_are_a_source_regular_and_bold_only(monkeypatch, tmp_path):
+    import types
+
+    def face(name, weight, variable=False, style="normal"):
+        return types.SimpleNamespace(path=tmp_path / name, weight=weight, variable=variable,
+                                     style=style)
+
+    nine = [face(f"Nine-{w}.ttf", w) for w in range(100, 1000, 100)]
+    nine.append(face("Nine-Italic.ttf", 400, style="italic"))
+    families = {"nine": types.SimpleNamespace(files=tuple(nine)),
+                "flex": types.SimpleNamespace(files=(face("Flex[wght].ttf", 400, True),
+                                                     face("Flex.woff2", 400)))}
+    _fake_fontpkg(monkeypatch, families)
+    found = fonts_lib._fontpkg_fonts()
+    assert [os.path.basename(p) for p in found] == [
+        "Flex[wght].ttf", "Nine-400.ttf", "Nine-700.ttf", "Nine-Italic.ttf"]
+    assert [p for s, p in fonts_lib.font_candidates() if s == "fontpkg"] == found
+
+
+def test_without_fontpkg_the_sources_are_unchanged(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fontpkg", None)     # import fails, find_spec errors
+    real_find_spec = fonts_lib.importlib.util.find_spec
+    monkeypatch.setattr(fonts_lib.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fontpkg" else real_find_spec(name, *a))
+    assert fonts_lib._fontpkg_fonts() == []
+    assert all(source != "fontpkg" for source, _ in fonts_lib.font_candidates())
+
+
 def test_no_fonts_error_names_what_to_install(monkeypatch):
     monkeypatch.setattr(fonts_lib, "survey", lambda chars: {"usable": [], "rejected": {}})
     with pytest.raises(fonts_lib.NoFontsError, match="pymupdf-fonts"):

@@ -8,6 +8,8 @@ Sources, in priority order (each optional, skipped silently when absent):
                      ``cache_dir()/fonts/pymupdf_fonts-VERSION/``
     rendercv-fonts   Lato, Roboto, Open Sans, EB Garamond, XCharter, ... (OFL and similar)
     reportlab        its fonts/ folder (Vera; Type 1 .pfb faces where FreeType reads them)
+    fontpkg          every family installed as a ``fontpkg-*`` package (the ``fonts`` extra:
+                     condensed, heavy display, script and slab faces of signs; OFL)
     system           /usr/share/fonts, /usr/local/share/fonts, ~/.fonts, ~/.local/share/fonts
 
 A face is kept only if it renders every character of the charset (and both cases of its
@@ -40,6 +42,7 @@ from grcnn_jax.text.charset import DEFAULT_CHARS
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".pfb")
 SYSTEM_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 PIP_PACKAGES = ("matplotlib", "pymupdf-fonts", "rendercv-fonts")
+FONTPKG_WEIGHTS = (400, 700)  # the static weights taken of a fontpkg family
 _CHECK_VERSION = 4  # bump when check_font's rules change: invalidates the disk caches
 _PROBE_SIZE = 48    # px; the size glyphs are rendered at for the checks
 
@@ -128,6 +131,22 @@ def _pymupdf_fonts() -> list[str]:
     return _font_files(out)
 
 
+def _fontpkg_fonts() -> list[str]:
+    """The files of the families installed as ``fontpkg-*`` packages (found through
+    ``fontpkg``'s registry of entry points), or [] without ``fontpkg``.
+
+    Of a family's static weights only the regular (400) and bold (700) ones are taken, so
+    that a family shipped in nine weights is not drawn nine times as often as one in two.
+    """
+    if importlib.util.find_spec("fontpkg") is None:
+        return []
+    import fontpkg
+
+    return sorted(str(f.path) for family in fontpkg.families().values() for f in family.files
+                  if (f.variable or f.weight in FONTPKG_WEIGHTS)
+                  and str(f.path).lower().endswith(FONT_SUFFIXES))
+
+
 def font_candidates() -> list[tuple[str, str]]:
     """All font files found, as ``(source, path)`` in priority order (see module doc)."""
     out: list[tuple[str, str]] = []
@@ -140,6 +159,7 @@ def font_candidates() -> list[tuple[str, str]]:
         folder = _package_dir(package)
         if folder is not None:
             out += [(source, p) for p in _font_files(folder / sub)]
+    out += [("fontpkg", p) for p in _fontpkg_fonts()]
     for folder in SYSTEM_DIRS:
         out += [("system", p) for p in _font_files(folder)]
     return out
@@ -315,6 +335,14 @@ def usable_fonts(chars: str = DEFAULT_CHARS) -> tuple[str, ...]:
             f"`pip install {' '.join(PIP_PACKAGES)}` (or `apt-get install fonts-dejavu-core`), "
             "or pass fonts=[...] explicitly.")
     return tuple(sorted((p for _, p in found), key=_sort_key))
+
+
+def faces_by_source(chars: str = DEFAULT_CHARS) -> dict[str, int]:
+    """How many of ``usable_fonts(chars)`` each source gives (``{"matplotlib": 21, ...}``)."""
+    counts: dict[str, int] = {}
+    for source, _ in survey(chars)["usable"]:
+        counts[source] = counts.get(source, 0) + 1
+    return counts
 
 
 def report(chars: str = DEFAULT_CHARS) -> Iterator[str]:
