@@ -35,7 +35,8 @@ from grcnn_jax.inference.lm_files import LM_FILE, load_in_folder, save_in_folder
 from grcnn_jax.text.char_lm import CharLM, LmError
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
-from grcnn_jax.workdir.writers import INIT_LINEAGE_FILE, atomic_path, sha256_file
+from grcnn_jax.workdir.writers import (INIT_LINEAGE_FILE, SYNTH_FACES_FILE, atomic_path,
+                                       sha256_file)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,8 @@ def _load_lm(folder: str, entry: dict | None, fix: str) -> CharLM | None:
 
 def training_leg(ckpt: InferenceCheckpoint) -> dict:
     """What the run behind ``ckpt`` did, from its config and its workdir's metrics.jsonl:
-    the data, where it started, the steps, the batch size and the minutes of training
+    the data (with the generator, the font faces it drew from, where the run recorded
+    them), where it started, the steps, the batch size and the minutes of training
     (evaluations and restarts left out)."""
     c = ckpt.config
     leg = {"train": c.data.train, "train_weights": c.data.get("train_weights", ""),
@@ -111,6 +113,9 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):
         leg["synth_styles"] = c.data.synth_styles
+    faces = _synth_faces(ckpt.workdir) if ckpt.workdir else None
+    if faces is not None:
+        leg["synth_faces"] = faces
     if ckpt.workdir:
         from grcnn_jax.workdir.writers import read_metrics
 
@@ -186,6 +191,24 @@ def _init_lineage(workdir: str) -> list[dict] | None:
     if not isinstance(legs, list) or not all(isinstance(leg, dict) for leg in legs):
         raise PretrainedError(f"{path}: not a lineage (a JSON list of legs)")
     return legs
+
+
+def _synth_faces(workdir: str) -> dict[str, int] | None:
+    """The generator's font faces by source as ``workdir``'s run recorded them when it
+    started (``SYNTH_FACES_FILE``); None where it recorded none (no generator in its data,
+    or a run from before the file)."""
+    path = os.path.join(workdir, SYNTH_FACES_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            faces = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise PretrainedError(f"{path}: not a count of faces ({e})") from None
+    if not isinstance(faces, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) for k, v in faces.items()):
+        raise PretrainedError(f"{path}: not a count of faces (a JSON object of source: count)")
+    return faces
 
 
 def ingredient(ckpt: InferenceCheckpoint, source: str) -> dict:

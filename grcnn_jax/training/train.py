@@ -86,6 +86,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             lock.release()
 
 
+def _parts(spec: str) -> list[str]:
+    return [part.strip() for part in spec.split(",")]
+
+
 def _train(run: setup.Run, state: TrainState, workdir: str) -> TrainState:
     plan = run.schedule
     data_sharding, replicated = NamedSharding(run.mesh, P("data")), NamedSharding(run.mesh, P())
@@ -117,6 +121,10 @@ def _train(run: setup.Run, state: TrainState, workdir: str) -> TrainState:
     writer.write_config(run.config_json)
     if restored_step is None and run.init_lineage is not None:
         writer.write_init_lineage(run.init_lineage)
+    if restored_step is None and "synth" in _parts(run.config_json["data"]["train"]):
+        from grcnn_jax.data.synth import fonts
+
+        writer.write_synth_faces(fonts.faces_by_source(run.charset.chars))
     preemption = _Preemption()
     progress = writer.progress(total=plan.num_train_steps, initial=start_step)
     unread: OneBehind[tuple[int, dict]] = OneBehind()   # (step, metrics), read a step late

@@ -16,6 +16,8 @@ from tqdm import tqdm
 METRICS_FILE = "metrics.jsonl"
 # The legs behind the reader a run started from (config.init_from), read when it started.
 INIT_LINEAGE_FILE = "init_lineage.json"
+# The font faces the synthetic generator drew from, counted by source, found when it started.
+SYNTH_FACES_FILE = "synth_faces.json"
 
 
 @contextlib.contextmanager
@@ -73,10 +75,18 @@ class MetricWriter:
         """``workdir/init_lineage.json``: the training legs behind the reader this run
         started from, as they were when it started (that reader may be rewritten later,
         say by this run's own weights being shipped in its place)."""
+        self._write_json(INIT_LINEAGE_FILE, legs)
+
+    def write_synth_faces(self, faces: dict[str, int]) -> None:
+        """``workdir/synth_faces.json``: how many font faces the synthetic generator drew
+        from, by source (``fonts.faces_by_source``), as installed when the run started."""
+        self._write_json(SYNTH_FACES_FILE, faces)
+
+    def _write_json(self, name: str, value: Any) -> None:
         if self.enabled:
-            path = os.path.join(self._workdir, INIT_LINEAGE_FILE)
+            path = os.path.join(self._workdir, name)
             with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(legs, indent=1))
+                f.write(json.dumps(value, indent=1))
 
     def scalars(self, step: int, values: dict[str, Any], prefix: str) -> None:
         if not self.enabled:

@@ -165,6 +165,7 @@ def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
                               str(tmp_path / "reader_a"), note="leg 1")
     assert [leg["steps"] for leg in first["lineage"]] == [3]
     assert first["lineage"][0]["init_from"] == "" and first["lineage"][0]["train"] == lmdb_path
+    assert "synth_faces" not in first["lineage"][0]          # no generator in its data
     train.train_and_evaluate(tiny_config(lmdb_path, 4, init_from=str(tmp_path / "reader_a")),
                              str(tmp_path / "b"))
     second = pretrained.export(load_for_inference(workdir=str(tmp_path / "b")),
@@ -182,3 +183,19 @@ def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
     (tmp_path / "b" / "init_lineage.json").write_text("{")
     with pytest.raises(pretrained.PretrainedError, match="init_lineage.json"):
         pretrained.lineage(load_for_inference(workdir=str(tmp_path / "b")))
+
+
+def test_a_leg_with_the_generator_records_its_faces(tmp_path):
+    from helpers import tiny_config
+
+    from grcnn_jax.data.synth import fonts
+    from grcnn_jax.training import train
+
+    train.train_and_evaluate(tiny_config(None, 2, **{"data.val": ""}), str(tmp_path / "a"))
+    ckpt = load_for_inference(workdir=str(tmp_path / "a"))
+    faces = pretrained.training_leg(ckpt)["synth_faces"]
+    assert faces == fonts.faces_by_source(ckpt.charset.chars)
+    assert sum(faces.values()) == len(fonts.usable_fonts(ckpt.charset.chars))
+    (tmp_path / "a" / "synth_faces.json").write_text('{"matplotlib": "21"}')
+    with pytest.raises(pretrained.PretrainedError, match="synth_faces.json"):
+        pretrained.training_leg(ckpt)
