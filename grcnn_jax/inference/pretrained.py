@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
@@ -180,35 +181,35 @@ def lineage(ckpt: InferenceCheckpoint) -> list[dict]:
 def _init_lineage(workdir: str) -> list[dict] | None:
     """The legs ``workdir``'s run recorded for its ``init_from`` when it started; None where
     it recorded none (a run from scratch, or one from before the file)."""
-    path = os.path.join(workdir, INIT_LINEAGE_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            legs = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise PretrainedError(f"{path}: not a lineage ({e})") from None
-    if not isinstance(legs, list) or not all(isinstance(leg, dict) for leg in legs):
-        raise PretrainedError(f"{path}: not a lineage (a JSON list of legs)")
-    return legs
+    return _recorded(workdir, INIT_LINEAGE_FILE, "a lineage", "a JSON list of legs",
+                     lambda v: isinstance(v, list) and all(isinstance(leg, dict) for leg in v))
 
 
 def _synth_faces(workdir: str) -> dict[str, int] | None:
     """The generator's font faces by source as ``workdir``'s run recorded them when it
     started (``SYNTH_FACES_FILE``); None where it recorded none (no generator in its data,
     or a run from before the file)."""
-    path = os.path.join(workdir, SYNTH_FACES_FILE)
+    return _recorded(workdir, SYNTH_FACES_FILE, "a count of faces",
+                     "a JSON object of source: count",
+                     lambda v: isinstance(v, dict) and all(
+                         isinstance(k, str) and isinstance(n, int) for k, n in v.items()))
+
+
+def _recorded(workdir: str, name: str, what: str, shape: str,
+              valid: Callable[[Any], bool]) -> Any:
+    """The JSON file ``name`` a run wrote in ``workdir``, None where there is none; a file
+    that cannot be read or is not ``valid`` is refused naming it."""
+    path = os.path.join(workdir, name)
     try:
         with open(path, encoding="utf-8") as f:
-            faces = json.load(f)
+            value = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise PretrainedError(f"{path}: not a count of faces ({e})") from None
-    if not isinstance(faces, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) for k, v in faces.items()):
-        raise PretrainedError(f"{path}: not a count of faces (a JSON object of source: count)")
-    return faces
+        raise PretrainedError(f"{path}: not {what} ({e})") from None
+    if not valid(value):
+        raise PretrainedError(f"{path}: not {what} ({shape})")
+    return value
 
 
 def ingredient(ckpt: InferenceCheckpoint, source: str) -> dict:
