@@ -65,6 +65,16 @@ class WeightedSources:
         return f"WeightedSources({self.sources!r}, weights={self.weights})"
 
 
+def generator_fonts(source: Any) -> tuple[str, ...]:
+    """The font files of the synthetic generator inside ``source`` (as ``open_source`` or
+    ``WeightedSources`` nest it), () where it holds none."""
+    from grcnn_jax.data.synth.generator import SynthWords
+
+    if isinstance(source, (ConcatSource, WeightedSources)):
+        return tuple(dict.fromkeys(f for s in source.sources for f in generator_fonts(s)))
+    return source.fonts if isinstance(source, SynthWords) else ()
+
+
 def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
                 tfds_data_dir: str | None = None) -> Any:
     """Opens the random-access source named by ``spec`` (see module doc).

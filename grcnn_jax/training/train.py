@@ -25,6 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from grcnn_jax import process
 from grcnn_jax.assemble import device_batch
 from grcnn_jax.data import pipeline
+from grcnn_jax.data.sources import generator_fonts
 from grcnn_jax.evaluation.overlap import OneBehind
 from grcnn_jax.training import setup
 from grcnn_jax.training.state import NonFiniteLossError, TrainState, eval_params
@@ -86,10 +87,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             lock.release()
 
 
-def _parts(spec: str) -> list[str]:
-    return [part.strip() for part in spec.split(",")]
-
-
 def _train(run: setup.Run, state: TrainState, workdir: str) -> TrainState:
     plan = run.schedule
     data_sharding, replicated = NamedSharding(run.mesh, P("data")), NamedSharding(run.mesh, P())
@@ -121,10 +118,11 @@ def _train(run: setup.Run, state: TrainState, workdir: str) -> TrainState:
     writer.write_config(run.config_json)
     if restored_step is None and run.init_lineage is not None:
         writer.write_init_lineage(run.init_lineage)
-    if restored_step is None and "synth" in _parts(run.config_json["data"]["train"]):
+    faces = generator_fonts(run.train_source)
+    if restored_step is None and faces:
         from grcnn_jax.data.synth import fonts
 
-        writer.write_synth_faces(fonts.faces_by_source(run.charset.chars))
+        writer.write_synth_faces(fonts.faces_by_source(faces, run.charset.chars))
     preemption = _Preemption()
     progress = writer.progress(total=plan.num_train_steps, initial=start_step)
     unread: OneBehind[tuple[int, dict]] = OneBehind()   # (step, metrics), read a step late

@@ -288,12 +288,22 @@ def test_fontpkg_families_are_a_source_regular_and_bold_only(monkeypatch, tmp_pa
 
 
 def test_without_fontpkg_the_sources_are_unchanged(monkeypatch):
-    monkeypatch.setitem(sys.modules, "fontpkg", None)     # import fails, find_spec errors
-    real_find_spec = fonts_lib.importlib.util.find_spec
-    monkeypatch.setattr(fonts_lib.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "fontpkg" else real_find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "fontpkg", None)     # find_spec: None; import: fails
     assert fonts_lib._fontpkg_fonts() == []
     assert all(source != "fontpkg" for source, _ in fonts_lib.font_candidates())
+
+
+def test_generator_fonts_finds_the_generator_among_the_training_sources():
+    from grcnn_jax.data.sources import ConcatSource, WeightedSources, generator_fonts
+
+    faces = fonts_lib.usable_fonts()[:3]
+    words = SynthWords(4, seed=0, fonts=faces)
+    assert generator_fonts(words) == faces
+    assert generator_fonts(WeightedSources([ConcatSource([["a"]]), words], [1, 1])) == faces
+    assert generator_fonts(ConcatSource([["a"]])) == ()
+    counted = fonts_lib.faces_by_source(faces)
+    assert "given" not in counted and sum(counted.values()) == 3
+    assert fonts_lib.faces_by_source(("/elsewhere/Mine.ttf",)) == {"given": 1}
 
 
 def test_no_fonts_error_names_what_to_install(monkeypatch):

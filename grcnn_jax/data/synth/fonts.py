@@ -32,7 +32,7 @@ import json
 import os
 import pathlib
 import tempfile
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import PIL
 from PIL import ImageFont
@@ -337,10 +337,13 @@ def usable_fonts(chars: str = DEFAULT_CHARS) -> tuple[str, ...]:
     return tuple(sorted((p for _, p in found), key=_sort_key))
 
 
-def faces_by_source(chars: str = DEFAULT_CHARS) -> dict[str, int]:
-    """How many of ``usable_fonts(chars)`` each source gives (``{"matplotlib": 21, ...}``)."""
+def faces_by_source(paths: Sequence[str], chars: str = DEFAULT_CHARS) -> dict[str, int]:
+    """How many of ``paths`` (font files, as a generator holds them) each source gives
+    (``{"matplotlib": 21, ...}``); a file no source found for ``chars`` counts as 'given'."""
+    source_of = {path: source for source, path in survey(chars)["usable"]}
     counts: dict[str, int] = {}
-    for source, _ in survey(chars)["usable"]:
+    for path in paths:
+        source = source_of.get(path, "given")
         counts[source] = counts.get(source, 0) + 1
     return counts
 
