@@ -26,7 +26,10 @@ taking turns so that a machine's drift in speed reaches all of them alike):
                    also read turned a quarter each way (``Evaluator(turn=True)``).
   eval LM          greedy where confident, else the beam search fused with the character
                    language model (the reader's own, or ``--lm FILE``); ``eval LM, turn``
-                   turning too (how ``evaluate`` reads with the shipped reader).
+                   turning too.
+  eval greedy, frame  as eval greedy, and each image whose reading has p < 0.5 also read
+                   framed tighter and looser (``Evaluator(frame=True)``); ``eval LM, turn,
+                   frame``: all three (how ``evaluate`` reads with the shipped reader).
 
 Without ``--workdir`` the parameters are random (the cost does not depend on them,
 except beam search's, which grows with flatter outputs: use a trained checkpoint).
@@ -193,30 +196,37 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         rows.append((f"eval beam {FLAGS.beam}", evaluate_pass(beam, plain, "beam")))
     turning = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, turn=True)
     rows.append(("eval greedy, turn", evaluate_pass(turning, plain, "turn")))
+    framing = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, frame=True)
+    rows.append(("eval greedy, frame", evaluate_pass(framing, plain, "frame")))
     if lm is not None:
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm)
         rows.append(("eval LM", evaluate_pass(fused, plain, "lm")))
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True)
         rows.append(("eval LM, turn", evaluate_pass(fused, plain, "lm turn")))
+        fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True,
+                                     frame=True)
+        rows.append(("eval LM, turn, frame", evaluate_pass(fused, plain, "lm turn frame")))
 
     out = [{"what": name, "images_per_s": n / seconds,
             "ms_per_batch": 1e3 * seconds / len(batches)}
            for (name, _), seconds in zip(rows, time_passes([fn for _, fn in rows],
                                                           FLAGS.repeats))]
     base = out[0]["images_per_s"]
-    print(f"{'':20s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
+    print(f"{'':22s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
     for r in out:
         r["relative"] = r["images_per_s"] / base
-        print(f"{r['what']:20s} {r['images_per_s']:10.1f} {r['ms_per_batch']:10.1f} "
+        print(f"{r['what']:22s} {r['images_per_s']:10.1f} {r['ms_per_batch']:10.1f} "
               f"{r['relative']:8.1%}")
     accuracy = [f"greedy {results['eval greedy']['word_accuracy']:.3f}",
                 f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
     if "beam" in results:
         accuracy.append(f"beam {FLAGS.beam} {results['beam']['word_accuracy']:.3f}")
     accuracy.append(f"greedy, turn {results['turn']['word_accuracy']:.3f}")
+    accuracy.append(f"greedy, frame {results['frame']['word_accuracy']:.3f}")
     if "lm" in results:
         accuracy.append(f"LM {results['lm']['word_accuracy']:.3f}")
         accuracy.append(f"LM, turn {results['lm turn']['word_accuracy']:.3f}")
+        accuracy.append(f"LM, turn, frame {results['lm turn frame']['word_accuracy']:.3f}")
     print(f"# word accuracy on these images: {', '.join(accuracy)}")
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:

@@ -98,11 +98,12 @@ def read_records(spec: str) -> list[dict]:
 
 
 def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: str | None,
-             step: str, lm: str | None = None, turn: bool = True) -> dict:
+             step: str, lm: str | None = None, turn: bool = True, frame: bool = True) -> dict:
     """Our reader on every record's image (as ``recognize`` reads it: whatever the label
     holds), with its lexicon where it has one, its language model (``lm`` as
-    ``evaluate --lm``) and, with ``turn``, tall crops also read turned (``evaluate --turn``);
-    images/s over preparation and reading."""
+    ``evaluate --lm``), with ``turn`` tall crops also read turned (``evaluate --turn``) and
+    with ``frame`` unsure readings' images also read framed (``evaluate --frame``); images/s
+    over preparation and reading."""
     import time
 
     import numpy as np
@@ -116,7 +117,7 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     ckpt = with_lm(load_for_inference(workdir, checkpoint, step), lm)
     c = ckpt.config
     evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size, lm=ckpt.lm,
-                               turn=turn)
+                               turn=turn, frame=frame)
     lexicons = [r.get("lexicon") or None for r in records]
     start = time.perf_counter()
     images, turned, unreadable = [], [], 0
@@ -138,7 +139,8 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     from grcnn_jax.inference.pretrained import ASSET_DIR
 
     shipped = os.path.abspath(ckpt.path) == ASSET_DIR
-    reads = ("" if ckpt.lm is None else ", language model") + (", turn" if turn else "")
+    reads = (("" if ckpt.lm is None else ", language model") + (", turn" if turn else "")
+             + (", frame" if frame else ""))
     return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path}{reads})",
             "images_per_s": len(records) / seconds,
             "not_counted": {"unreadable image": unreadable} if unreadable else {},
@@ -259,6 +261,9 @@ def define_flags(flag_values) -> None:
                         "(default: the reader's own)", flag_values=flag_values)
     flags.DEFINE_bool("turn", True, "our reader also reads tall crops turned a quarter each "
                       "way (as evaluate and recognize do)", flag_values=flag_values)
+    flags.DEFINE_bool("frame", True, "our reader also reads unsure readings' images framed "
+                      "tighter and looser (as evaluate and recognize do)",
+                      flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
     common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
@@ -273,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     records = read_records(FLAGS.data)
     results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
-                        FLAGS.lm, FLAGS.turn)]
+                        FLAGS.lm, FLAGS.turn, FLAGS.frame)]
     for name in FLAGS.peers:
         if peer_available(FLAGS.peer_python, name):
             results.append(run_peer(records, FLAGS.peer_python, name))

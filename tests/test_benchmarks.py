@@ -167,7 +167,7 @@ def test_eval_throughput_takes_config_overrides(tmp_path, capsys):
     header = capsys.readouterr().out.splitlines()[0]
     assert "configs/tiny.py --config.model.T=1 (random parameters)" in header
     assert [r["what"] for r in rows] == ["bare inference", "eval greedy", "eval lexicon 5",
-                                          "eval greedy, turn"]
+                                          "eval greedy, turn", "eval greedy, frame"]
     assert all(r["images_per_s"] > 0 for r in rows) and json.loads(out.read_text()) == rows
     with pytest.raises(SystemExit) as e:             # a field the config lacks: one line
         eval_throughput.main([f"--config={TINY}", "--config.model.nope=1"])

@@ -87,6 +87,9 @@ def _define_flags() -> None:
     flags.DEFINE_bool("turn", True, "Also read crops at least 1.25 times as tall as wide "
                       "turned a quarter each way, keeping the reading the model is surest of "
                       "(--noturn: every image as given).")
+    flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
+                      "framed tighter and looser, keeping the reading ranked first "
+                      "(--noframe: every image once).")
     flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: "
                          "config.data.num_workers).")
     flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json, "
@@ -120,12 +123,14 @@ def main(argv: list[str]) -> None:
             report = benchmark_protocol.evaluate_benchmark(
                 ckpt, FLAGS.benchmark, batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
-                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn)
+                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn,
+                frame=FLAGS.frame)
         else:
             report = evaluate_checkpoint(
                 ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
-                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn)
+                num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn,
+                frame=FLAGS.frame)
     if FLAGS.benchmark:
         print(benchmark_protocol.format_table(report), flush=True)
     else:

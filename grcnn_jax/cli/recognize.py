@@ -64,6 +64,9 @@ def _define_flags() -> None:
     flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
                       "turned a quarter each way, keeping the reading the model is surest of "
                       "(--noturn: every image as given).")
+    flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
+                      "framed tighter and looser, keeping the reading ranked first "
+                      "(--noframe: every image once).")
     flags.DEFINE_integer("batch_size", None, "Images per jitted call (default: the config's "
                          "eval_batch_size, at most the number of images; 64 with --exported).")
     flags.DEFINE_string("exported", None, "Run a model folder written by grcnn_jax.export "
@@ -123,13 +126,13 @@ def main(argv: list[str]) -> None:
         if kind == "onnx":
             predictions = reader.read(list(images), lexicon, batch_size=FLAGS.batch_size or 64,
                                       beam_width=FLAGS.beam_width, turn=FLAGS.turn,
-                                      turned=turned)
+                                      turned=turned, frame=FLAGS.frame)
         elif kind == "exported":
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
-                                             FLAGS.batch_size, turned)
+                                             FLAGS.batch_size, turned, FLAGS.frame)
         else:
             predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width,
-                                           FLAGS.batch_size, turned)
+                                           FLAGS.batch_size, turned, FLAGS.frame)
     for path, p in zip(good, predictions):
         if lexicon is not None:
             print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")

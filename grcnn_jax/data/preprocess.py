@@ -208,6 +208,26 @@ TURN_RATIO = 1.25
 TURNS = ("clockwise", "anticlockwise")           # the views ``turned_views`` gives, in order
 
 
+# A greedy reading less probable than this (p(text | image), all alignments) is unsure: readers also read the
+# crop framed tighter and looser (``framed_views``) and keep the reading they score best. Word
+# crops come cut loosely or tightly, and a network reads some framings better than others.
+UNSURE = 0.5
+FRAMES = ("tighter", "looser")                   # the views ``framed_views`` gives, in order
+FRAME_MARGIN = (0.08, 0.04)                      # of the height, of the width: cut or added
+
+
+def framed_views(image: np.ndarray) -> np.ndarray:
+    """A prepared uint8 [H, W] image -> uint8 [2, H, W]: it with ``FRAME_MARGIN`` cut from
+    each side (tighter) and added to each side (looser, the edge pixels repeated), each
+    resized back to [H, W]."""
+    h, w = image.shape
+    dy, dx = max(1, round(FRAME_MARGIN[0] * h)), max(1, round(FRAME_MARGIN[1] * w))
+    tighter = image[dy:h - dy, dx:w - dx] if h > 2 * dy and w > 2 * dx else image
+    looser = np.pad(image, ((dy, dy), (dx, dx)), mode="edge")
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(v)).resize(
+        (w, h), Image.BILINEAR)) for v in (tighter, looser)])
+
+
 def prepare_image(image, height: int, width: int, keep_aspect: bool, grayscale: str
                   ) -> np.ndarray:
     """An image (encoded bytes or an array) -> uint8 [height, width], as the loader prepares

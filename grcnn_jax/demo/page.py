@@ -157,6 +157,7 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
         best = {w: p for w, p in reading.lexicon} if reading.lexicon else {}
         status = (f"Read **{shown(reading.text)}** with confidence {reading.confidence:.3f}"
                   + (f" (the image turned {reading.turned})" if reading.turned else "")
+                  + (f" (the image framed {reading.framed})" if reading.framed else "")
                   + (f"; best lexicon word **{reading.lexicon[0][0]}**" if reading.lexicon
                      else "") + ".")
         return (status, reading.text, f"{reading.confidence:.4f}", alternatives, best,

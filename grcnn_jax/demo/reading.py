@@ -22,7 +22,7 @@ from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
                                      ctc_log_likelihood, lexicon_forms, log_softmax,
-                                     prefix_beam_search)
+                                     prefix_beam_search, ranked_view)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
 MAX_PIXELS = 40_000_000          # ... and so is one that decodes to more pixels (a word crop
@@ -45,10 +45,12 @@ class WordReading:
         fused score (the image and the language model together).
       lexicon: with a lexicon, (word, probability) of its best words, best first; else None.
       probs: float32 [frames, classes] per-frame probabilities (softmax of the logits).
-      image: uint8 [H, W], the image as the model saw it (grayscale, resized; turned where
-        ``turned`` says).
+      image: uint8 [H, W], the image as the model saw it (grayscale, resized; turned or
+        framed where ``turned`` or ``framed`` says).
       turned: 'clockwise' or 'anticlockwise' where a tall image was read turned a quarter
         that way (its greedy reading was surer so), else None.
+      framed: 'tighter' or 'looser' where an unsure reading's image was read framed so (its
+        reading ranked first so: ``ctc_host.ranked_view``), else None.
     """
 
     text: str
@@ -58,6 +60,7 @@ class WordReading:
     probs: np.ndarray
     image: np.ndarray
     turned: str | None = None
+    framed: str | None = None
 
 
 class CheckpointReader:
@@ -103,7 +106,7 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
               beam_width: int = 5) -> WordReading:
     """Reads one encoded image with ``reader``; raises ``UploadError`` for a bad upload and
     ValueError when no lexicon word fits the model's charset."""
-    from grcnn_jax.data.preprocess import TURNS, prepare_views
+    from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views, prepare_views
 
     check_upload(data)
     meta = reader.meta
@@ -121,9 +124,20 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     ids = collapse(log_probs.argmax(-1)[None])[0]
     charset = reader.charset
     lm = getattr(reader, "lm", None)
-    fusion = None
-    if lm is not None:
-        fusion = LmDecoder(lm, charset)
+    fusion = None if lm is None else LmDecoder(lm, charset)
+    framed = None
+    unsure = views is None and ctc_log_likelihood(log_probs, ids) < np.log(UNSURE)
+    if unsure:                                  # read framed too: the reading ranked first
+        candidates = np.concatenate([image[None], framed_views(image)])
+        all_log_probs = np.concatenate([log_probs[None],
+                                        log_softmax(np.asarray(reader(candidates[1:])))])
+        readings = (collapse(all_log_probs.argmax(-1)) if fusion is None
+                    else [list(r) for r, _ in fusion.read(all_log_probs)])
+        k = ranked_view(all_log_probs, readings, None if fusion is None else fusion.rank)
+        log_probs, image, framed = all_log_probs[k], candidates[k], (None if k == 0
+                                                                     else FRAMES[k - 1])
+        ids = list(readings[k])
+    elif fusion is not None:
         ids = fusion.read(log_probs[None])[0][0]
     beam = prefix_beam_search(log_probs, max(1, beam_width), BEAM_CLASS_THRESHOLD, fusion)
     alternatives = [(charset.decode(list(p)), float(np.exp(s))) for p, s in beam]
@@ -139,7 +153,8 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     return WordReading(text=charset.decode(ids),
                        confidence=float(np.exp(ctc_log_likelihood(log_probs, ids))),
                        alternatives=alternatives, lexicon=words,
-                       probs=np.exp(log_probs).astype(np.float32), image=image, turned=turned)
+                       probs=np.exp(log_probs).astype(np.float32), image=image, turned=turned,
+                       framed=framed)
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -14,6 +14,12 @@ An Evaluator that turns (``turn=True``) also reads each tall crop turned a quart
 three, the reading whose greedy path is most probable. The turned views wait in a queue and
 are read a whole batch at a time (the same compiled step), so the cost is the views read,
 and a tall image's reading is final when its views are.
+
+An Evaluator that frames (``frame=True``) also reads each other image whose greedy reading is
+unsure (p < ``preprocess.UNSURE``) framed tighter and looser (``preprocess.framed_views``,
+made here from the prepared image) through the same queue, and keeps, of the three, the
+reading the search ranks first (``LmDecoder.rank`` with a language model; without one, the
+most probable greedy path).
 """
 
 from __future__ import annotations
@@ -37,11 +43,14 @@ from grcnn_jax.text import decode
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
-from grcnn_jax.data.preprocess import TURNS
+from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
 from grcnn_jax.text.losses import ctc_loss
 from grcnn_jax.text.metrics import WordMetrics
 from grcnn_jax.evaluation.overlap import OneBehind
 
+
+
+_LOG_UNSURE = float(np.log(UNSURE))
 
 
 def host_rows(array: jax.Array) -> np.ndarray:
@@ -103,6 +112,8 @@ class Prediction:
       lexicon_confidence: p(lexicon_text | image); None without a lexicon.
       turned: 'clockwise' or 'anticlockwise' where the reading is of the image turned a
         quarter that way (an Evaluator that turns tall crops); None: as given.
+      framed: 'tighter' or 'looser' where the reading is of the image framed so (an
+        Evaluator that frames unsure readings); None: as given.
     """
 
     text: str
@@ -110,40 +121,47 @@ class Prediction:
     lexicon_text: str | None = None
     lexicon_confidence: float | None = None
     turned: str | None = None
+    framed: str | None = None
 
 
-class _TurnedViews:
-    """Tall images' turned views waiting to be read, and the readings they may replace.
+class _Views:
+    """Images' views waiting to be read (tall images turned, unsure ones framed), and the
+    readings they may replace.
 
-    ``add`` an image's reading (and its greedy path's log p) with its views; ``take`` views to
-    read; ``settle`` each view's reading: when an image's last view is read, it returns the
-    image's payload and the reading of the three whose greedy log p is highest (the image
-    as given on ties)."""
+    ``add`` an image's reading and its score with its views and their kind (``"turned"``:
+    scored by the greedy path's log p; ``"framed"``: by ``Evaluator._read``'s score);
+    ``take`` views to read; ``settle`` each view's reading: when an image's last view is
+    read, it returns the image's payload and the reading of the three that scores highest
+    (the image as given on ties)."""
+
+    NAMES = {"turned": TURNS, "framed": FRAMES}
 
     def __init__(self):
-        self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, turn, image, lexicon
-        self._open: dict[int, list] = {}        # ticket -> [payload, [(prediction, log p)], left]
+        self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, view, image, lexicon
+        self._open: dict[int, list] = {}    # ticket -> [payload, kind, [(prediction, score)], left]
         self._tickets = 0
 
-    def add(self, payload: Any, prediction: Prediction, log_p: float, views: np.ndarray,
-            lexicon: Any) -> None:
+    def add(self, payload: Any, prediction: Prediction, score: float, views: np.ndarray,
+            lexicon: Any, kind: str = "turned") -> None:
         ticket, self._tickets = self._tickets, self._tickets + 1
-        self._open[ticket] = [payload, [(prediction, float(log_p))], len(views)]
+        self._open[ticket] = [payload, kind, [(prediction, float(score))], len(views)]
         self.queue += [(ticket, k, view, lexicon) for k, view in enumerate(views)]
 
     def take(self, n: int) -> list[tuple[int, int, np.ndarray, Any]]:
         taken, self.queue = self.queue[:n], self.queue[n:]
         return taken
 
-    def settle(self, ticket: int, turn: int, prediction: Prediction, log_p: float
-               ) -> tuple[Any, Prediction] | None:
+    def settle(self, ticket: int, view: int, prediction: Prediction, greedy_log_p: float,
+               score: float) -> tuple[Any, Prediction] | None:
         entry = self._open[ticket]
-        entry[1].append((dataclasses.replace(prediction, turned=TURNS[turn]), float(log_p)))
-        entry[2] -= 1
-        if entry[2]:
+        kind = entry[1]
+        entry[2].append((dataclasses.replace(prediction, **{kind: self.NAMES[kind][view]}),
+                         float(greedy_log_p if kind == "turned" else score)))
+        entry[3] -= 1
+        if entry[3]:
             return None
         del self._open[ticket]
-        return entry[0], max(entry[1], key=lambda c: c[1])[0]     # max keeps the first of ties
+        return entry[0], max(entry[2], key=lambda c: c[1])[0]     # max keeps the first of ties
 
 
 class Evaluator:
@@ -168,12 +186,14 @@ class Evaluator:
         the model's own settings (its beam width unless ``beam_width`` > 1). None: no model.
       turn: also read tall crops turned (see the module doc): the views come with the
         batches (``meta['turned']``, a ``Preprocess(turn=True)``) or to ``predict``.
+      frame: also read unsure readings' images framed tighter and looser (see the module
+        doc).
     """
 
     def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
                  case_sensitive: bool = False, beam_width: int = 1,
                  lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None,
-                 turn: bool = False):
+                 turn: bool = False, frame: bool = False):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if batch_size % mesh.size:
@@ -182,13 +202,14 @@ class Evaluator:
         self.model, self.charset, self.batch_size = model, charset, batch_size
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence, self.turn = lexicon_lowercase, confidence, turn
+        self.frame = frame
         self.case_variants = ctc_host.writes_both_cases(charset)
         self.lm_decoder = None if lm is None else LmDecoder(lm, charset, beam_width=beam_width)
         self._data = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._step = functools.partial(eval_step, model=model, sharding=self._data,
                                        likelihood=(confidence and beam_width == 1)
-                                       or lm is not None or turn)
+                                       or lm is not None or turn or frame)
         self._chunk = decode.default_chunk()
         self._lexicon_step = jax.jit(functools.partial(decode.lexicon_log_likelihoods,
                                                        chunk=self._chunk),
@@ -205,7 +226,8 @@ class Evaluator:
                    f"language model (weight {st.weight:g}, bonus {st.length_bonus:g})")
         else:
             how = "greedy" if self.beam_width == 1 else f"beam {self.beam_width}"
-        return how + ("; tall crops also read turned" if self.turn else "")
+        return (how + ("; tall crops also read turned" if self.turn else "")
+                + ("; unsure readings also framed tighter and looser" if self.frame else ""))
 
     # ------------------------------------------------------------------------- device
     def _put(self, array: np.ndarray) -> jax.Array:
@@ -237,9 +259,11 @@ class Evaluator:
 
     # ------------------------------------------------------------------------- host
     def _read(self, batch: dict, out: dict, encoded
-              ) -> tuple[list[Prediction], np.ndarray, np.ndarray | None]:
-        """Fetches one batch's outputs: predictions for its real rows, their indices, and
-        their greedy paths' log p (None where the step did not compute it)."""
+              ) -> tuple[list[Prediction], np.ndarray, np.ndarray | None, list | None]:
+        """Fetches one batch's outputs: predictions for its real rows, their indices, their
+        greedy paths' log p (None where the step did not compute it) and the readings'
+        scores for choosing among framed views (``LmDecoder.rank`` with a language model,
+        else the greedy path's log p)."""
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
         greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
                         else None)
@@ -248,6 +272,7 @@ class Evaluator:
                                             exact=self.confidence)
             texts = [self.charset.decode(ids) for ids, _ in readings]
             log_p = [lp for _, lp in readings]
+            scores = [self.lm_decoder.rank(ids, lp) for ids, lp in readings]
         elif self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
             beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
@@ -277,11 +302,13 @@ class Evaluator:
                        lexicon_text=None if lex is None else lex[0],
                        lexicon_confidence=None if lex is None else float(np.exp(lex[1])))
             for i, (t, lex) in enumerate(zip(texts, lexicon))]
-        return predictions, rows, greedy_log_p
+        if self.lm_decoder is None:
+            scores = greedy_log_p
+        return predictions, rows, greedy_log_p, scores
 
     def _read_views(self, params, batch_stats, views: list, like: dict) -> list[tuple]:
-        """Reads up to a host batch of queued views (``_TurnedViews.take``) as one batch of
-        ``like``'s keys; (ticket, turn, prediction, greedy log p) for each."""
+        """Reads up to a host batch of queued views (``_Views.take``) as one batch of
+        ``like``'s keys; (ticket, view, prediction, greedy log p, score) for each."""
         n = len(views)
         image = np.zeros((self._local_batch, *like["image"].shape[1:]), np.uint8)
         for i, (_, _, view, _) in enumerate(views):
@@ -291,24 +318,26 @@ class Evaluator:
         if "labels" in like:                    # the keys of the compiled step's batches
             batch["labels"] = np.zeros((self._local_batch, *like["labels"].shape[1:]), np.int32)
             batch["label_paddings"] = np.ones(batch["labels"].shape, np.float32)
-        predictions, rows, log_p = self._read(batch, *self._dispatch(params, batch_stats, batch))
-        return [(views[r][0], views[r][1], p, lp) for r, p, lp in zip(rows, predictions, log_p)]
+        predictions, rows, log_p, scores = self._read(batch, *self._dispatch(params, batch_stats,
+                                                                          batch))
+        return [(views[r][0], views[r][1], p, lp, sc)
+                for r, p, lp, sc in zip(rows, predictions, log_p, scores)]
 
-    def _read_due_views(self, params, batch_stats, turns: _TurnedViews, like: dict,
+    def _read_due_views(self, params, batch_stats, turns: _Views, like: dict,
                         final: bool, settled) -> None:
         """Reads batches of queued views while ``_views_due``; ``settled(payload,
         prediction)`` for each image whose last view is read."""
         while self._views_due(turns, final):
-            for ticket, turn, pred, log_p in self._read_views(
+            for ticket, view, pred, log_p, score in self._read_views(
                     params, batch_stats, turns.take(self._local_batch), like):
-                done = turns.settle(ticket, turn, pred, log_p)
+                done = turns.settle(ticket, view, pred, log_p, score)
                 if done is not None:
                     settled(*done)
 
-    def _views_due(self, turns: _TurnedViews, final: bool) -> bool:
+    def _views_due(self, turns: _Views, final: bool) -> bool:
         """Whether a batch of views is read now: a whole host batch waits (any host's, with
         several), or ``final`` and any view waits; every host gets the same answer."""
-        if not self.turn:
+        if not (self.turn or self.frame):
             return False
         due = len(turns.queue) >= self._local_batch or (final and bool(turns.queue))
         if jax.process_count() > 1:
@@ -347,7 +376,7 @@ class Evaluator:
         lexicon_metrics = WordMetrics(case_sensitive=self.case_sensitive)
         acc = {"loss": 0.0, "count": 0, "skipped_words": 0}
 
-        turns = _TurnedViews()
+        turns = _Views()
 
         def record(pred: Prediction, target: str, entry: dict | None) -> None:
             """One image's final reading."""
@@ -359,7 +388,7 @@ class Evaluator:
                              **({"confidence": pred.confidence} if self.confidence else {}))
 
         def consume(batch, out, encoded):
-            preds, rows, log_p = self._read(batch, out, encoded)
+            preds, rows, log_p, scores = self._read(batch, out, encoded)
             meta = batch["meta"]
             targets = [meta["text"][r] for r in rows]
             keys = meta.get("key") or [None] * (max(rows, default=-1) + 1)
@@ -370,9 +399,12 @@ class Evaluator:
                 if predictions is not None:         # in order; filled in by ``record``
                     entry = {"key": keys[r], "text": target}
                     predictions.append(entry)
+                lexicon = lexicons[r] if r < len(lexicons) else None
                 if turned is not None and turned[r] is not None:
-                    turns.add((target, entry), pred, log_p[i], turned[r],
-                              lexicons[r] if r < len(lexicons) else None)
+                    turns.add((target, entry), pred, log_p[i], turned[r], lexicon)
+                elif self.frame and log_p[i] < _LOG_UNSURE:
+                    turns.add((target, entry), pred, scores[i],
+                              framed_views(np.asarray(batch["image"][r])), lexicon, "framed")
                 else:
                     record(pred, target, entry)
             if encoded is not None:
@@ -460,15 +492,18 @@ class Evaluator:
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
         unread: OneBehind[tuple] = OneBehind()
-        turns = _TurnedViews()
+        turns = _Views()
 
         def take(batch, out, encoded):
-            preds, rows, log_p = self._read(batch, out, encoded)
+            preds, rows, log_p, scores = self._read(batch, out, encoded)
             for i, (r, pred) in enumerate(zip(rows, preds)):
                 k = batch["start"] + int(r)
+                lexicon = None if lexicons is None else lexicons[k]
                 if self.turn and turned is not None and turned[k] is not None:
-                    turns.add(len(results), pred, log_p[i], turned[k],
-                              None if lexicons is None else lexicons[k])
+                    turns.add(len(results), pred, log_p[i], turned[k], lexicon)
+                elif self.frame and log_p[i] < _LOG_UNSURE:
+                    turns.add(len(results), pred, scores[i], framed_views(images[k]), lexicon,
+                              "framed")
                 results.append(pred)
 
         for start in range(0, len(images), self.batch_size):
@@ -494,14 +529,16 @@ class Evaluator:
 def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Mesh,
                    batch_size: int | None = None, *, what: str = "config.eval_batch_size",
                    case_sensitive: bool = False, beam_width: int = 1,
-                   confidence: bool = False, lm: Any = None, turn: bool = False) -> Evaluator:
+                   confidence: bool = False, lm: Any = None, turn: bool = False,
+                   frame: bool = False) -> Evaluator:
     """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
     ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy;
     ``lm``: the language model to read with (an ``InferenceCheckpoint``'s ``lm``); ``turn``:
-    also read tall crops turned."""
+    also read tall crops turned; ``frame``: also read unsure readings' images framed."""
     batch_size = batch_size or config.eval_batch_size
     check_divisible(batch_size, what)
     return Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
                      batch_size=batch_size, case_sensitive=case_sensitive,
                      beam_width=beam_width, confidence=confidence,
-                     lexicon_lowercase=lexicon_lowercase(config), lm=lm, turn=turn)
+                     lexicon_lowercase=lexicon_lowercase(config), lm=lm, turn=turn,
+                     frame=frame)

@@ -221,7 +221,8 @@ def summarize(items: Sequence[dict]) -> dict:
 def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
                        case_sensitive: bool = False, beam_width: int = 1,
                        num_workers: int | None = None,
-                       predictions: dict[str, list] | None = None, turn: bool = True) -> dict:
+                       predictions: dict[str, list] | None = None, turn: bool = True,
+                       frame: bool = True) -> dict:
     """Scores a restored checkpoint on the benchmark sets in ``root`` (see module doc).
 
     Args:
@@ -233,6 +234,8 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
       num_workers: loader worker processes (default ``config.data.num_workers``).
       predictions: if a dict, ``predictions[name]`` gets each record's ``score_records`` dict.
       turn: also read tall crops turned a quarter each way (``Evaluator``'s ``turn``).
+      frame: also read unsure readings' images framed tighter and looser (``Evaluator``'s
+        ``frame``).
 
     Returns:
       ``{"protocol": "benchmark", "benchmark", "checkpoint", "step", "batch_size",
@@ -272,7 +275,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               confidence=True, lm=ckpt.lm, turn=turn)
+                               confidence=True, lm=ckpt.lm, turn=turn, frame=frame)
     preprocess = CountEveryRecord(dataclasses.replace(
         make_preprocess(config, charset), policy=tuple(sorted(DEFAULT_POLICY.items())),
         adapt_labels=True, keep_case=case_sensitive, augment=False, turn=turn))

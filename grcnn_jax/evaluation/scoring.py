@@ -40,7 +40,8 @@ def open_dataset(config: Any, spec: str | None) -> Any:
 def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None = None, *,
                         batch_size: int | None = None, case_sensitive: bool = False,
                         beam_width: int = 1, num_workers: int | None = None,
-                        predictions: dict[str, list] | None = None, turn: bool = True) -> dict:
+                        predictions: dict[str, list] | None = None, turn: bool = True,
+                        frame: bool = True) -> dict:
     """Evaluates a restored checkpoint on each dataset.
 
     Args:
@@ -54,6 +55,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
       predictions: if a dict, ``predictions[name]`` gets one dict per image.
       turn: also read crops at least ``preprocess.TURN_RATIO`` times as tall as wide turned a
         quarter each way, keeping the most probable reading (``Evaluator``'s ``turn``).
+      frame: also read the images of unsure readings framed tighter and looser, keeping the
+        reading ranked first (``Evaluator``'s ``frame``).
 
     Returns:
       ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "decoding"
@@ -72,7 +75,7 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               lm=ckpt.lm, turn=turn)
+                               lm=ckpt.lm, turn=turn, frame=frame)
     preprocess = dataclasses.replace(make_preprocess(config, charset), turn=turn)
     if case_sensitive:               # the labels' own case, not the lowercased encoding's
         preprocess = dataclasses.replace(preprocess, keep_case=True)

@@ -13,7 +13,8 @@ lexicon word of highest CTC likelihood (scored in its case forms for a model tha
 both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`` uses, and
 a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
 ``recognize`` does; a tall image is also read turned a quarter each way and the reading the
-model is surest of kept, as ``recognize`` does. Nothing here imports jax, flax or the
+model is surest of kept, and an unsure reading's image also read framed tighter and looser
+and the reading ranked first kept, as ``recognize`` does. Nothing here imports jax, flax or the
 training code.
 """
 
@@ -29,10 +30,10 @@ import numpy as np
 from grcnn_jax.inference.lm_files import load_in_folder
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.data.preprocess import TURNS
+from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
                                      ctc_log_likelihood, lexicon_forms, log_softmax,
-                                     prefix_beam_search)
+                                     prefix_beam_search, ranked_view)
 
 ONNX_FILE, META_FILE = "model.onnx", "meta.json"
 
@@ -58,13 +59,15 @@ def session(model: str | bytes) -> Any:
 class Reading:
     """One image's reading: the text, p(text | image), and with a lexicon its best word and
     that word's probability (None without one); ``turned``: 'clockwise' or 'anticlockwise'
-    where the image was read turned a quarter that way."""
+    where the image was read turned a quarter that way; ``framed``: 'tighter' or 'looser'
+    where the reading is of the image framed so."""
 
     text: str
     confidence: float
     lexicon_text: str | None = None
     lexicon_confidence: float | None = None
     turned: str | None = None
+    framed: str | None = None
 
 
 class OnnxReader:
@@ -134,11 +137,15 @@ class OnnxReader:
 
     def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
              batch_size: int = 64, beam_width: int = 1, turn: bool = True,
-             turned: Sequence[np.ndarray | None] | None = None) -> list[Reading]:
+             turned: Sequence[np.ndarray | None] | None = None,
+             frame: bool = True) -> list[Reading]:
         """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each;
         ``beam_width`` > 1 reads with a prefix beam search instead of greedy CTC (the text's
         confidence is still its exact probability). With ``turn``, tall images are also
-        read turned (their views made here, or ``turned[k]`` for an image given prepared)."""
+        read turned (their views made here, or ``turned[k]`` for an image given prepared);
+        with ``frame``, the other images whose greedy reading has p < ``UNSURE`` are also
+        read framed tighter and looser, keeping the reading ranked first (``LmDecoder.rank``
+        with a language model; without one, the most probable greedy reading)."""
         def ready(im: Any) -> bool:
             return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
 
@@ -161,25 +168,42 @@ class OnnxReader:
                 log_probs[k] = log_probs[first + best - 1]
                 chosen[k] = TURNS[best - 1]
         log_probs = log_probs[:n]
+        tall = {k for k, _ in views}
+        unsure = [k for k, ids in enumerate(collapse(log_probs.argmax(-1)))
+                  if frame and k not in tall
+                  and ctc_log_likelihood(log_probs[k], ids) < np.log(UNSURE)]
+        if unsure:                                # their framed views, after the images
+            framed = np.concatenate([framed_views(prepared[k]) for k in unsure])
+            log_probs = np.concatenate([log_probs, log_softmax(self(framed, batch_size))])
         forms = None if lexicon is None else lexicon_forms(
             lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
+        greedy = collapse(log_probs.argmax(-1))
+        decoder = None
         if self.lm is not None:
             decoder = LmDecoder(self.lm, self.charset, beam_width=beam_width)
-            best = [ids for ids, _ in decoder.read(log_probs, exact=False)]
+            best = [list(ids) for ids, _ in decoder.read(log_probs, exact=False)]
         elif beam_width > 1:
-            best = [prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0]
+            best = [list(prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0])
                     for lp in log_probs]
         else:
-            best = collapse(log_probs.argmax(-1))
-        for lp, ids, turn_k in zip(log_probs, best, chosen):
+            best = greedy
+        framing: list[str | None] = [None] * n
+        for j, k in enumerate(unsure):            # each unsure image: the reading ranked first
+            rows = [k, n + 2 * j, n + 2 * j + 1]
+            pick = ranked_view(log_probs[rows], [(best if decoder else greedy)[r] for r in rows],
+                               decoder.rank if decoder else None)
+            if pick:
+                log_probs[k], best[k], framing[k] = (log_probs[rows[pick]], best[rows[pick]],
+                                                     FRAMES[pick - 1])
+        for lp, ids, turn_k, frame_k in zip(log_probs[:n], best[:n], chosen, framing):
             ids = list(ids)
             reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))),
-                              turned=turn_k)
+                              turned=turn_k, framed=frame_k)
             if forms:                       # ties go to the earlier word, as recognize's
                 scores = [ctc_log_likelihood(lp, f_ids) for _, f_ids in forms]
-                best = int(np.argmax(scores))
-                reading.lexicon_text = forms[best][0]
-                reading.lexicon_confidence = float(np.exp(scores[best]))
+                top = int(np.argmax(scores))
+                reading.lexicon_text = forms[top][0]
+                reading.lexicon_confidence = float(np.exp(scores[top]))
             readings.append(reading)
         return readings

@@ -110,10 +110,12 @@ def load_views(files: Sequence[str], height: int, width: int, keep_aspect: bool,
 def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      lexicon: Sequence[str] | None = None, beam_width: int = 1,
                      batch_size: int | None = None,
-                     turned: Sequence[np.ndarray | None] | None = None) -> list:
+                     turned: Sequence[np.ndarray | None] | None = None,
+                     frame: bool = True) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
     ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``).
-    ``turned``: per image its turned views (``load_views``), read too where given."""
+    ``turned``: per image its turned views (``load_views``), read too where given;
+    ``frame``: unsure readings' images also read framed (``Evaluator``'s ``frame``)."""
     from grcnn_jax.assemble import lexicon_lowercase, make_mesh
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.models import frames_for_width
@@ -127,7 +129,7 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                                 lexicon_lowercase(config))
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                beam_width=beam_width, confidence=True, lm=ckpt.lm,
-                               turn=turned is not None)
+                               turn=turned is not None, frame=frame)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons, turned)
 
@@ -163,7 +165,8 @@ class ExportedModule:
 
 def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
                        beam_width: int = 1, batch_size: int | None = None,
-                       turned: Sequence[np.ndarray | None] | None = None) -> list:
+                       turned: Sequence[np.ndarray | None] | None = None,
+                       frame: bool = True) -> list:
     """``recognize_images`` for a model from ``inference.exported.load_exported``: the same
     ``Evaluator`` (decoders, confidences, lexicon scores) on its program, on one device."""
     import jax
@@ -179,7 +182,7 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
     evaluator = Evaluator(ExportedModule(reader.exported), reader.charset, mesh,
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
                           lexicon_lowercase=lowercase, confidence=True, lm=reader.lm,
-                          turn=turned is not None)
+                          turn=turned is not None, frame=frame)
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict({}, {}, images, lexicons, turned)
 

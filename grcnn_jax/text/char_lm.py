@@ -225,6 +225,14 @@ class LmDecoder:
     def finish(self, state: str) -> float:
         return self.settings.weight * self.lm.score(state, END)
 
+    def rank(self, ids: Sequence[int], log_p: float) -> float:
+        """The search's score of a whole reading: ``log_p`` (log p(reading | image)) +
+        weight * log p_lm(reading, then its end) + length bonus per character. Readings of
+        different images of one word (``preprocess.framed_views``) are compared with it."""
+        s = self.settings
+        text = "".join(self._chars[i] for i in ids)
+        return log_p + s.weight * self.lm.word_log_prob(text) + s.length_bonus * len(ids)
+
     def read(self, logits: np.ndarray, greedy_log_p: Sequence[float] | None = None,
              exact: bool = True) -> list[tuple[list[int], float]]:
         """[B, T, C] logits -> per image (label ids, log p(labelling | image)).

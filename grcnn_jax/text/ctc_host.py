@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -133,6 +133,17 @@ def best_view(log_probs: np.ndarray) -> int:
     greedy reading is most probable (log p summed over its alignments; the first on ties)."""
     scores = [ctc_log_likelihood(lp, ids)
               for lp, ids in zip(log_probs, collapse(np.asarray(log_probs).argmax(-1)))]
+    return int(np.argmax(scores))
+
+
+def ranked_view(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
+                rank: Callable[[Sequence[int], float], float] | None = None) -> int:
+    """[V, T, C] log-probabilities of V views of one image and each view's reading -> the
+    index of the reading ranked first: by ``rank(ids, log p(ids | view))`` (a language
+    model's ``LmDecoder.rank``), or without ``rank`` by log p itself (the first on ties)."""
+    scores = [ctc_log_likelihood(lp, ids) for lp, ids in zip(log_probs, readings)]
+    if rank is not None:
+        scores = [rank(ids, s) for ids, s in zip(readings, scores)]
     return int(np.argmax(scores))
 
 

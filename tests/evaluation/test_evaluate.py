@@ -95,7 +95,7 @@ def test_evaluate_datasets_lexicon_is_the_brute_force_choice(trained, ckpt, tmp_
     ic03 = str(IC03_MINI)
     predictions = {}
     report = evaluate_checkpoint(ckpt, [trained.lex, ic03], batch_size=8,
-                                 predictions=predictions)
+                                 predictions=predictions, frame=False)   # as given only
     lex_row, ic03_row = report["datasets"]
     assert (lex_row["count"], ic03_row["count"]) == (13, 6)
     assert lex_row["lexicon_count"] == 13 and ic03_row["lexicon_count"] == 6
@@ -215,7 +215,7 @@ def image_dir(trained, tmp_path_factory):
 
 def test_recognize_reads_a_folder_and_skips_a_corrupt_file(trained, ckpt, image_dir):
     folder, paths = image_dir
-    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}", folder)
+    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}", "--noframe", folder)
     lines = [ln.split("\t") for ln in proc.stdout.splitlines()]
     assert [ln[0] for ln in lines] == sorted(paths[:4]) + [paths[4]]
     assert "corrupt.png" in proc.stderr and "skipped" in proc.stderr
@@ -255,7 +255,8 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
                                          c.image_width, c.data.keep_aspect)
     assert good == paths and [p for p, _ in problems] == [str(folder / "corrupt.png")]
     log_probs = model_log_probs(ckpt, images)
-    preds = recognize_images(ckpt, images, lexicon=lexicon, beam_width=3, batch_size=2)
+    preds = recognize_images(ckpt, images, lexicon=lexicon, beam_width=3, batch_size=2,
+                             frame=False)                              # as given only
     words = ["grcnn", "ctc", "lstm", "gate"]
     for p, lp in zip(preds, log_probs):
         scores = {w: ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(w)) for w in words}
@@ -266,7 +267,7 @@ def test_recognize_with_lexicon_and_beam(trained, ckpt, image_dir, tmp_path):
         assert p.text == beam_text
         assert p.confidence == pytest.approx(
             np.exp(ctc_host.ctc_log_likelihood(lp, ckpt.charset.encode(p.text))), rel=1e-6)
-    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}",
+    proc = run_module("grcnn_jax.recognize", f"--workdir={trained.workdir}", "--noframe",
                       f"--lexicon={lexicon_file}", paths[0])
     assert proc.stdout.split("\t")[1] == preds[0].lexicon_text
     assert "it's" in proc.stderr                             # the skipped word is named
