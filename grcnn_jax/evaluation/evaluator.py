@@ -9,7 +9,7 @@ one compilation per padded lexicon shape, see ``decode.bucket``). The host
 decodes (greedy from the best path; beam search from the fetched logits) and
 accumulates the word metrics while the device already runs the next batch.
 
-An Evaluator that turns (``turn=True``) also reads each tall crop turned a quarter each way
+An Evaluator that views_queue (``turn=True``) also reads each tall crop turned a quarter each way
 (``preprocess.turned_views``: batches carry them in ``meta['turned']``) and keeps, of the
 three, the reading whose greedy path is most probable. The turned views wait in a queue and
 are read a whole batch at a time (the same compiled step), so the cost is the views read,
@@ -111,7 +111,7 @@ class Prediction:
         words encodes); None without a lexicon.
       lexicon_confidence: p(lexicon_text | image); None without a lexicon.
       turned: 'clockwise' or 'anticlockwise' where the reading is of the image turned a
-        quarter that way (an Evaluator that turns tall crops); None: as given.
+        quarter that way (an Evaluator that views_queue tall crops); None: as given.
       framed: 'tighter' or 'looser' where the reading is of the image framed so (an
         Evaluator that frames unsure readings); None: as given.
     """
@@ -138,7 +138,7 @@ class _Views:
 
     def __init__(self):
         self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, view, image, lexicon
-        self._open: dict[int, list] = {}    # ticket -> [payload, kind, [(prediction, score)], left]
+        self._open: dict[int, list] = {}  # ticket -> [payload, kind, [(prediction, score)], left]
         self._tickets = 0
 
     def add(self, payload: Any, prediction: Prediction, score: float, views: np.ndarray,
@@ -323,23 +323,23 @@ class Evaluator:
         return [(views[r][0], views[r][1], p, lp, sc)
                 for r, p, lp, sc in zip(rows, predictions, log_p, scores)]
 
-    def _read_due_views(self, params, batch_stats, turns: _Views, like: dict,
+    def _read_due_views(self, params, batch_stats, views_queue: _Views, like: dict,
                         final: bool, settled) -> None:
         """Reads batches of queued views while ``_views_due``; ``settled(payload,
         prediction)`` for each image whose last view is read."""
-        while self._views_due(turns, final):
+        while self._views_due(views_queue, final):
             for ticket, view, pred, log_p, score in self._read_views(
-                    params, batch_stats, turns.take(self._local_batch), like):
-                done = turns.settle(ticket, view, pred, log_p, score)
+                    params, batch_stats, views_queue.take(self._local_batch), like):
+                done = views_queue.settle(ticket, view, pred, log_p, score)
                 if done is not None:
                     settled(*done)
 
-    def _views_due(self, turns: _Views, final: bool) -> bool:
+    def _views_due(self, views_queue: _Views, final: bool) -> bool:
         """Whether a batch of views is read now: a whole host batch waits (any host's, with
         several), or ``final`` and any view waits; every host gets the same answer."""
         if not (self.turn or self.frame):
             return False
-        due = len(turns.queue) >= self._local_batch or (final and bool(turns.queue))
+        due = len(views_queue.queue) >= self._local_batch or (final and bool(views_queue.queue))
         if jax.process_count() > 1:
             due = bool(multihost_utils.process_allgather(np.array(due)).any())
         return due
@@ -376,7 +376,7 @@ class Evaluator:
         lexicon_metrics = WordMetrics(case_sensitive=self.case_sensitive)
         acc = {"loss": 0.0, "count": 0, "skipped_words": 0}
 
-        turns = _Views()
+        views_queue = _Views()
 
         def record(pred: Prediction, target: str, entry: dict | None) -> None:
             """One image's final reading."""
@@ -401,10 +401,10 @@ class Evaluator:
                     predictions.append(entry)
                 lexicon = lexicons[r] if r < len(lexicons) else None
                 if turned is not None and turned[r] is not None:
-                    turns.add((target, entry), pred, log_p[i], turned[r], lexicon)
+                    views_queue.add((target, entry), pred, log_p[i], turned[r], lexicon)
                 elif self.frame and log_p[i] < _LOG_UNSURE:
-                    turns.add((target, entry), pred, scores[i],
-                              framed_views(np.asarray(batch["image"][r])), lexicon, "framed")
+                    views_queue.add((target, entry), pred, scores[i],
+                                    framed_views(np.asarray(batch["image"][r])), lexicon, "framed")
                 else:
                     record(pred, target, entry)
             if encoded is not None:
@@ -414,7 +414,7 @@ class Evaluator:
             return len(rows)
 
         def read_views(final: bool) -> None:
-            self._read_due_views(params, batch_stats, turns, last, final,
+            self._read_due_views(params, batch_stats, views_queue, last, final,
                                  lambda payload, best: record(best, *payload))
 
         it = iter(batches)
@@ -479,7 +479,7 @@ class Evaluator:
           images: uint8 [N, H, W], already resized like the loader does.
           lexicons: per image a word list (or None), or None for no lexicon decoding.
           turned: per image its ``preprocess.turned_views`` (uint8 [2, H, W] or None), read
-            where the Evaluator turns; None: none is.
+            where the Evaluator views_queue; None: none is.
 
         Returns:
           N ``Prediction``s, in order.
@@ -492,7 +492,7 @@ class Evaluator:
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
         unread: OneBehind[tuple] = OneBehind()
-        turns = _Views()
+        views_queue = _Views()
 
         def take(batch, out, encoded):
             preds, rows, log_p, scores = self._read(batch, out, encoded)
@@ -500,10 +500,10 @@ class Evaluator:
                 k = batch["start"] + int(r)
                 lexicon = None if lexicons is None else lexicons[k]
                 if self.turn and turned is not None and turned[k] is not None:
-                    turns.add(len(results), pred, log_p[i], turned[k], lexicon)
+                    views_queue.add(len(results), pred, log_p[i], turned[k], lexicon)
                 elif self.frame and log_p[i] < _LOG_UNSURE:
-                    turns.add(len(results), pred, scores[i], framed_views(images[k]), lexicon,
-                              "framed")
+                    views_queue.add(len(results), pred, scores[i], framed_views(images[k]),
+                                    lexicon, "framed")
                 results.append(pred)
 
         for start in range(0, len(images), self.batch_size):
@@ -521,7 +521,7 @@ class Evaluator:
         last = unread.flush()
         if last is not None:
             take(*last)
-        self._read_due_views(params, batch_stats, turns, {"image": images[:1]}, True,
+        self._read_due_views(params, batch_stats, views_queue, {"image": images[:1]}, True,
                              results.__setitem__)
         return results
 
