@@ -70,8 +70,9 @@ def preprocessed(ckpt, source):
 
 # ----------------------------------------------------------------------------- evaluate
 def test_evaluate_cli_equals_training_validation(trained):
-    """No --data: the config's validation set (here synthetic words + the lexicon LMDB)."""
-    proc = run_module("grcnn_jax.evaluate", f"--workdir={trained.workdir}")
+    """No --data: the config's validation set (here synthetic words + the lexicon LMDB);
+    each image read once, as validation reads it (--noframe)."""
+    proc = run_module("grcnn_jax.evaluate", f"--workdir={trained.workdir}", "--noframe")
     report = json.loads((trained.workdir / f"eval_{STEPS}.json").read_text())
     assert report["step"] == STEPS and report["checkpoint"].endswith(f"checkpoints/{STEPS}")
     [row] = report["datasets"]
