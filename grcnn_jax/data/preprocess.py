@@ -208,9 +208,10 @@ TURN_RATIO = 1.25
 TURNS = ("clockwise", "anticlockwise")           # the views ``turned_views`` gives, in order
 
 
-# A greedy reading less probable than this (p(text | image), all alignments) is unsure: readers also read the
-# crop framed tighter and looser (``framed_views``) and keep the reading they score best. Word
-# crops come cut loosely or tightly, and a network reads some framings better than others.
+# A greedy reading less probable than this (p(text | image), all alignments) is unsure:
+# readers also read the crop framed tighter and looser (``framed_views``) and keep the reading
+# ranked first. Word crops come cut loosely or tightly, and a network reads some framings
+# better than others.
 UNSURE = 0.5
 FRAMES = ("tighter", "looser")                   # the views ``framed_views`` gives, in order
 FRAME_MARGIN = (0.08, 0.04)                      # of the height, of the width: cut or added

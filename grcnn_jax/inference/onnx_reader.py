@@ -169,16 +169,17 @@ class OnnxReader:
                 chosen[k] = TURNS[best - 1]
         log_probs = log_probs[:n]
         tall = {k for k, _ in views}
-        unsure = [k for k, ids in enumerate(collapse(log_probs.argmax(-1)))
-                  if frame and k not in tall
+        greedy = collapse(log_probs.argmax(-1))
+        unsure = [k for k, ids in enumerate(greedy) if frame and k not in tall
                   and ctc_log_likelihood(log_probs[k], ids) < np.log(UNSURE)]
         if unsure:                                # their framed views, after the images
-            framed = np.concatenate([framed_views(prepared[k]) for k in unsure])
-            log_probs = np.concatenate([log_probs, log_softmax(self(framed, batch_size))])
+            framed = log_softmax(self(np.concatenate([framed_views(prepared[k])
+                                                      for k in unsure]), batch_size))
+            log_probs = np.concatenate([log_probs, framed])
+            greedy += collapse(framed.argmax(-1))
         forms = None if lexicon is None else lexicon_forms(
             lexicon, self.charset, int(self.meta["frames"]), bool(self.meta.get("lowercase", True)))
         readings = []
-        greedy = collapse(log_probs.argmax(-1))
         decoder = None
         if self.lm is not None:
             decoder = LmDecoder(self.lm, self.charset, beam_width=beam_width)

@@ -131,9 +131,7 @@ def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
 def best_view(log_probs: np.ndarray) -> int:
     """[V, T, C] log-probabilities of V views of one image -> the index of the view whose
     greedy reading is most probable (log p summed over its alignments; the first on ties)."""
-    scores = [ctc_log_likelihood(lp, ids)
-              for lp, ids in zip(log_probs, collapse(np.asarray(log_probs).argmax(-1)))]
-    return int(np.argmax(scores))
+    return ranked_view(log_probs, collapse(np.asarray(log_probs).argmax(-1)))
 
 
 def ranked_view(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
