@@ -262,8 +262,8 @@ class Evaluator:
               ) -> tuple[list[Prediction], np.ndarray, np.ndarray | None, list | None]:
         """Fetches one batch's outputs: predictions for its real rows, their indices, their
         greedy paths' log p (None where the step did not compute it) and the readings'
-        scores for choosing among framed views (``LmDecoder.rank`` with a language model,
-        else the greedy path's log p)."""
+        scores for choosing among framed views (``LmDecoder.rank`` with a language model
+        where the Evaluator frames, else the greedy path's log p)."""
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
         greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
                         else None)
@@ -272,7 +272,8 @@ class Evaluator:
                                             exact=self.confidence)
             texts = [self.charset.decode(ids) for ids, _ in readings]
             log_p = [lp for _, lp in readings]
-            scores = [self.lm_decoder.rank(ids, lp) for ids, lp in readings]
+            if self.frame:
+                scores = [self.lm_decoder.rank(ids, lp) for ids, lp in readings]
         elif self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
             beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
@@ -302,7 +303,7 @@ class Evaluator:
                        lexicon_text=None if lex is None else lex[0],
                        lexicon_confidence=None if lex is None else float(np.exp(lex[1])))
             for i, (t, lex) in enumerate(zip(texts, lexicon))]
-        if self.lm_decoder is None:
+        if self.lm_decoder is None or not self.frame:
             scores = greedy_log_p
         return predictions, rows, greedy_log_p, scores
 

@@ -70,8 +70,9 @@ def test_the_unsure_reading_is_unsure_and_the_sure_one_sure():
 
 def test_framed_views_cut_and_add_the_margin():
     image = _bordered()
-    tighter, looser = framed_views(image)
-    assert framed_views(image).shape == (2, H, W) and framed_views(image).dtype == np.uint8
+    views = framed_views(image)
+    assert views.shape == (2, H, W) and views.dtype == np.uint8
+    tighter, looser = views
     assert (tighter == 0).all()                   # the border is cut off exactly
     # Looser: the image shrunk into the middle, its edge pixels repeated around it.
     assert (looser[:, :3] == 255).all() and (looser[:3] == 255).all()
