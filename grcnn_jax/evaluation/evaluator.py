@@ -9,7 +9,7 @@ one compilation per padded lexicon shape, see ``decode.bucket``). The host
 decodes (greedy from the best path; beam search from the fetched logits) and
 accumulates the word metrics while the device already runs the next batch.
 
-An Evaluator that views_queue (``turn=True``) also reads each tall crop turned a quarter each way
+An Evaluator that turns (``turn=True``) also reads each tall crop turned a quarter each way
 (``preprocess.turned_views``: batches carry them in ``meta['turned']``) and keeps, of the
 three, the reading whose greedy path is most probable. The turned views wait in a queue and
 are read a whole batch at a time (the same compiled step), so the cost is the views read,
@@ -111,7 +111,7 @@ class Prediction:
         words encodes); None without a lexicon.
       lexicon_confidence: p(lexicon_text | image); None without a lexicon.
       turned: 'clockwise' or 'anticlockwise' where the reading is of the image turned a
-        quarter that way (an Evaluator that views_queue tall crops); None: as given.
+        quarter that way (an Evaluator that turns tall crops); None: as given.
       framed: 'tighter' or 'looser' where the reading is of the image framed so (an
         Evaluator that frames unsure readings); None: as given.
     """
@@ -480,7 +480,7 @@ class Evaluator:
           images: uint8 [N, H, W], already resized like the loader does.
           lexicons: per image a word list (or None), or None for no lexicon decoding.
           turned: per image its ``preprocess.turned_views`` (uint8 [2, H, W] or None), read
-            where the Evaluator views_queue; None: none is.
+            where the Evaluator turns; None: none is.
 
         Returns:
           N ``Prediction``s, in order.
