@@ -11,7 +11,7 @@ from grcnn_jax.cli import synth as synth_cli
 from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.config.recipes import quickstart
 from grcnn_jax.data import images
-from grcnn_jax.data.synth import styles
+from grcnn_jax.data.synth import generator, geometry, styles
 from grcnn_jax.data.synth.generator import SynthWords
 from grcnn_jax.data.synth.paint import compose
 
@@ -102,3 +102,47 @@ def test_unknown_styles_are_refused_naming_the_setting(tmp_path):
     with pytest.raises(SystemExit, match=r"--styles='neon': unknown generator style 'neon'"):
         synth_cli.main(["--contact_sheet", str(tmp_path / "s.png"), "--styles", "neon"])
     assert not (tmp_path / "s.png").exists()
+
+
+def test_least_scale_is_the_maps_smallest_stretch():
+    rot = np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+    stretch = np.diag([2.0, 3.0, 1.0])
+    pts = np.array([[0.0, 0.0], [40.0, 10.0]])
+    assert geometry.least_scale(rot @ stretch, pts) == pytest.approx(2.0)
+    assert geometry.least_scale(stretch @ rot, pts) == pytest.approx(2.0)
+    # Perspective: the scale shrinks where the denominator grows; the least is taken.
+    persp = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.01, 0, 1.0]])
+    assert geometry.least_scale(persp, pts) < geometry.least_scale(persp, pts[:1])
+
+
+def test_generated_dot_words_keep_their_dots_min_dot_pitch_output_px_apart(monkeypatch):
+    """Whatever scale the crop map gives the word, the dot grid's pitch times the map's
+    smallest stretch (finite differences here) stays at least MIN_DOT_PITCH output px."""
+    seen = {}
+    crop_map, dot_matrix = generator.crop_map, styles.dot_matrix
+
+    def spy_crop(rng, ink, *args):
+        seen["ink"], out = ink, crop_map(rng, ink, *args)
+        seen["fwd"] = out[0]
+        return out
+
+    def spy_dots(rng, mask, size, min_pitch=2.0):
+        seen["pitch"] = min_pitch
+        return dot_matrix(rng, mask, size, min_pitch=min_pitch)
+
+    monkeypatch.setattr(generator, "crop_map", spy_crop)
+    monkeypatch.setattr(styles, "dot_matrix", spy_dots)
+    monkeypatch.setattr(styles, "choose", lambda rng, chosen: {"dots"})
+    fonts = SynthWords(length=1, seed=0).fonts
+    pitches = []
+    for seed in range(40):
+        seen.clear()
+        generator.render(np.random.default_rng(seed), "Sale 42", fonts, 32, styles=("dots",))
+        fwd, pts = seen["fwd"], np.vstack([seen["ink"], seen["ink"].mean(0)])
+        h = 1e-3
+        jac = np.stack([(geometry._apply(fwd, pts + [h, 0]) - geometry._apply(fwd, pts)) / h,
+                        (geometry._apply(fwd, pts + [0, h]) - geometry._apply(fwd, pts)) / h],
+                       axis=-1)
+        pitches.append(seen["pitch"] * np.linalg.svd(jac, compute_uv=False).min())
+    assert min(pitches) >= styles.MIN_DOT_PITCH * 0.999
+    assert np.median(pitches) < 2 * styles.MIN_DOT_PITCH      # a floor, not a blow-up

@@ -62,7 +62,7 @@ from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.synth import fonts as fonts_lib
 from grcnn_jax.data import images
 from grcnn_jax.data.synth import words as words_lib
-from grcnn_jax.data.synth.geometry import bend_rows, crop_map, warp_mask
+from grcnn_jax.data.synth.geometry import bend_rows, crop_map, least_scale, warp_mask
 from grcnn_jax.data.synth.paint import compose, degrade
 from grcnn_jax.data.synth.palettes import load_palette
 from grcnn_jax.data.synth import styles as styles_lib
@@ -163,15 +163,17 @@ def render(rng: np.random.Generator, text: str, fonts: Sequence[str], height: in
 
     mask, outer, ink, neighbours = draw_text_mask(rng, load_font(path, size), text)
     style = styles_lib.choose(rng, styles)
-    if "dots" in style:
-        # Dots at least MIN_DOT_PITCH output px apart: finer grids blur into plain strokes.
-        mask = styles_lib.dot_matrix(rng, mask, size,
-                                     min_pitch=max(2.0, styles_lib.MIN_DOT_PITCH / k_target))
     if style:                        # dots and relief carry no outline
         outer = None
     if neighbours:                   # show some of them: a space plus a bit
         margins[2:] = np.maximum(margins[2:], rng.uniform(0.15, 0.6, 2))
     fwd, W, k, kx = crop_map(rng, ink, size, H, margins)
+    if "dots" in style:
+        # Dots at least MIN_DOT_PITCH output px apart, as the map scales the word (finer grids
+        # blur into plain strokes); the ink box's corners and centre bound its scale.
+        scale = least_scale(fwd, np.vstack([ink, ink.mean(0)]))
+        mask = styles_lib.dot_matrix(rng, mask, size,
+                                     min_pitch=max(2.0, styles_lib.MIN_DOT_PITCH / scale))
     ss = 2 if min(k, kx) < _SS_BELOW else 1
     t_mask = warp_mask(mask, fwd, (W, H), ss)
     o_mask = warp_mask(outer, fwd, (W, H), ss) if outer is not None else None

@@ -32,6 +32,17 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:]
 
 
+def least_scale(m: np.ndarray, pts: np.ndarray) -> float:
+    """The least output px per mask px of the projective map ``m`` at the points ``pts``
+    [N, 2]: the smallest singular value of its Jacobian there. A mask-px length d near them
+    becomes at least d times this many output px, in any direction."""
+    p = np.c_[pts, np.ones(len(pts))] @ m.T                       # [N, 3]
+    # d(p[:2] / p[2]) / d(x, y) = (m[:2, :2] p[2] - p[:2] m[2, :2]) / p[2]^2
+    jac = (m[None, :2, :2] * p[:, 2, None, None]
+           - p[:, :2, None] * m[None, 2, None, :2]) / p[:, 2, None, None] ** 2
+    return float(np.linalg.svd(jac, compute_uv=False).min())
+
+
 def warp_mask(mask: Image.Image, fwd: np.ndarray, size: tuple[int, int], ss: int) -> np.ndarray:
     """Resamples ``mask`` through the forward map ``fwd`` into ``size`` (W, H).
 
