@@ -268,8 +268,10 @@ class Evaluator:
         greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
                         else None)
         if self.lm_decoder is not None:
+            # Framed views are ranked by their readings' exact log p, as recognize and the
+            # ONNX reader rank them (the search's own is a lower bound that varies by view).
             readings = self.lm_decoder.read(host_rows(out["logits"])[rows], greedy_log_p,
-                                            exact=self.confidence)
+                                            exact=self.confidence or self.frame)
             texts = [self.charset.decode(ids) for ids, _ in readings]
             log_p = [lp for _, lp in readings]
             if self.frame:

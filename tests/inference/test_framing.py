@@ -114,6 +114,21 @@ def test_predict_reads_unsure_images_framed(with_lm):
     assert framed[2].confidence == pytest.approx(plain[2].confidence)
 
 
+def test_framing_ranks_searched_readings_by_their_exact_log_p():
+    """evaluate's Evaluator (no ``confidence``) ranks framed views as recognize's does: by the
+    exact p(reading | view), not the search's lower bound (the surviving alignments')."""
+    from grcnn_jax.assemble import make_mesh
+    from grcnn_jax.evaluation.evaluator import Evaluator
+
+    lm = CharLM.train([("ok", 1.0), ("no", 1.0)], order=3)
+    evaluator = Evaluator(FramedModel(), CHARSET, make_mesh(), 4, lm=lm, frame=True)
+    read = evaluator.predict({}, {}, np.stack([_bordered(255)] * 2))   # searched in every view
+    exact = ctc_host.ctc_log_likelihood(ctc_host.log_softmax(FramedModel.unsure),
+                                        CHARSET.encode("no"))
+    assert [p.text for p in read] == ["no", "no"]
+    assert read[0].confidence == pytest.approx(np.exp(exact), rel=1e-9)
+
+
 def test_evaluate_counts_the_framed_reading():
     images = np.stack([_bordered(), np.zeros((H, W), np.uint8), _bordered(255)])
     texts = ["ok", "ok", "ok"]
