@@ -116,8 +116,8 @@ def test_least_scale_is_the_maps_smallest_stretch():
 
 
 def test_generated_dot_words_keep_their_dots_min_dot_pitch_output_px_apart(monkeypatch):
-    """Whatever scale the crop map gives the word, the dot grid's pitch times the map's
-    smallest stretch (finite differences here) stays at least MIN_DOT_PITCH output px."""
+    """Whatever scale the crop map gives the word, the floor of the dot grid's pitch times
+    the map's smallest stretch (finite differences here) is at least MIN_DOT_PITCH output px."""
     seen = {}
     crop_map, dot_matrix = generator.crop_map, styles.dot_matrix
 
