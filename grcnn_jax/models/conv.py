@@ -25,6 +25,8 @@ iterations is transformed once, outside the scan.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import jax
@@ -192,6 +194,26 @@ _winograd.defvjp(_winograd_forward, _winograd_backward)
 def conv3x3(x: jax.Array, kernel: jax.Array, impl: str, dtype: Any) -> jax.Array:
     """A 3x3 'SAME' convolution of x with an untransformed HWIO kernel, in ``dtype``."""
     return conv(x.astype(dtype), prepare_kernel(kernel.astype(dtype), impl), impl)
+
+
+def taps3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 3x3 'SAME' convolution of a one-channel x [B,H,W,1] with an HWIO kernel [3,3,1,Cout]
+    -> [B,H,W,Cout], as nine shifted copies of x times a kernel row, summed: one elementwise
+    pass, no product. In x's dtype.
+
+    For the network's first layer in inference. XLA:CPU's own convolution of one input channel
+    falls off a cliff from a batch of 64 on (1.1 ms for 32 images, 15 ms for 64, 24 ms for 100
+    on the 2-core AVX-512 VM; this 1.8 ms for 100: benchmarks/NOTES.md, 30), but autodiff of
+    this form is slower than the convolution's gradient at a batch of 32 (NOTES.md, 27), so
+    training keeps the convolution.
+    """
+    if x.shape[-1] != 1 or kernel.shape[:3] != (3, 3, 1):
+        raise ValueError(f"taps3x3 takes one input channel and a [3,3,1,C] kernel, got x "
+                         f"{x.shape} and kernel {kernel.shape}")
+    h, w = x.shape[1], x.shape[2]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    terms = [xp[:, i:i + h, j:j + w] * kernel[i, j, 0] for i in range(3) for j in range(3)]
+    return functools.reduce(operator.add, terms)
 
 
 def conv1x1(x: jax.Array, kernel: jax.Array, dtype: Any) -> jax.Array:

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from grcnn_jax.models import conv as convs
 from grcnn_jax.models.grcl import GRCL, GRCLOptions, batch_norm, default_kernel_init
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
@@ -72,6 +73,32 @@ def normalize_images(images: jax.Array, dtype: Dtype) -> jax.Array:
     return images.astype(dtype)
 
 
+class InputConv(nn.Module):
+    """conv0: the 3x3 'SAME' convolution of the image, with bias: [B,H,W,1] -> [B,H,W,features].
+
+    Its variables are ``nn.Conv``'s (``kernel`` [3,3,1,features], He normal; ``bias``
+    [features], zeros), and so is its function. How it runs: in inference with the CPU's
+    convolutions (``conv_impl`` resolving to 'winograd') as ``conv.taps3x3``, which does not
+    slow down at large batches as XLA:CPU's convolution of one channel does; otherwise (training,
+    accelerators, the ONNX graph) as XLA's convolution.
+    """
+
+    features: int
+    options: GRCLOptions = GRCLOptions()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        dtype = self.options.dtype
+        kernel = self.param("kernel", default_kernel_init, (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        if not train and x.shape[-1] == 1 and convs.resolve_impl(self.options.conv_impl) == "winograd":
+            y = convs.taps3x3(x, kernel)
+        else:
+            y = convs.conv(x, kernel, "xla")
+        return y + bias.astype(dtype)
+
+
 class Backbone(nn.Module):
     """The convolutional feature extractor: [B,H,W,1] -> [B,H/32,frames,out_features].
 
@@ -91,9 +118,7 @@ class Backbone(nn.Module):
         if len(self.grcl_features) != len(POOL_WIDTH_STRIDES) - 1:
             raise ValueError(f"grcl_features needs {len(POOL_WIDTH_STRIDES) - 1} widths, got {self.grcl_features}")
         o = self.options
-        x = nn.Conv(self.conv0_features, (3, 3), padding=1, dtype=o.dtype,
-                    kernel_init=default_kernel_init, name="conv0")(x)
-        x = nn.relu(x)
+        x = nn.relu(InputConv(self.conv0_features, o, name="conv0")(x, train))
         x = max_pool_2x2(x, POOL_WIDTH_STRIDES[0])
         for i, (features, stride) in enumerate(zip(self.grcl_features, POOL_WIDTH_STRIDES[1:])):
             x = GRCL(features, o, name=f"grcl{i + 1}")(x, train)

@@ -86,6 +86,25 @@ def _run(wh: jax.Array, xw: jax.Array):
     return hs, zs, cs
 
 
+# Frames per loop trip of the forward-only scan (inference): fully unrolled at the usual 26
+# frames, the 2-core AVX-512 VM's two BLSTM layers take 5.3 instead of 9.3 ms each (batch 100;
+# benchmarks/NOTES.md, 30). Training's scan stays rolled.
+_FORWARD_UNROLL = 32
+
+
+def _hidden_states(wh: jax.Array, xw: jax.Array) -> jax.Array:
+    """The forward scan from zero states keeping only hs: what inference reads."""
+    zeros = jnp.zeros((2, xw.shape[2], wh.shape[1]), _state_dtype(wh))
+    step = _lstm_step(wh)
+
+    def h_only(carry, x):
+        carry, (h, _, _) = step(carry, x)
+        return carry, h
+
+    _, hs = jax.lax.scan(h_only, (zeros, zeros), xw, unroll=min(xw.shape[0], _FORWARD_UNROLL))
+    return hs
+
+
 @jax.custom_vjp
 def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
     """Both directions' LSTM recurrences from zero states: recurrent kernels wh [2, H, 4H]
@@ -101,7 +120,7 @@ def recurrence(wh: jax.Array, xw: jax.Array) -> jax.Array:
     the loop (benchmarks/NOTES.md, 23). Equal to autodiff's to float64 rounding
     (tests/models/test_model.py).
     """
-    return _run(wh, xw)[0]
+    return _hidden_states(wh, xw)
 
 
 def _recurrence_forward(wh, xw):

@@ -1,5 +1,5 @@
-"""The Winograd convolution and its hand-written backward pass, the 1x1 convolution's, and the
-reshape max pool equal the generic ops."""
+"""The Winograd convolution and its hand-written backward pass, the 1x1 convolution's, the
+first layer's shifted products, and the reshape max pool equal the generic ops."""
 
 import flax.linen as nn
 import jax
@@ -86,6 +86,37 @@ def test_conv1x1_gradients_equal_autodiff():
     ref = jax.grad(lambda x, k: loss(lax_conv, x, k), (0, 1))(x, k)
     for a, b in zip(ours, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_taps_equal_direct_convolution():
+    rng = np.random.default_rng(0)
+    for b, h, w, cout in [(3, 6, 10, 5), (1, 1, 1, 2), (2, 32, 100, 48)]:
+        x = jnp.asarray(rng.normal(size=(b, h, w, 1)), jnp.float32)
+        k = jnp.asarray(rng.normal(size=(3, 3, 1, cout)), jnp.float32)
+        ref = lax_conv(x, k)
+        np.testing.assert_allclose(jax.jit(convs.taps3x3)(x, k), ref, rtol=0,
+                                   atol=1e-5 * np.abs(ref).max())
+    with pytest.raises(ValueError, match="one input channel"):
+        convs.taps3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 3)))
+
+
+def test_input_conv_is_flax_conv_in_training_and_inference():
+    """conv0 has nn.Conv's variables, initial values and function, in training (XLA's
+    convolution) and in inference (``taps3x3`` on the CPU)."""
+    from grcnn_jax.models.grcl import GRCLOptions, default_kernel_init
+    from grcnn_jax.models.grcnn import InputConv
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 12, 1)), jnp.float32)
+    flax_conv = nn.Conv(6, (3, 3), padding=1, kernel_init=default_kernel_init)
+    ours = InputConv(6, GRCLOptions(conv_impl="winograd"))
+    variables = flax_conv.init(jax.random.key(4), x)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, ours.init(jax.random.key(4), x),
+                           variables)
+    variables = jax.tree_util.tree_map(lambda v: v + 0.1, variables)    # a nonzero bias
+    ref = flax_conv.apply(variables, x)
+    for train in (False, True):
+        np.testing.assert_allclose(jax.jit(ours.apply, static_argnums=2)(variables, x, train),
+                                   ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
 def test_bad_kernel_and_impl_are_reported():

@@ -257,6 +257,20 @@ def test_lstm_recurrence_backward_equals_autodiff_in_float64():
             assert np.abs(b).max() > 0.1
 
 
+def test_lstm_inference_scan_equals_the_training_one():
+    """``recurrence`` undifferentiated (inference: h only, unrolled) gives the hidden states
+    of the scan its backward pass is built on."""
+    from grcnn_jax.models import sequence
+
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(1)
+        wh = jnp.asarray(rng.normal(size=(2, 5, 20)) * 0.5)
+        for frames in (1, 7, 40):          # 40: more frames than one unrolled trip
+            xw = jnp.asarray(rng.normal(size=(frames, 2, 3, 20)))
+            np.testing.assert_allclose(jax.jit(sequence.recurrence)(wh, xw),
+                                       jax.jit(sequence._run)(wh, xw)[0], rtol=0, atol=1e-13)
+
+
 def test_unknown_model_field_is_reported():
     cfg = load_config("grcl").model
     cfg.unlock()
