@@ -84,6 +84,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(len(m.grcl_features) == 3 and all(isinstance(f, int) and f >= 1
                                            for f in m.grcl_features),
          "model.grcl_features", tuple(m.grcl_features), "three integers >= 1")
+    need(0 <= m.get("dropout", 0.0) < 1, "model.dropout", m.get("dropout", 0.0), "in [0, 1)")
     need(0 <= m.bn_momentum < 1, "model.bn_momentum", m.bn_momentum, "in [0, 1)")
     need(m.bn_epsilon > 0, "model.bn_epsilon", m.bn_epsilon, "> 0")
 

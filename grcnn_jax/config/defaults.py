@@ -23,6 +23,7 @@ def get_model_config() -> ml_collections.ConfigDict:
     m.grcl_features = (64, 128, 256)
     m.out_features = 512             # conv4 width, and the first BLSTM's linear map
     m.hidden = 256                   # LSTM units per direction (DTRB's; the seed: 512)
+    m.dropout = 0.0                  # training: fraction of the BLSTMs' inputs zeroed
     m.dtype = "float32"              # compute dtype: float32 | bfloat16 (params stay float32)
     m.bn_momentum = 0.9              # Flax convention: keep 0.9 of the old statistic (PyTorch 0.1)
     m.bn_epsilon = 1e-5

@@ -148,6 +148,8 @@ class GRCNN(nn.Module):
       num_classes: output classes (CTC blank included).
       conv0_features, grcl_features, out_features: the backbone's widths (see ``Backbone``).
       hidden: the BLSTMs' hidden size per direction.
+      dropout: in training, the fraction of the first and the second BLSTM's inputs zeroed
+        (inverted dropout; needs a ``'dropout'`` rng); 0 (the default) leaves none out.
       options: the GRCL settings, handed to the backbone as they are (see ``GRCLOptions``);
         their dtype is the whole model's compute dtype.
     """
@@ -157,6 +159,7 @@ class GRCNN(nn.Module):
     grcl_features: Sequence[int] = (64, 128, 256)
     out_features: int = 512
     hidden: int = 256
+    dropout: float = 0.0
     options: GRCLOptions = GRCLOptions()
 
     def backbone(self, name: str | None = None) -> Backbone:
@@ -181,6 +184,7 @@ class GRCNN(nn.Module):
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
                 f"height {images.shape[1]}; the network needs input height 32")
         seq = features[:, 0]                                                 # [B, frames, C]
-        seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name=BLSTM1)(seq)
-        logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name=BLSTM2)(seq)
+        drop = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0)
+        seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name=BLSTM1)(drop(seq))
+        logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name=BLSTM2)(drop(seq))
         return logits.astype(jnp.float32)

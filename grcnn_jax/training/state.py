@@ -91,17 +91,17 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
 
     ``frozen``: parameter groups not trained (no gradient is computed for them; a frozen
     backbone runs as in inference). ``ema_decay`` > 0: ``state.ema_params`` becomes
-    ``decay * ema + (1 - decay) * params`` after the update. ``rng`` is unused by the GRCNN
-    (no dropout) but part of the signature so that stochastic models fit the same loop.
+    ``decay * ema + (1 - decay) * params`` after the update. ``rng``: the step's dropout
+    key (used where ``model.dropout`` > 0).
     """
-    del rng
     fixed = {k: v for k, v in state.params.items() if k in frozen}
     backbone_train = None if BACKBONE not in frozen else False
 
     def loss_fn(trainable):
         logits, updates = state.apply_fn(
             {"params": {**fixed, **trainable}, "batch_stats": state.batch_stats},
-            batch["image"], train=True, backbone_train=backbone_train, mutable=["batch_stats"])
+            batch["image"], train=True, backbone_train=backbone_train, mutable=["batch_stats"],
+            rngs={"dropout": rng})
         per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
         mask = batch["mask"]
         return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), updates

@@ -147,6 +147,24 @@ def test_the_moving_average_follows_its_definition(lmdb_path):
     assert not np.allclose(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
 
 
+def test_dropout_draws_from_the_step_key_in_training_only(lmdb_path):
+    batch = _batches(1)[0]
+    state, step = _state_and_step(lmdb_path, **{"model.dropout": 0.3})
+
+    def loss(key):
+        return float(step(state, batch, jax.random.key(key))[1]["loss"])
+    assert loss(1) == loss(1) != loss(2)
+    state0, step0 = _state_and_step(lmdb_path)
+    assert float(step0(state0, batch, jax.random.key(1))[1]["loss"]) == \
+        float(step0(state0, batch, jax.random.key(2))[1]["loss"])
+    # Inference leaves nothing out: the same logits as the model without dropout.
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    plain = state0.apply_fn(variables, batch["image"])
+    np.testing.assert_array_equal(state.apply_fn(variables, batch["image"]), plain)
+    with pytest.raises(ConfigError, match="model.dropout"):
+        validate(tiny_config(lmdb_path, 2, **{"model.dropout": 1.0}))
+
+
 def test_accumulated_gradients_are_the_mean_of_the_steps(lmdb_path):
     b1, b2 = _batches(2, seed=1)
     state0, single = _state_and_step(lmdb_path)
