@@ -92,7 +92,8 @@ class InputConv(nn.Module):
         kernel = self.param("kernel", default_kernel_init, (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         x, kernel = x.astype(dtype), kernel.astype(dtype)
-        if not train and x.shape[-1] == 1 and convs.resolve_impl(self.options.conv_impl) == "winograd":
+        cpu = convs.resolve_impl(self.options.conv_impl) == "winograd"
+        if not train and cpu and x.shape[-1] == 1:
             y = convs.taps3x3(x, kernel)
         else:
             y = convs.conv(x, kernel, "xla")
