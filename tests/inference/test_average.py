@@ -55,6 +55,19 @@ def test_readers_that_differ_are_refused_naming_what(shipped):
         average([shipped, dataclasses.replace(shipped, params=missing)], ["a", "b"])
 
 
+def test_training_only_model_settings_may_differ(shipped):
+    """A run trained with dropout (or another remat, unroll or convolution form) averages
+    with one without: those settings leave every weight's meaning as it is."""
+    trained = shipped.config.copy_and_resolve_references()
+    with trained.unlocked():
+        trained.model.dropout = 0.2
+    trained.model.remat = "full"
+    soup = average([shifted(shipped, 1.0), dataclasses.replace(shifted(shipped, -1.0),
+                                                               config=trained)])
+    for a, b in zip(jax.tree.leaves(soup.params), jax.tree.leaves(shipped.params)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
 def test_the_command_writes_the_mean_and_records_its_ingredients(shipped, tmp_path, capsys):
     plus = str(tmp_path / "plus")
     pretrained.export(shifted(shipped, 0.5), plus, note="moved")
