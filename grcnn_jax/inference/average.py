@@ -17,13 +17,12 @@ from typing import Sequence
 import numpy as np
 from flax import traverse_util
 
+from grcnn_jax.models import NEUTRAL_FIELDS
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
 
 # Config entries that fix the meaning of every weight (the rest, such as the data or the
 # optimizer, may differ between the averaged runs).
 SAME_CONFIG = ("image_height", "image_width")
-# Model entries that only change how training runs or how the same function is computed.
-ANY_MODEL_CONFIG = ("dropout", "remat", "scan_unroll", "conv_impl")
 
 
 class AverageError(ValueError):
@@ -45,7 +44,7 @@ def _check_compatible(first: InferenceCheckpoint, other: InferenceCheckpoint,
                                f"{first_name}'s {first.config.get(key)!r}")
     model_a = _flat(first.config.model.to_dict())
     model_b = _flat(other.config.model.to_dict())
-    for key in sorted((set(model_a) | set(model_b)) - set(ANY_MODEL_CONFIG)):
+    for key in sorted((set(model_a) | set(model_b)) - set(NEUTRAL_FIELDS)):
         if model_a.get(key) != model_b.get(key):
             raise AverageError(f"{name}: config.model.{key.replace('/', '.')}="
                                f"{model_b.get(key)!r} differs from {first_name}'s "

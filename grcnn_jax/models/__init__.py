@@ -12,9 +12,14 @@ from grcnn_jax.models.grcnn import GRCNN, Backbone, frames_for_width, normalize_
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
 __all__ = ["GRCL", "GRCLIteration", "GRCLOptions", "GRCNN", "Backbone", "BidirectionalLSTM",
-           "create_model", "grcl_options", "frames_for_width", "normalize_images"]
+           "NEUTRAL_FIELDS", "create_model", "grcl_options", "frames_for_width",
+           "normalize_images"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+# Model config entries that leave the function of the weights as it is: they change how
+# training runs or how the same function is computed. Readers that differ only in these are
+# the same network (averaging, checks of a shipped reader's shape).
+NEUTRAL_FIELDS = ("dropout", "remat", "scan_unroll", "conv_impl")
 
 OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(GRCLOptions))
 # GRCNN's own fields that a config may set (not num_classes, given apart; not options).
