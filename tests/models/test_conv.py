@@ -117,6 +117,8 @@ def test_input_conv_is_flax_conv_in_training_and_inference():
     for train in (False, True):
         np.testing.assert_allclose(jax.jit(ours.apply, static_argnums=2)(variables, x, train),
                                    ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+        program = str(jax.make_jaxpr(ours.apply, static_argnums=2)(variables, x, train))
+        assert ("conv_general_dilated" in program) == train      # inference: the taps
 
 
 def test_bad_kernel_and_impl_are_reported():
