@@ -185,7 +185,7 @@ class GRCNN(nn.Module):
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
                 f"height {images.shape[1]}; the network needs input height 32")
         seq = features[:, 0]                                                 # [B, frames, C]
-        drop = nn.Dropout(self.dropout, deterministic=not train or self.dropout == 0)
+        drop = nn.Dropout(self.dropout, deterministic=not train)      # rate 0: the identity
         seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name=BLSTM1)(drop(seq))
         logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name=BLSTM2)(drop(seq))
         return logits.astype(jnp.float32)
