@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -309,33 +309,62 @@ class Evaluator:
             scores = greedy_log_p
         return predictions, rows, greedy_log_p, scores
 
-    def _read_views(self, params, batch_stats, views: list, like: dict) -> list[tuple]:
-        """Reads up to a host batch of queued views (``_Views.take``) as one batch of
-        ``like``'s keys; (ticket, view, prediction, greedy log p, score) for each."""
+    def _views_batch(self, views: list, like: dict) -> dict:
+        """Up to a host batch of queued views (``_Views.take``) as one batch of ``like``'s
+        keys (the compiled step's)."""
         n = len(views)
         image = np.zeros((self._local_batch, *like["image"].shape[1:]), np.uint8)
         for i, (_, _, view, _) in enumerate(views):
             image[i] = view
         batch = {"image": image, "mask": (np.arange(self._local_batch) < n).astype(np.float32),
                  "meta": {"lexicon": [lexicon for _, _, _, lexicon in views]}}
-        if "labels" in like:                    # the keys of the compiled step's batches
+        if "labels" in like:
             batch["labels"] = np.zeros((self._local_batch, *like["labels"].shape[1:]), np.int32)
             batch["label_paddings"] = np.ones(batch["labels"].shape, np.float32)
-        predictions, rows, log_p, scores = self._read(batch, *self._dispatch(params, batch_stats,
-                                                                          batch))
-        return [(views[r][0], views[r][1], p, lp, sc)
-                for r, p, lp, sc in zip(rows, predictions, log_p, scores)]
+        return batch
 
-    def _read_due_views(self, params, batch_stats, views_queue: _Views, like: dict,
-                        final: bool, settled) -> None:
-        """Reads batches of queued views while ``_views_due``; ``settled(payload,
-        prediction)`` for each image whose last view is read."""
-        while self._views_due(views_queue, final):
-            for ticket, view, pred, log_p, score in self._read_views(
-                    params, batch_stats, views_queue.take(self._local_batch), like):
-                done = views_queue.settle(ticket, view, pred, log_p, score)
+    def _drive(self, params, batch_stats, batches: Iterable[dict],
+               consume: Callable[[dict, dict, Any], Any], views_queue: _Views,
+               settled: Callable[[Any, Prediction], None],
+               after_first: Callable[[], None] | None = None) -> None:
+        """Dispatches ``batches`` and, as whole host batches of them wait (at the end, any),
+        the views that reading them queues, each read while the device runs the next one
+        (``OneBehind``): ``consume(batch, outputs, lexicon candidates)`` for a batch,
+        ``settled(payload, prediction)`` for each image whose last view is read.
+        ``after_first``: the first batch (which compiles) is read at once, then it is
+        called."""
+        unread: OneBehind[tuple] = OneBehind()
+        last: dict | None = None
+
+        def read(item: tuple | None) -> None:
+            if item is None:
+                return
+            views, batch, out, encoded = item
+            if views is None:
+                consume(batch, out, encoded)
+                return
+            predictions, rows, log_p, scores = self._read(batch, out, encoded)
+            for r, pred, lp, score in zip(rows, predictions, log_p, scores):
+                done = views_queue.settle(views[r][0], views[r][1], pred, lp, score)
                 if done is not None:
                     settled(*done)
+
+        def launch_views(final: bool) -> None:
+            while self._views_due(views_queue, final):
+                views = views_queue.take(self._local_batch)
+                batch = self._views_batch(views, last)
+                read(unread.push((views, batch, *self._dispatch(params, batch_stats, batch))))
+
+        for i, batch in enumerate(batches):
+            last = batch
+            read(unread.push((None, batch, *self._dispatch(params, batch_stats, batch))))
+            if i == 0 and after_first is not None:
+                read(unread.flush())
+                after_first()
+            launch_views(final=False)
+        read(unread.flush())            # the last batch's views first: the fewest batches
+        launch_views(final=True)
+        read(unread.flush())
 
     def _views_due(self, views_queue: _Views, final: bool) -> bool:
         """Whether a batch of views is read now: a whole host batch waits (any host's, with
@@ -416,42 +445,30 @@ class Evaluator:
             acc["count"] += len(rows)
             return len(rows)
 
-        def read_views(final: bool) -> None:
-            self._read_due_views(params, batch_stats, views_queue, last, final,
-                                 lambda payload, best: record(best, *payload))
-
-        it = iter(batches)
-        last = None
-        unread: OneBehind[tuple] = OneBehind()
-        start = time.perf_counter()
-        steady_start, steady_images, batches_done = None, 0, 0
-        while True:
-            batch = next(it, None)
+        def host_batches() -> Iterable[dict]:
+            last = None
+            for batch in batches:
+                if jax.process_count() > 1:
+                    multihost_utils.process_allgather(np.array(True))
+                last = batch
+                yield batch
             if jax.process_count() > 1:           # run until every host is out of data
-                alive = multihost_utils.process_allgather(np.array(batch is not None))
-                if not alive.any():
-                    break
-                if batch is None:
-                    batch = self._filler(last)
-            elif batch is None:
-                break
-            last = batch
-            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
-            if previous is not None:              # the device is busy with this batch meanwhile
-                n = consume(*previous)
-                if steady_start is not None:
-                    steady_images += n
-            if batches_done == 0:                 # the first batch compiles: not timed
-                consume(*unread.flush())
-                steady_start = time.perf_counter()
-            read_views(final=False)
-            batches_done += 1
-        final = unread.flush()
-        if final is not None:
-            steady_images += consume(*final)
-        if last is not None:
-            read_views(final=True)
+                while multihost_utils.process_allgather(np.array(False)).any():
+                    yield self._filler(last)
+
+        timing = {"start": None, "images": 0}
+
+        def consume_timed(batch, out, encoded) -> None:
+            n = consume(batch, out, encoded)
+            if timing["start"] is not None:       # the first batch compiles: not timed
+                timing["images"] += n
+
+        start = time.perf_counter()
+        self._drive(params, batch_stats, host_batches(), consume_timed, views_queue,
+                    lambda payload, best: record(best, *payload),
+                    after_first=lambda: timing.update(start=time.perf_counter()))
         end = time.perf_counter()
+        steady_start, steady_images = timing["start"], timing["images"]
 
         totals = np.array([metrics.correct, metrics.count, metrics.ned_sum, acc["loss"],
                            lexicon_metrics.correct, lexicon_metrics.count, acc["skipped_words"],
@@ -494,7 +511,6 @@ class Evaluator:
             raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
-        unread: OneBehind[tuple] = OneBehind()
         views_queue = _Views()
 
         def take(batch, out, encoded):
@@ -509,23 +525,21 @@ class Evaluator:
                                     lexicon, "framed")
                 results.append(pred)
 
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start:start + self.batch_size]
-            n = len(chunk)
-            image = np.zeros((self.batch_size, *images.shape[1:]), np.uint8)
-            image[:n] = chunk
-            batch = {"image": image, "mask": (np.arange(self.batch_size) < n).astype(np.float32),
-                     "meta": {}, "start": start}
-            if lexicons is not None:
-                batch["meta"]["lexicon"] = list(lexicons[start:start + n])
-            previous = unread.push((batch, *self._dispatch(params, batch_stats, batch)))
-            if previous is not None:              # read while the device runs this batch
-                take(*previous)
-        last = unread.flush()
-        if last is not None:
-            take(*last)
-        self._read_due_views(params, batch_stats, views_queue, {"image": images[:1]}, True,
-                             results.__setitem__)
+        def host_batches() -> Iterable[dict]:
+            for start in range(0, len(images), self.batch_size):
+                chunk = images[start:start + self.batch_size]
+                n = len(chunk)
+                image = np.zeros((self.batch_size, *images.shape[1:]), np.uint8)
+                image[:n] = chunk
+                batch = {"image": image,
+                         "mask": (np.arange(self.batch_size) < n).astype(np.float32),
+                         "meta": {}, "start": start}
+                if lexicons is not None:
+                    batch["meta"]["lexicon"] = list(lexicons[start:start + n])
+                yield batch
+
+        self._drive(params, batch_stats, host_batches(), take, views_queue,
+                    results.__setitem__)
         return results
 
 

@@ -247,22 +247,29 @@ class LmDecoder:
         st = self.settings
         threshold = math.log(st.confident) if st.confident > 0 else -math.inf
         class_threshold = math.log(st.min_prob) if st.min_prob > 0 else None
-        out = []
+        log_probs = None
+        if greedy_log_p is None:
+            log_probs = ctc_host.log_softmax(logits)
+            greedy_log_p = ctc_host.ctc_log_likelihoods(log_probs, greedy)
+        out: list[tuple[list[int], float]] = []
+        searched: list[int] = []
         for i, (row, ids) in enumerate(zip(logits, greedy)):
-            lp = None
-            if greedy_log_p is not None:
-                g = float(greedy_log_p[i])
-            else:
-                lp = ctc_host.log_softmax(row)
-                g = ctc_host.ctc_log_likelihood(lp, ids)
+            g = float(greedy_log_p[i])
             if g >= threshold:
                 out.append((ids, g))
                 continue
-            if lp is None:
-                lp = ctc_host.log_softmax(row)
+            lp = ctc_host.log_softmax(row) if log_probs is None else log_probs[i]
             found, log_p = ctc_host.prefix_beam_search(lp, st.beam_width, class_threshold,
                                                        fusion=self)[0]
-            out.append((list(found), ctc_host.ctc_log_likelihood(lp, found) if exact else log_p))
+            out.append((list(found), log_p))
+            searched.append(i)
+        if exact and searched:           # the searched readings' log p, all in one batch
+            rows = np.array(searched)
+            lp = (ctc_host.log_softmax(logits[rows]) if log_probs is None
+                  else log_probs[rows])
+            for i, v in zip(searched, ctc_host.ctc_log_likelihoods(lp, [out[i][0]
+                                                                        for i in searched])):
+                out[i] = (out[i][0], float(v))
         return out
 
 

@@ -1,7 +1,7 @@
 """CTC on the host, in numpy alone: what reading a model's logits needs without jax.
 
 Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
-(``ctc_log_likelihood``, the confidence ``recognize`` reports), the standard CTC prefix
+(``ctc_log_likelihood``, or ``ctc_log_likelihoods`` for a batch: the confidence ``recognize`` reports), the standard CTC prefix
 beam search (``prefix_beam_search``: Hannun et al. 2014; a language model fused in where
 given, ``char_lm``), the frames a labelling needs, and the forms in which lexicon words are
 scored (``word_forms``). ``grcnn_jax.text.decode``
@@ -107,25 +107,53 @@ def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
       log_probs: [T, C] per-frame log-probabilities, blank = 0.
       ids: the labelling (no blanks). -inf if it cannot be aligned to T frames.
     """
+    return float(ctc_log_likelihoods(np.asarray(log_probs)[None], [ids])[0])
+
+
+def ctc_log_likelihoods(log_probs: np.ndarray, labellings: Sequence[Sequence[int]]
+                        ) -> np.ndarray:
+    """[B] log p(labellings[b] | frames of b), each summed over all its CTC alignments: the
+    forward algorithm over the whole batch at once (one numpy step per frame).
+
+    Args:
+      log_probs: [B, T, C] per-frame log-probabilities, blank = 0.
+      labellings: B labellings (label ids, no blanks; empty allowed). -inf where one cannot
+        be aligned to T frames.
+
+    Returns:
+      float64 [B].
+    """
     log_probs = np.asarray(log_probs, np.float64)
-    ext = [BLANK_ID]
-    for i in ids:
-        ext += [int(i), BLANK_ID]
-    s = len(ext)
-    ext_arr = np.array(ext)
+    if log_probs.ndim != 3 or len(labellings) != log_probs.shape[0]:
+        raise ValueError(f"log_probs must be [B, T, C] with one labelling per row, got shape "
+                         f"{log_probs.shape} and {len(labellings)} labellings")
+    batch, frames = log_probs.shape[:2]
+    if batch == 0:
+        return np.zeros(0)
+    lengths = np.array([2 * len(ids) + 1 for ids in labellings])    # blank, label, ..., blank
+    states = int(lengths.max())
+    ext = np.full((batch, states), BLANK_ID, np.int64)
+    for b, ids in enumerate(labellings):
+        ext[b, 1:lengths[b]:2] = np.asarray(ids, np.int64).reshape(-1)
     # May skip from s-2 to s: a label that differs from the label two positions back.
-    skip = np.zeros(s, bool)
-    skip[2:] = (ext_arr[2:] != BLANK_ID) & (ext_arr[2:] != ext_arr[:-2])
-    alpha = np.full(s, -np.inf)
-    alpha[0] = log_probs[0, ext_arr[0]]
-    if s > 1:
-        alpha[1] = log_probs[0, ext_arr[1]]
-    for t in range(1, log_probs.shape[0]):
-        stay = alpha
-        one = np.concatenate([[-np.inf], alpha[:-1]])
-        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], alpha[:-2]]), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(stay, one), two) + log_probs[t, ext_arr]
-    return float(np.logaddexp(alpha[-1], alpha[-2]) if s > 1 else alpha[-1])
+    skip = np.zeros((batch, states), bool)
+    skip[:, 2:] = (ext[:, 2:] != BLANK_ID) & (ext[:, 2:] != ext[:, :-2])
+    # [B, T, S]: each state's label's log p per frame; -inf past a labelling's end, so that
+    # the padding's states never reach a real one (they only feed states further on).
+    emit = np.take_along_axis(log_probs, np.broadcast_to(ext[:, None, :],
+                                                         (batch, frames, states)), axis=2)
+    emit = np.where((np.arange(states) < lengths[:, None])[:, None, :], emit, -np.inf)
+    alpha = np.full((batch, states), -np.inf)
+    alpha[:, :2] = emit[:, 0, :2]
+    none = np.full((batch, 2), -np.inf)
+    for t in range(1, frames):
+        one = np.concatenate([none[:, :1], alpha[:, :-1]], axis=1)
+        two = np.where(skip, np.concatenate([none, alpha[:, :-2]], axis=1)[:, :states], -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, one), two) + emit[:, t]
+    rows = np.arange(batch)
+    last = alpha[rows, lengths - 1]
+    before = np.where(lengths > 1, alpha[rows, np.maximum(lengths - 2, 0)], -np.inf)
+    return np.logaddexp(last, before)
 
 
 def best_view(log_probs: np.ndarray) -> int:
@@ -139,7 +167,7 @@ def ranked_view(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
     """[V, T, C] log-probabilities of V views of one image and each view's reading -> the
     index of the reading ranked first: by ``rank(ids, log p(ids | view))`` (a language
     model's ``LmDecoder.rank``), or without ``rank`` by log p itself (the first on ties)."""
-    scores = [ctc_log_likelihood(lp, ids) for lp, ids in zip(log_probs, readings)]
+    scores = ctc_log_likelihoods(log_probs, readings).tolist()
     if rank is not None:
         scores = [rank(ids, s) for ids, s in zip(readings, scores)]
     return int(np.argmax(scores))
@@ -194,9 +222,19 @@ def prefix_beam_search(log_probs: np.ndarray, beam_width: int,
     def ranked(kv):
         return add(kv[1][0], kv[1][1]) + kv[1][3]
 
-    for frame, keep in zip(log_probs.tolist(), tried):
-        candidates = np.flatnonzero(keep).tolist()
+    rows, cols = np.nonzero(tried)
+    per_frame: list[list[int]] = [[] for _ in range(len(log_probs))]
+    for t, c in zip(rows.tolist(), cols.tolist()):
+        per_frame[t].append(c)
+    for frame, candidates in zip(log_probs.tolist(), per_frame):
         blank = frame[BLANK_ID]
+        if not candidates:
+            # Only blanks and repeats: every prefix stays itself, none merges, none is new
+            # (what the general step below computes, without its bookkeeping).
+            beams = {prefix: [add(pb, pnb) + blank,
+                              pnb + frame[prefix[-1]] if prefix else NEG_INF, state, lm]
+                     for prefix, (pb, pnb, state, lm) in beams.items()}
+            continue
         nxt: dict[tuple[int, ...], list] = {}
         for prefix, (pb, pnb, state, lm) in beams.items():
             total = add(pb, pnb)

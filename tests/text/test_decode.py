@@ -62,6 +62,28 @@ def test_forward_algorithm_and_optax_equal_brute_force(seed):
     assert -nll == pytest.approx(exact[ids], abs=1e-4)
 
 
+def test_batched_forward_algorithm_equals_brute_force():
+    """One batch of labellings of different lengths (the empty one, one that needs more
+    frames than there are) against the brute force, row by row."""
+    rng = np.random.default_rng(7)
+    lps = np.stack([random_log_probs(rng, 6, 4) for _ in range(5)])
+    exact = [labelling_log_probs(lp) for lp in lps]
+    labellings = [(), (1,), (2, 2), (1, 1, 1, 1), max(exact[4], key=exact[4].get)]
+    got = ctc_host.ctc_log_likelihoods(lps, labellings)
+    assert got.shape == (5,)
+    for row, ids in enumerate(labellings):
+        want = exact[row].get(ids, -np.inf)
+        if want == -np.inf:
+            assert got[row] == -np.inf
+        else:
+            assert got[row] == pytest.approx(want, abs=1e-9)
+            assert got[row] == pytest.approx(ctc_host.ctc_log_likelihood(lps[row], ids),
+                                             abs=1e-12)
+    assert ctc_host.ctc_log_likelihoods(np.zeros((0, 6, 4)), []).shape == (0,)
+    with pytest.raises(ValueError, match="one labelling per row"):
+        ctc_host.ctc_log_likelihoods(lps, labellings[:2])
+
+
 def lexicon_case(seed, b=3, t=6, words_per_image=6):
     """Random logits for b images and random lexicons over 'abc' (some words too long)."""
     rng = np.random.default_rng(seed)
