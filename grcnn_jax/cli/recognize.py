@@ -58,8 +58,8 @@ def _define_flags() -> None:
                       "jitted model (starts in seconds, faster over a thousand images), auto = "
                       f"onnx for up to {ONNX_UP_TO} images where onnxruntime is installed, "
                       "else jax.")
-    flags.DEFINE_string("lexicon", None, "Words (comma- and/or newline-separated): print the most "
-                        "likely of them for each image.")
+    flags.DEFINE_string("lexicon", None, "A file of words (comma- and/or newline-separated): "
+                        "print the most likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
     flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
                       "turned a quarter each way, keeping the reading the model is surest of "

@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
-                                     ctc_log_likelihood, lexicon_forms, log_softmax,
-                                     prefix_beam_search, ranked_view)
+                                     ctc_log_likelihood, ctc_log_likelihoods, lexicon_forms,
+                                     log_softmax, prefix_beam_search, ranked_view)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
 MAX_PIXELS = 40_000_000          # ... and so is one that decodes to more pixels (a word crop
@@ -146,8 +146,10 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
         forms = lexicon_forms(lexicon, charset, int(meta["frames"]),
                               bool(meta.get("lowercase", True)))
         best: dict[str, float] = {}
-        for word, form_ids in forms:            # a word's best case form counts for it
-            p = float(np.exp(ctc_log_likelihood(log_probs, form_ids)))
+        scores = np.exp(ctc_log_likelihoods(np.broadcast_to(log_probs, (len(forms),
+                                                                        *log_probs.shape)),
+                                            [form_ids for _, form_ids in forms]))
+        for (word, _), p in zip(forms, scores.tolist()):   # a word's best case form counts
             best[word] = max(best.get(word, 0.0), p)
         words = sorted(best.items(), key=lambda kv: -kv[1])[:5]
     return WordReading(text=charset.decode(ids),

@@ -32,7 +32,7 @@ from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
-                                     ctc_log_likelihood, lexicon_forms, log_softmax,
+                                     ctc_log_likelihoods, lexicon_forms, log_softmax,
                                      prefix_beam_search, ranked_view)
 
 ONNX_FILE, META_FILE = "model.onnx", "meta.json"
@@ -170,8 +170,10 @@ class OnnxReader:
         log_probs = log_probs[:n]
         tall = {k for k, _ in views}
         greedy = collapse(log_probs.argmax(-1))
-        unsure = [k for k, ids in enumerate(greedy) if frame and k not in tall
-                  and ctc_log_likelihood(log_probs[k], ids) < np.log(UNSURE)]
+        unsure = []
+        if frame:
+            greedy_log_p = ctc_log_likelihoods(log_probs, greedy)
+            unsure = [k for k in range(n) if k not in tall and greedy_log_p[k] < np.log(UNSURE)]
         if unsure:                                # their framed views, after the images
             framed = log_softmax(self(np.concatenate([framed_views(prepared[k])
                                                       for k in unsure]), batch_size))
@@ -197,12 +199,13 @@ class OnnxReader:
             if pick:
                 log_probs[k], best[k], framing[k] = (log_probs[rows[pick]], best[rows[pick]],
                                                      FRAMES[pick - 1])
-        for lp, ids, turn_k, frame_k in zip(log_probs[:n], best[:n], chosen, framing):
-            ids = list(ids)
-            reading = Reading(self.charset.decode(ids), float(np.exp(ctc_log_likelihood(lp, ids))),
-                              turned=turn_k, framed=frame_k)
+        best = [list(ids) for ids in best[:n]]
+        confidence = np.exp(ctc_log_likelihoods(log_probs[:n], best))
+        for lp, ids, p, turn_k, frame_k in zip(log_probs[:n], best, confidence, chosen, framing):
+            reading = Reading(self.charset.decode(ids), float(p), turned=turn_k, framed=frame_k)
             if forms:                       # ties go to the earlier word, as recognize's
-                scores = [ctc_log_likelihood(lp, f_ids) for _, f_ids in forms]
+                scores = ctc_log_likelihoods(np.broadcast_to(lp, (len(forms), *lp.shape)),
+                                             [f_ids for _, f_ids in forms])
                 top = int(np.argmax(scores))
                 reading.lexicon_text = forms[top][0]
                 reading.lexicon_confidence = float(np.exp(scores[top]))
