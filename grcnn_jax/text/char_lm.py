@@ -247,10 +247,8 @@ class LmDecoder:
         st = self.settings
         threshold = math.log(st.confident) if st.confident > 0 else -math.inf
         class_threshold = math.log(st.min_prob) if st.min_prob > 0 else None
-        log_probs = None
         if greedy_log_p is None:
-            log_probs = ctc_host.log_softmax(logits)
-            greedy_log_p = ctc_host.ctc_log_likelihoods(log_probs, greedy)
+            greedy_log_p = ctc_host.logits_log_likelihoods(logits, greedy)
         out: list[tuple[list[int], float]] = []
         searched: list[int] = []
         for i, (row, ids) in enumerate(zip(logits, greedy)):
@@ -258,18 +256,15 @@ class LmDecoder:
             if g >= threshold:
                 out.append((ids, g))
                 continue
-            lp = ctc_host.log_softmax(row) if log_probs is None else log_probs[i]
-            found, log_p = ctc_host.prefix_beam_search(lp, st.beam_width, class_threshold,
-                                                       fusion=self)[0]
+            found, log_p = ctc_host.prefix_beam_search(ctc_host.log_softmax(row), st.beam_width,
+                                                       class_threshold, fusion=self)[0]
             out.append((list(found), log_p))
             searched.append(i)
-        if exact and searched:           # the searched readings' log p, all in one batch
-            rows = np.array(searched)
-            lp = (ctc_host.log_softmax(logits[rows]) if log_probs is None
-                  else log_probs[rows])
-            for i, v in zip(searched, ctc_host.ctc_log_likelihoods(lp, [out[i][0]
-                                                                        for i in searched])):
-                out[i] = (out[i][0], float(v))
+        if exact and searched:           # the searched readings' log p, in batches
+            exact_log_p = ctc_host.logits_log_likelihoods(logits[np.array(searched)],
+                                                          [out[i][0] for i in searched])
+            for i, v in zip(searched, exact_log_p.tolist()):
+                out[i] = (out[i][0], v)
         return out
 
 

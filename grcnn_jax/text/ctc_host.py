@@ -110,6 +110,9 @@ def ctc_log_likelihood(log_probs: np.ndarray, ids: Sequence[int]) -> float:
     return float(ctc_log_likelihoods(np.asarray(log_probs)[None], [ids])[0])
 
 
+_ROWS = 128          # ctc_log_likelihoods' rows per block
+
+
 def ctc_log_likelihoods(log_probs: np.ndarray, labellings: Sequence[Sequence[int]]
                         ) -> np.ndarray:
     """[B] log p(labellings[b] | frames of b), each summed over all its CTC alignments: the
@@ -128,6 +131,10 @@ def ctc_log_likelihoods(log_probs: np.ndarray, labellings: Sequence[Sequence[int
         raise ValueError(f"log_probs must be [B, T, C] with one labelling per row, got shape "
                          f"{log_probs.shape} and {len(labellings)} labellings")
     batch, frames = log_probs.shape[:2]
+    if batch > _ROWS:                   # in blocks: the temporaries are [rows, T, states]
+        return np.concatenate([ctc_log_likelihoods(log_probs[i:i + _ROWS],
+                                                   labellings[i:i + _ROWS])
+                               for i in range(0, batch, _ROWS)])
     if batch == 0:
         return np.zeros(0)
     lengths = np.array([2 * len(ids) + 1 for ids in labellings])    # blank, label, ..., blank
@@ -154,6 +161,15 @@ def ctc_log_likelihoods(log_probs: np.ndarray, labellings: Sequence[Sequence[int
     last = alpha[rows, lengths - 1]
     before = np.where(lengths > 1, alpha[rows, np.maximum(lengths - 2, 0)], -np.inf)
     return np.logaddexp(last, before)
+
+
+def logits_log_likelihoods(logits: np.ndarray, labellings: Sequence[Sequence[int]]
+                           ) -> np.ndarray:
+    """``ctc_log_likelihoods`` of [B, T, C] logits (unnormalized): their log-softmax taken a
+    block of rows at a time, so that the float64 copies stay small."""
+    return np.concatenate([np.zeros(0)] + [
+        ctc_log_likelihoods(log_softmax(logits[i:i + _ROWS]), labellings[i:i + _ROWS])
+        for i in range(0, len(logits), _ROWS)])
 
 
 def best_view(log_probs: np.ndarray) -> int:

@@ -80,6 +80,8 @@ def test_batched_forward_algorithm_equals_brute_force():
             assert got[row] == pytest.approx(ctc_host.ctc_log_likelihood(lps[row], ids),
                                              abs=1e-12)
     assert ctc_host.ctc_log_likelihoods(np.zeros((0, 6, 4)), []).shape == (0,)
+    many = ctc_host.ctc_log_likelihoods(np.tile(lps, (60, 1, 1)), labellings * 60)  # blocks
+    np.testing.assert_array_equal(many, np.tile(got, 60))
     with pytest.raises(ValueError, match="one labelling per row"):
         ctc_host.ctc_log_likelihoods(lps, labellings[:2])
 
