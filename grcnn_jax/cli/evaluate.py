@@ -90,8 +90,8 @@ def _define_flags() -> None:
     flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
                       "framed tighter and looser, keeping the reading ranked first "
                       "(--noframe: every image once).")
-    flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: "
-                         "config.data.num_workers).")
+    flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: none for "
+                         "stored sets, config.data.num_workers for the generator).")
     flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json, "
                         "WORKDIR/benchmark_<step>.json with --benchmark; none for the shipped "
                         "model).")

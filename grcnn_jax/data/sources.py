@@ -75,6 +75,16 @@ def generator_fonts(source: Any) -> tuple[str, ...]:
     return source.fonts if isinstance(source, SynthWords) else ()
 
 
+def holds_generator(source: Any) -> bool:
+    """Whether ``source`` is, or nests (as ``open_source`` or ``WeightedSources`` do), the
+    synthetic generator."""
+    from grcnn_jax.data.synth.generator import SynthWords
+
+    if isinstance(source, (ConcatSource, WeightedSources)):
+        return any(holds_generator(s) for s in source.sources)
+    return isinstance(source, SynthWords)
+
+
 def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,
                 tfds_data_dir: str | None = None) -> Any:
     """Opens the random-access source named by ``spec`` (see module doc).

@@ -231,7 +231,8 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
       batch_size: eval batch (default ``config.eval_batch_size``), a multiple of the devices.
       case_sensitive: compare case (default: the case-insensitive standard protocol).
       beam_width: 1 = greedy decoding, more = prefix beam search.
-      num_workers: loader worker processes (default ``config.data.num_workers``).
+      num_workers: loader worker processes (default: none; the sets are stored records,
+        ``pipeline.eval_workers``).
       predictions: if a dict, ``predictions[name]`` gets each record's ``score_records`` dict.
       turn: also read tall crops turned a quarter each way (``Evaluator``'s ``turn``).
       frame: also read unsure readings' images framed tighter and looser (``Evaluator``'s
@@ -257,8 +258,6 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     sets, ignored = find_sets(root)
     config, charset = ckpt.config, ckpt.charset
     batch_size = batch_size or config.eval_batch_size
-    if num_workers is None:
-        num_workers = config.data.num_workers
     # Open every set first: a broken standard set fails before anything is evaluated.
     opened = []
     for s in sets:
@@ -293,7 +292,9 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
                 yield batch
 
         batches = pipeline.BatchIterator(pipeline.make_dataset(
-            source, preprocess, batch_size, train=False, num_workers=num_workers), name=s.name)
+            source, preprocess, batch_size, train=False,
+            num_workers=pipeline.eval_workers(source, num_workers, config.data.num_workers)),
+            name=s.name)
         collected: list[dict] = []
         try:
             result = evaluator.evaluate(params, batch_stats, tracked(batches),

@@ -51,7 +51,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
         the device count.
       case_sensitive: compare case (default: the case-insensitive standard protocol).
       beam_width: lexicon-free decoding: 1 = greedy, more = prefix beam search.
-      num_workers: loader worker processes (default ``config.data.num_workers``).
+      num_workers: loader worker processes (default ``pipeline.eval_workers``: none for
+        stored records, ``config.data.num_workers`` for the generator).
       predictions: if a dict, ``predictions[name]`` gets one dict per image.
       turn: also read crops at least ``preprocess.TURN_RATIO`` times as tall as wide turned a
         quarter each way, keeping the most probable reading (``Evaluator``'s ``turn``).
@@ -70,8 +71,6 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
 
     config, charset = ckpt.config, ckpt.charset
     batch_size = batch_size or config.eval_batch_size
-    if num_workers is None:
-        num_workers = config.data.num_workers
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
@@ -88,7 +87,9 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     for spec, source in sources:
         name = spec if spec is not None else f"{config.data.val} (config.data.val)"
         batches = pipeline.BatchIterator(pipeline.make_dataset(
-            source, preprocess, batch_size, train=False, num_workers=num_workers), name=name)
+            source, preprocess, batch_size, train=False,
+            num_workers=pipeline.eval_workers(source, num_workers, config.data.num_workers)),
+            name=name)
         collected = [] if predictions is not None else None
         try:
             result = evaluator.evaluate(params, batch_stats, batches, predictions=collected)

@@ -411,3 +411,15 @@ def test_several_validation_sets_are_scored_each_under_its_name():
     assert [len(src) for _, src in named] == [16, 10, 6]
     config.data.val = "synth"
     assert [name for name, _ in open_val_sets(config)] == ["val"]
+
+
+def test_evaluation_loads_stored_records_in_process_and_renders_with_workers():
+    from grcnn_jax.data.pipeline import eval_workers
+    from grcnn_jax.data.sources import WeightedSources, open_source
+
+    folder, synth = Icdar03Folder(IC03), open_source("synth", synth={"length": 4})
+    assert eval_workers(folder, None, 2) == 0
+    assert eval_workers(synth, None, 2) == 2
+    assert eval_workers(open_source(f"synth,{IC03}", synth={"length": 4}), None, 1) == 1
+    assert eval_workers(WeightedSources([folder, synth], [0.5, 0.5]), None, 1) == 1
+    assert eval_workers(folder, 3, 2) == 3 and eval_workers(synth, 0, 2) == 0
