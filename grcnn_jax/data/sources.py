@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from grcnn_jax.data.errors import DataError
 
@@ -65,24 +65,27 @@ class WeightedSources:
         return f"WeightedSources({self.sources!r}, weights={self.weights})"
 
 
+def _generators(source: Any) -> Iterator[Any]:
+    """The synthetic generators inside ``source``, as ``open_source`` or ``WeightedSources``
+    nest them."""
+    from grcnn_jax.data.synth.generator import SynthWords
+
+    if isinstance(source, (ConcatSource, WeightedSources)):
+        for s in source.sources:
+            yield from _generators(s)
+    elif isinstance(source, SynthWords):
+        yield source
+
+
 def generator_fonts(source: Any) -> tuple[str, ...]:
     """The font files of the synthetic generator inside ``source`` (as ``open_source`` or
     ``WeightedSources`` nest it), () where it holds none."""
-    from grcnn_jax.data.synth.generator import SynthWords
-
-    if isinstance(source, (ConcatSource, WeightedSources)):
-        return tuple(dict.fromkeys(f for s in source.sources for f in generator_fonts(s)))
-    return source.fonts if isinstance(source, SynthWords) else ()
+    return tuple(dict.fromkeys(f for g in _generators(source) for f in g.fonts))
 
 
 def holds_generator(source: Any) -> bool:
-    """Whether ``source`` is, or nests (as ``open_source`` or ``WeightedSources`` do), the
-    synthetic generator."""
-    from grcnn_jax.data.synth.generator import SynthWords
-
-    if isinstance(source, (ConcatSource, WeightedSources)):
-        return any(holds_generator(s) for s in source.sources)
-    return isinstance(source, SynthWords)
+    """Whether ``source`` is, or nests, the synthetic generator."""
+    return any(True for _ in _generators(source))
 
 
 def open_source(spec: str, *, what: str = "dataset", synth: dict | None = None,

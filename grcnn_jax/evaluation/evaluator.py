@@ -327,12 +327,12 @@ class Evaluator:
                consume: Callable[[dict, dict, Any], Any], views_queue: _Views,
                settled: Callable[[Any, Prediction], None],
                after_first: Callable[[], None] | None = None) -> None:
-        """Dispatches ``batches`` and, as whole host batches of them wait (at the end, any),
-        the views that reading them queues, each read while the device runs the next one
-        (``OneBehind``): ``consume(batch, outputs, lexicon candidates)`` for a batch,
-        ``settled(payload, prediction)`` for each image whose last view is read.
-        ``after_first``: the first batch (which compiles) is read at once, then it is
-        called."""
+        """Dispatches ``batches``, and the views that reading them queues whenever a whole
+        host batch of views waits (at the end, whatever waits); each batch is read while the
+        device runs the next one (``OneBehind``): ``consume(batch, outputs, lexicon
+        candidates)`` for one of ``batches``, ``settled(payload, prediction)`` for each
+        image whose last view is read. ``after_first``: the first batch (which compiles) is
+        read at once, then it is called."""
         unread: OneBehind[tuple] = OneBehind()
         last: dict | None = None
 
