@@ -209,9 +209,9 @@ def eval_workers(source: Any, num_workers: int | None, generator_workers: int) -
     where given; else ``generator_workers`` (a config's ``data.num_workers``) for the
     synthetic generator, whose words take milliseconds each to render, and none for stored
     records. Decoding a stored word crop takes ~0.4 ms, and the read-ahead thread does it
-    beside the device's forward pass; a worker process costs its start (about a second on 2
-    cores) and the copying of every batch (2-core VM, the shipped reader, real_val and its
-    bent copy: 9.8 s in one process against 12.2 s with one worker, docs/speed.md)."""
+    beside the device's forward pass; a worker process costs its start and the copying of
+    every batch (2-core VM, the shipped reader, real_val and its bent copy, two passes: 9.8 s
+    in one process against 12.2 s with one worker, docs/speed.md)."""
     if num_workers is not None:
         return num_workers
     return generator_workers if holds_generator(source) else 0

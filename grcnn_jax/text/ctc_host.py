@@ -1,10 +1,10 @@
 """CTC on the host, in numpy alone: what reading a model's logits needs without jax.
 
 Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
-(``ctc_log_likelihood``, or ``ctc_log_likelihoods`` for a batch: the confidence ``recognize`` reports), the standard CTC prefix
-beam search (``prefix_beam_search``: Hannun et al. 2014; a language model fused in where
-given, ``char_lm``), the frames a labelling needs, and the forms in which lexicon words are
-scored (``word_forms``). ``grcnn_jax.text.decode``
+(``ctc_log_likelihood``; ``ctc_log_likelihoods`` for a batch: the confidence ``recognize``
+reports), the standard CTC prefix beam search (``prefix_beam_search``: Hannun et al. 2014; a
+language model fused in where given, ``char_lm``), the frames a labelling needs, and the
+forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.text.decode``
 builds the device-side decoders on these; ``grcnn_jax.inference.onnx_reader`` reads with them.
 Logits are ``[B, T, C]`` (or ``[T, C]`` for one image): T frames, C classes, blank = 0.
 """
