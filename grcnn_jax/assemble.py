@@ -46,6 +46,7 @@ def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> Prep
                                max_frames=frames, keep_aspect=config.data.keep_aspect,
                                grayscale=gray_mode(config),
                                augment=config.data.get("augment", False),
+                               augment_strength=config.data.get("augment_strength", 1.0),
                                policy=tuple(sorted(policy.items())))
 
 

@@ -108,6 +108,9 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",
          d.num_workers, "an integer >= 0 (0: load in the main process)")
     need(bool(str(d.train).strip()), "data.train", d.train, "a dataset spec (e.g. 'synth')")
+    strength = d.get("augment_strength", 1.0)
+    need(isinstance(strength, (int, float)) and not isinstance(strength, bool)
+         and 0 <= strength <= 3, "data.augment_strength", strength, "a number in [0, 3]")
 
     need(gray_mode(config) in GRAY_MODES, "data.grayscale", d.get("grayscale"),
          f"one of {GRAY_MODES}")

@@ -117,29 +117,30 @@ def _perspective_coefficients(dst: np.ndarray, src: np.ndarray) -> tuple[float, 
     return tuple(np.linalg.solve(np.asarray(rows, np.float64), np.asarray(rhs, np.float64)))
 
 
-def distort(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def distort(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """uint8 [H, W] -> the same size, seen at another angle: rotated (up to ~6 degrees in
     the image's own pixels), sheared (up to +-0.35), with each corner moved (perspective,
     up to 5% of the width and 15% of the height), sometimes bent along a parabola (curved
-    baselines). Edges are repeated, never filled black."""
+    baselines). Edges are repeated, never filled black. ``strength`` scales those bounds and
+    the shear's and curve's chances (``augment``'s)."""
     h, w = img.shape
     py, px = h // 2, w // 4
     padded = np.pad(img, ((py, py), (px, px)), mode="edge")
     cx, cy = px + w / 2, py + h / 2
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
-    a = np.deg2rad(rng.uniform(-6, 6))
-    shear = rng.uniform(-0.35, 0.35) if rng.random() < 0.5 else 0.0
+    a = np.deg2rad(rng.uniform(-6, 6) * strength)
+    shear = rng.uniform(-0.35, 0.35) * strength if rng.random() < 0.5 * strength else 0.0
     rel = corners - [w / 2, h / 2]
     rel = rel @ np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
     rel[:, 0] += shear * rel[:, 1]
-    rel += rng.uniform(-1, 1, (4, 2)) * [0.05 * w, 0.15 * h]
+    rel += rng.uniform(-1, 1, (4, 2)) * [0.05 * w * strength, 0.15 * h * strength]
     src = rel + [cx, cy]
     out = Image.fromarray(padded).transform(
         (w, h), Image.Transform.PERSPECTIVE, _perspective_coefficients(corners, src),
         Image.Resampling.BILINEAR)
     out = np.asarray(out)
-    if rng.random() < 0.3:                       # curved baseline: column x moves by dy(x)
-        amount = rng.uniform(-0.25, 0.25) * h
+    if rng.random() < 0.3 * strength:            # curved baseline: column x moves by dy(x)
+        amount = rng.uniform(-0.25, 0.25) * h * strength
         dy = amount * np.linspace(-1, 1, w) ** 2
         ys = np.clip(np.arange(h)[:, None] - dy[None, :], 0, h - 1)
         y0 = np.floor(ys).astype(np.int64)
@@ -258,22 +259,36 @@ def prepare_views(image, height: int, width: int, keep_aspect: bool, grayscale: 
                                                                   keep_aspect)
 
 
-def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem:
+def _toward(value: float, neutral: float, strength: float) -> float:
+    """``value``'s distance from ``neutral`` (the value that changes nothing) scaled by
+    ``strength``; exactly ``value`` at strength 1."""
+    return value if strength == 1 else neutral + (value - neutral) * strength
+
+
+def augment(example: dict | Problem, rng: np.random.Generator, strength: float = 1.0
+            ) -> dict | Problem:
     """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
     source: some written along an arc (``bend_arc``, the new crop resized to the old size, as
     a curved word's crop is), half ``distort``-ed (angle, shear, perspective, curve), crop
     jitter (edges cut or padded by up to ~8% of the size), then with some probability low
-    resolution or blur, lower contrast, inverted polarity, noise. Problems pass through."""
+    resolution or blur, lower contrast, inverted polarity, noise. Problems pass through.
+
+    ``strength`` (``config.data.augment_strength``) scales how often and how far: the
+    chances of the arc, the distortion, low resolution, blur, lower contrast and noise, and
+    the distortion's bounds, the blur's radius, the resolution's and contrast's loss and the
+    noise's level. 1 is the recipe's; 0 leaves only crop jitter and polarity. The random
+    draws are the same at every strength, so a given seed varies the same images."""
     if isinstance(example, Problem):
         return example
     img = example["image"]
     h, w = img.shape
-    if rng.random() < ARC_PROBABILITY:
+    s = strength
+    if rng.random() < ARC_PROBABILITY * s:
         angle = rng.uniform(*ARC_ANGLES) * rng.choice((-1.0, 1.0))
         img = np.asarray(Image.fromarray(bend_arc(img, angle)).resize(
             (w, h), Image.Resampling.BILINEAR))
-    if rng.random() < 0.5:
-        img = distort(img, rng)
+    if rng.random() < 0.5 * s:
+        img = distort(img, rng, s)
     out = Image.fromarray(img)
     if rng.random() < 0.5:
         dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
@@ -286,19 +301,19 @@ def augment(example: dict | Problem, rng: np.random.Generator) -> dict | Problem
                 (box[0] + w // 8, box[1] + h // 4, box[2] + w // 8, box[3] + h // 4),
                 Image.Resampling.BILINEAR)
     u = rng.random()
-    if u < 0.15:
-        f = rng.uniform(1.3, 2.5)
+    if u < 0.15 * s:
+        f = _toward(rng.uniform(1.3, 2.5), 1.0, s)
         out = out.resize((max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX)
         out = out.resize((w, h), Image.Resampling.BILINEAR)
-    elif u < 0.35:
-        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    elif u < 0.35 * s:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * s))
     a = np.asarray(out, np.float32)
-    if rng.random() < 0.2:
-        a = a.mean() + (a - a.mean()) * rng.uniform(0.4, 0.9)
+    if rng.random() < 0.2 * s:
+        a = a.mean() + (a - a.mean()) * max(0.25, _toward(rng.uniform(0.4, 0.9), 1.0, s))
     if rng.random() < 0.1:
         a = 255.0 - a
-    if rng.random() < 0.2:
-        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10)
+    if rng.random() < 0.2 * s:
+        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10) * s
     return {**example, "image": np.clip(a + 0.5, 0, 255).astype(np.uint8)}
 
 
@@ -315,6 +330,7 @@ class Preprocess:
       keep_aspect: scale to the height and pad the width instead of stretching.
       grayscale: colour to gray, ``images.GRAY_MODES`` ('principal' keeps hue contrast).
       augment: training streams add ``augment`` after this (evaluation never does).
+      augment_strength: ``augment``'s ``strength``.
       policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
       keep_case: the example's ``text`` keeps the label's case even where the policy
         lowercases it to encode it (``evaluate --case_sensitive`` compares true case).
@@ -333,6 +349,7 @@ class Preprocess:
     keep_aspect: bool = False
     grayscale: str = "principal"
     augment: bool = False
+    augment_strength: float = 1.0
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
     keep_case: bool = False
     adapt_labels: bool = False

@@ -110,6 +110,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
     leg = {"train": c.data.train, "train_weights": c.data.get("train_weights", ""),
            "augment": bool(c.data.get("augment", False)), "init_from": c.get("init_from", ""),
            "steps": ckpt.step, "batch_size": c.batch_size, "charset_size": len(ckpt.charset)}
+    if c.data.get("augment_strength", 1.0) != 1.0:
+        leg["augment_strength"] = c.data.augment_strength
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):

@@ -377,6 +377,28 @@ def test_an_arc_bends_the_word_round_a_circle_below_or_above():
     np.testing.assert_array_equal(rgb[..., 1], down)
 
 
+def test_augmentation_strength_scales_how_far_images_move_and_reaches_the_loader():
+    from grcnn_jax.data.preprocess import augment
+
+    img = np.full((32, 100), 220, np.uint8)
+    img[9:23, 8:92:6] = 30                                    # dark strokes: the "letters"
+    example = {"image": img, "text": "x"}
+
+    def change(strength):                                     # mean |augmented - original|
+        return np.mean([np.abs(augment(example, np.random.default_rng(i), strength)["image"]
+                               .astype(np.int16) - img).mean() for i in range(60)])
+
+    weak, recipe, strong = change(0.0), change(1.0), change(2.0)
+    assert weak < recipe < strong and strong > 1.3 * recipe
+    # The loader passes the preprocess' strength on: other images from the same seed.
+    same = [b["image"] for b in _first_batches(Preprocess(Charset(), augment=True), True)]
+    again = _first_batches(Preprocess(Charset(), augment=True, augment_strength=1.0), True)
+    harder = _first_batches(Preprocess(Charset(), augment=True, augment_strength=2.0), True)
+    for x, y, z in zip(same, again, harder):
+        np.testing.assert_array_equal(x, y["image"])
+        assert not np.array_equal(x, z["image"])
+
+
 def test_augmentation_passes_problems_through():
     from grcnn_jax.data.preprocess import Problem, augment
 

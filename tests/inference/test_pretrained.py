@@ -189,15 +189,21 @@ def test_the_lineage_records_every_leg(lmdb_path, tmp_path):
         pretrained.lineage(load_for_inference(workdir=str(tmp_path / "b")))
 
 
-def test_a_leg_with_the_generator_records_its_faces(tmp_path):
+def test_a_leg_with_the_generator_records_its_faces_and_augmentation(tmp_path):
     from helpers import tiny_config
 
     from grcnn_jax.data.synth import fonts
     from grcnn_jax.training import train
 
-    train.train_and_evaluate(tiny_config(None, 2, **{"data.val": ""}), str(tmp_path / "a"))
+    train.train_and_evaluate(tiny_config(None, 2, **{"data.val": "", "data.augment": True,
+                                                     "data.augment_strength": 1.5}),
+                             str(tmp_path / "a"))
     ckpt = load_for_inference(workdir=str(tmp_path / "a"))
-    faces = pretrained.training_leg(ckpt)["synth_faces"]
+    leg = pretrained.training_leg(ckpt)
+    assert leg["augment"] is True and leg["augment_strength"] == 1.5
+    ckpt.config.data.augment_strength = 1.0               # the recipe's: not written
+    assert "augment_strength" not in pretrained.training_leg(ckpt)
+    faces = leg["synth_faces"]
     usable = fonts.usable_fonts(ckpt.charset.chars)
     assert faces == fonts.faces_by_source(usable, ckpt.charset.chars)
     assert "given" not in faces and sum(faces.values()) == len(usable)
