@@ -276,19 +276,18 @@ def augment(example: dict | Problem, rng: np.random.Generator, strength: float =
     ``strength`` (``config.data.augment_strength``) scales how often and how far: the
     chances of the arc, the distortion, low resolution, blur, lower contrast and noise, and
     the distortion's bounds, the blur's radius, the resolution's and contrast's loss and the
-    noise's level. 1 is the recipe's; 0 leaves only crop jitter and polarity. The random
-    draws are the same at every strength, so a given seed varies the same images."""
+    noise's level. 1 is the recipe's, image for image; 0 leaves only crop jitter and
+    polarity."""
     if isinstance(example, Problem):
         return example
     img = example["image"]
     h, w = img.shape
-    s = strength
-    if rng.random() < ARC_PROBABILITY * s:
+    if rng.random() < ARC_PROBABILITY * strength:
         angle = rng.uniform(*ARC_ANGLES) * rng.choice((-1.0, 1.0))
         img = np.asarray(Image.fromarray(bend_arc(img, angle)).resize(
             (w, h), Image.Resampling.BILINEAR))
-    if rng.random() < 0.5 * s:
-        img = distort(img, rng, s)
+    if rng.random() < 0.5 * strength:
+        img = distort(img, rng, strength)
     out = Image.fromarray(img)
     if rng.random() < 0.5:
         dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
@@ -301,19 +300,19 @@ def augment(example: dict | Problem, rng: np.random.Generator, strength: float =
                 (box[0] + w // 8, box[1] + h // 4, box[2] + w // 8, box[3] + h // 4),
                 Image.Resampling.BILINEAR)
     u = rng.random()
-    if u < 0.15 * s:
-        f = _toward(rng.uniform(1.3, 2.5), 1.0, s)
+    if u < 0.15 * strength:
+        f = _toward(rng.uniform(1.3, 2.5), 1.0, strength)
         out = out.resize((max(1, round(w / f)), max(1, round(h / f))), Image.Resampling.BOX)
         out = out.resize((w, h), Image.Resampling.BILINEAR)
-    elif u < 0.35 * s:
-        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * s))
+    elif u < 0.35 * strength:
+        out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2) * strength))
     a = np.asarray(out, np.float32)
-    if rng.random() < 0.2 * s:
-        a = a.mean() + (a - a.mean()) * max(0.25, _toward(rng.uniform(0.4, 0.9), 1.0, s))
+    if rng.random() < 0.2 * strength:
+        a = a.mean() + (a - a.mean()) * max(0.25, _toward(rng.uniform(0.4, 0.9), 1.0, strength))
     if rng.random() < 0.1:
         a = 255.0 - a
-    if rng.random() < 0.2 * s:
-        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10) * s
+    if rng.random() < 0.2 * strength:
+        a = a + rng.standard_normal(a.shape, np.float32) * rng.uniform(2, 10) * strength
     return {**example, "image": np.clip(a + 0.5, 0, 255).astype(np.uint8)}
 
 
