@@ -2,7 +2,8 @@
 
 Greedy decoding (``collapse``, ``greedy_decode``), the exact log-likelihood of a labelling
 (``ctc_log_likelihood``; ``ctc_log_likelihoods`` for a batch: the confidence ``recognize``
-reports), the standard CTC prefix beam search (``prefix_beam_search``: Hannun et al. 2014; a
+reports), the most probable alignment of a labelling (``best_alignment``: where each
+character lies), the standard CTC prefix beam search (``prefix_beam_search``: Hannun et al. 2014; a
 language model fused in where given, ``char_lm``), the frames a labelling needs, and the
 forms in which lexicon words are scored (``word_forms``). ``grcnn_jax.text.decode``
 builds the device-side decoders on these; ``grcnn_jax.inference.onnx_reader`` reads with them.
@@ -170,6 +171,46 @@ def logits_log_likelihoods(logits: np.ndarray, labellings: Sequence[Sequence[int
     return np.concatenate([np.zeros(0)] + [
         ctc_log_likelihoods(log_softmax(logits[i:i + _ROWS]), labellings[i:i + _ROWS])
         for i in range(0, len(logits), _ROWS)])
+
+
+def best_alignment(log_probs: np.ndarray, ids: Sequence[int]) -> np.ndarray | None:
+    """The most probable single CTC alignment of ``ids`` (Viterbi), as int [T]: for each
+    frame the position in ``ids`` it emits, or -1 for a blank; None where ``ids`` (not
+    empty) cannot be aligned to the T frames.
+
+    Args:
+      log_probs: [T, C] per-frame log-probabilities, blank = 0.
+      ids: the labelling (no blanks).
+    """
+    log_probs = np.asarray(log_probs, np.float64)
+    t_len, n = len(log_probs), len(ids)
+    if n == 0 or required_frames(ids) > t_len:
+        return None
+    ext = np.full(2 * n + 1, BLANK_ID, np.int64)            # blank, id0, blank, id1, ... blank
+    ext[1::2] = ids
+    s_len = len(ext)
+    # A state may be entered from itself, the one before, or (a label that differs from the
+    # label two back) skipping the blank between them.
+    skip = np.zeros(s_len, bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    score = np.full(s_len, -np.inf)
+    score[:2] = log_probs[0, ext[:2]]
+    back = np.zeros((t_len, s_len), np.int64)
+    states = np.arange(s_len)
+    for t in range(1, t_len):
+        stay = score
+        step = np.concatenate([[-np.inf], score[:-1]])
+        jump = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        options = np.stack([stay, step, jump])
+        choice = options.argmax(0)
+        back[t] = states - choice
+        score = options.max(0) + log_probs[t, ext]
+    state = s_len - 1 if score[-1] >= score[-2] else s_len - 2
+    path = np.empty(t_len, np.int64)
+    for t in range(t_len - 1, -1, -1):
+        path[t] = state
+        state = back[t, state]
+    return np.where(path % 2 == 1, path // 2, -1)
 
 
 def best_view(log_probs: np.ndarray) -> int:

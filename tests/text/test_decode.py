@@ -246,3 +246,33 @@ def test_a_cased_charset_scores_every_case_form_of_a_lexicon_word():
     scores = np.full((1, enc.labels.shape[1]), -50.0)
     scores[0, 4] = -1.0                                   # 'PARK' read
     assert decode.pick_words(scores, enc.words)[0][0] == "park"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_best_alignment_is_the_brute_force_best_path(seed):
+    rng = np.random.default_rng(seed)
+    lp = random_log_probs(rng, 6, 4)
+    for word in ("a", "ab", "aa", "cab", "abba"):
+        ids = encode(word)
+        paths = np.array(list(itertools.product(range(4), repeat=6)))
+        mine = [p for p, c in zip(paths, ctc_host.collapse(paths)) if tuple(c) == ids]
+        scores = [lp[np.arange(6), p].sum() for p in mine]
+        best = mine[int(np.argmax(scores))]
+        got = ctc_host.best_alignment(lp, ids)
+        # Positions in the word, -1 for blanks: the brute-force path's, re-derived.
+        expect, k, previous = [], -1, 0
+        for c in best:
+            if c != 0 and (c != previous or expect[-1] == -1):
+                k += 1
+            expect.append(k if c != 0 else -1)
+            previous = c
+        assert got.tolist() == expect, word
+        assert np.isclose(lp[np.arange(6), np.where(got >= 0, np.array(ids)[got], 0)].sum(),
+                          max(scores))
+
+
+def test_best_alignment_refuses_what_does_not_fit():
+    lp = random_log_probs(np.random.default_rng(0), 3, 4)
+    assert ctc_host.best_alignment(lp, encode("aa")) is not None      # a, blank, a
+    assert ctc_host.best_alignment(lp, encode("aaa")) is None        # needs 5 frames
+    assert ctc_host.best_alignment(lp, ()) is None
