@@ -153,3 +153,38 @@ def test_bend_crops_writes_a_curved_copy_of_a_folder(tmp_path):
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "FATAL --min 2.0 and --max 1.0: need 0 < min <= max"]
+
+
+def test_splice_real_crops_writes_pieces_and_joins_of_the_labels(tmp_path):
+    from grcnn_jax.data.formats.crnn_lmdb import LmdbSource, write_lmdb
+    from grcnn_jax.data.formats.folders import Icdar03Folder
+
+    crops = tmp_path / "crops.lmdb"
+    folder = Icdar03Folder(IC03_MINI)
+    write_lmdb(crops, [{"image": folder[i]["image"], "text": folder[i]["text"]}
+                       for i in range(len(folder))])
+    labels = [folder[i]["text"] for i in range(len(folder))]
+    out, sheet = tmp_path / "spliced.lmdb", tmp_path / "sheet.png"
+    script = [sys.executable, str(REPO / "launch" / "splice_real_crops.py")]
+    proc = subprocess.run([*script, str(crops), str(out), "--n", "6", "--contact_sheet",
+                           str(sheet)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert sheet.stat().st_size > 0
+    written = LmdbSource(out)
+    assert len(written) == 6
+    pieces = {w[i:j] for w in labels for i in range(len(w)) for j in range(i + 2, len(w) + 1)}
+    heads = {w[:i] for w in labels for i in range(2, len(w) + 1)}
+    tails = {w[i:] for w in labels for i in range(len(w) - 1)}
+    for k in range(6):
+        text = written[k]["text"]
+        # a piece of one crop (never all of it), or the head of one and the tail of another
+        assert (text in pieces and text not in labels) or any(
+            text[:i] in heads and text[i:] in tails for i in range(2, len(text) - 1)), text
+    again = subprocess.run([*script, str(crops), str(out)], capture_output=True, text=True,
+                           timeout=120, cwd=REPO)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        f"FATAL {out} exists and is not empty: give a new folder"]
+    bad = subprocess.run([*script, str(crops), str(tmp_path / "x"), "--max_length", "1"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "FATAL --n 20000 and --max_length 1: need n >= 1 and max_length >= 2"]
