@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from grcnn_jax.config.defaults import gray_mode
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.data.preprocess import Preprocess, check_policy
+from grcnn_jax.data.preprocess import EDGE_CUT, Preprocess, check_policy
 from grcnn_jax.data.pipeline import BATCH_KEYS
 from grcnn_jax.data.sources import WeightedSources, open_source
 from grcnn_jax.models import frames_for_width
@@ -47,6 +47,7 @@ def make_preprocess(config: ml_collections.ConfigDict, charset: Charset) -> Prep
                                grayscale=gray_mode(config),
                                augment=config.data.get("augment", False),
                                augment_strength=config.data.get("augment_strength", 1.0),
+                               augment_edge_cut=config.data.get("augment_edge_cut", EDGE_CUT),
                                policy=tuple(sorted(policy.items())))
 
 

@@ -16,7 +16,7 @@ from grcnn_jax.models import frames_for_width, grcl_options
 from grcnn_jax.models.grcnn import PARAM_GROUPS
 from grcnn_jax.data.images import GRAY_MODES
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.data.preprocess import check_policy
+from grcnn_jax.data.preprocess import EDGE_CUT, check_policy
 from grcnn_jax.data.synth.styles import parse_styles
 
 MODEL_HEIGHT = 32                      # the backbone's five height halvings end at height 1
@@ -111,6 +111,9 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     strength = d.get("augment_strength", 1.0)
     need(isinstance(strength, (int, float)) and not isinstance(strength, bool)
          and 0 <= strength <= 3, "data.augment_strength", strength, "a number in [0, 3]")
+    cut = d.get("augment_edge_cut", EDGE_CUT)
+    need(isinstance(cut, (int, float)) and not isinstance(cut, bool) and 0 <= cut <= 0.2,
+         "data.augment_edge_cut", cut, "a number in [0, 0.2]")
 
     need(gray_mode(config) in GRAY_MODES, "data.grayscale", d.get("grayscale"),
          f"one of {GRAY_MODES}")

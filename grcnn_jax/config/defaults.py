@@ -60,6 +60,7 @@ def get_data_config() -> ml_collections.ConfigDict:
     d.augment = False                 # loader augmentation for every training source (crop
                                       # jitter, blur, noise, contrast; data.preprocess.augment)
     d.augment_strength = 1.0          # how often and how far augment varies an image (0-3)
+    d.augment_edge_cut = 0.06         # the most of the width crop jitter cuts from each side
     d.grayscale = "principal"         # colour -> gray: principal (the image's main colour axis,
                                       # keeps hue contrast) | luma (ITU-R 601 luminance)
     d.max_label_length = 25           # labels padded to this (capped by the model's frames)

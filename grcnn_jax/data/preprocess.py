@@ -265,8 +265,15 @@ def _toward(value: float, neutral: float, strength: float) -> float:
     return value if strength == 1 else neutral + (value - neutral) * strength
 
 
-def augment(example: dict | Problem, rng: np.random.Generator, strength: float = 1.0
-            ) -> dict | Problem:
+# Crop jitter cuts up to this share of the width from the left and from the right edge (and
+# pads up to ``EDGE_PAD``): the recipe's. A crop cut tight around its word loses a final full
+# stop or a thin first letter to a few per cent (``augment``'s ``edge_cut``).
+EDGE_CUT = 0.06
+EDGE_PAD = 0.04
+
+
+def augment(example: dict | Problem, rng: np.random.Generator, strength: float = 1.0,
+            edge_cut: float = EDGE_CUT) -> dict | Problem:
     """Training-time variation of one preprocessed example (its uint8 [H, W] image), for any
     source: some written along an arc (``bend_arc``, the new crop resized to the old size, as
     a curved word's crop is), half ``distort``-ed (angle, shear, perspective, curve), crop
@@ -277,7 +284,8 @@ def augment(example: dict | Problem, rng: np.random.Generator, strength: float =
     chances of the arc, the distortion, low resolution, blur, lower contrast and noise, and
     the distortion's bounds, the blur's radius, the resolution's and contrast's loss and the
     noise's level. 1 is the recipe's, image for image; 0 leaves only crop jitter and
-    polarity."""
+    polarity. ``edge_cut`` (``config.data.augment_edge_cut``): the most of the width crop
+    jitter cuts from each side; ``EDGE_CUT`` is the recipe's, image for image."""
     if isinstance(example, Problem):
         return example
     img = example["image"]
@@ -290,7 +298,7 @@ def augment(example: dict | Problem, rng: np.random.Generator, strength: float =
         img = distort(img, rng, strength)
     out = Image.fromarray(img)
     if rng.random() < 0.5:
-        dx0, dx1 = (rng.uniform(-0.04, 0.06, 2) * w).round()
+        dx0, dx1 = (rng.uniform(-EDGE_PAD, edge_cut, 2) * w).round()
         dy0, dy1 = (rng.uniform(-0.06, 0.08, 2) * h).round()
         box = (dx0, dy0, w - dx1, h - dy1)
         if box[2] - box[0] >= w // 2 and box[3] - box[1] >= h // 2:
@@ -330,6 +338,7 @@ class Preprocess:
       grayscale: colour to gray, ``images.GRAY_MODES`` ('principal' keeps hue contrast).
       augment: training streams add ``augment`` after this (evaluation never does).
       augment_strength: ``augment``'s ``strength``.
+      augment_edge_cut: ``augment``'s ``edge_cut``.
       policy: ``{case: action}``, see POLICIES; a 'fail' raises DataError with the key.
       keep_case: the example's ``text`` keeps the label's case even where the policy
         lowercases it to encode it (``evaluate --case_sensitive`` compares true case).
@@ -349,6 +358,7 @@ class Preprocess:
     grayscale: str = "principal"
     augment: bool = False
     augment_strength: float = 1.0
+    augment_edge_cut: float = EDGE_CUT
     policy: tuple = tuple(sorted(DEFAULT_POLICY.items()))
     keep_case: bool = False
     adapt_labels: bool = False

@@ -32,6 +32,7 @@ import numpy as np
 from flax import traverse_util
 
 from grcnn_jax import assets
+from grcnn_jax.data.preprocess import EDGE_CUT
 from grcnn_jax.inference.lm_files import LM_FILE, load_in_folder, save_in_folder
 from grcnn_jax.text.char_lm import CharLM, LmError
 from grcnn_jax.text.charset import Charset
@@ -112,6 +113,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
            "steps": ckpt.step, "batch_size": c.batch_size, "charset_size": len(ckpt.charset)}
     if c.data.get("augment_strength", 1.0) != 1.0:
         leg["augment_strength"] = c.data.augment_strength
+    if c.data.get("augment_edge_cut", EDGE_CUT) != EDGE_CUT:
+        leg["augment_edge_cut"] = c.data.augment_edge_cut
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):

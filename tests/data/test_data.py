@@ -399,6 +399,26 @@ def test_augmentation_strength_scales_how_far_images_move_and_reaches_the_loader
         assert not np.array_equal(x, z["image"])
 
 
+def test_edge_cut_bounds_what_crop_jitter_takes_from_the_ends_and_reaches_the_loader():
+    from grcnn_jax.data.preprocess import augment
+
+    img = np.full((32, 100), 220, np.uint8)
+    img[20:26, 95:99] = 30                          # a full stop at the right edge of the crop
+    example = {"image": img, "text": "x."}
+
+    def kept(edge_cut):                             # of 60 draws, how many still show it
+        out = [augment(example, np.random.default_rng(i), 0.0, edge_cut)["image"]
+               .astype(np.int16) for i in range(60)]
+        return sum(np.abs(a - np.median(a)).max() > 100 for a in out)   # either polarity
+
+    assert kept(0.0) == 60 and kept(0.06) < 60
+    np.testing.assert_array_equal(augment(example, np.random.default_rng(1))["image"],
+                                  augment(example, np.random.default_rng(1), 1.0, 0.06)["image"])
+    same = [b["image"] for b in _first_batches(Preprocess(Charset(), augment=True), True)]
+    looser = _first_batches(Preprocess(Charset(), augment=True, augment_edge_cut=0.0), True)
+    assert any(not np.array_equal(x, y["image"]) for x, y in zip(same, looser))
+
+
 def test_augmentation_passes_problems_through():
     from grcnn_jax.data.preprocess import Problem, augment
 

@@ -196,13 +196,17 @@ def test_a_leg_with_the_generator_records_its_faces_and_augmentation(tmp_path):
     from grcnn_jax.training import train
 
     train.train_and_evaluate(tiny_config(None, 2, **{"data.val": "", "data.augment": True,
-                                                     "data.augment_strength": 1.5}),
+                                                     "data.augment_strength": 1.5,
+                                                     "data.augment_edge_cut": 0.02}),
                              str(tmp_path / "a"))
     ckpt = load_for_inference(workdir=str(tmp_path / "a"))
     leg = pretrained.training_leg(ckpt)
     assert leg["augment"] is True and leg["augment_strength"] == 1.5
+    assert leg["augment_edge_cut"] == 0.02
     ckpt.config.data.augment_strength = 1.0               # the recipe's: not written
-    assert "augment_strength" not in pretrained.training_leg(ckpt)
+    ckpt.config.data.augment_edge_cut = 0.06
+    leg = pretrained.training_leg(ckpt)
+    assert "augment_strength" not in leg and "augment_edge_cut" not in leg
     faces = leg["synth_faces"]
     usable = fonts.usable_fonts(ckpt.charset.chars)
     assert faces == fonts.faces_by_source(usable, ckpt.charset.chars)
