@@ -199,7 +199,7 @@ MAX_EDITS = 1
 IDLE_ROUNDS = 20            # rounds of 200 drawn crops with none kept: stop, never spin
 
 # The fewest characters a piece holds: a single character cut from a crop is a sliver whose
-# edges the alignment places too roughly (the shipped reader read 2 in 5 of them).
+# edges the alignment places too roughly (docs/accuracy.md, leg 18).
 MIN_PIECE = 2
 
 
