@@ -16,8 +16,8 @@ between two characters lies halfway between their spans. Then each new crop is, 
   a join     the first characters of one crop and the last characters of another (at
              least two of each), the second piece scaled to the first's height.
 
-Labels with a space, characters outside the reader's charset, or more than ``--max_length``
-characters are not used. Crops are written in colour as PNG, with their text, to a new
+Labels of one character, with a space, with characters outside the reader's charset, or
+with more than ``--max_length`` characters are not used. Crops are written in colour as PNG, with their text, to a new
 CRNN-format LMDB (``data.train``'s spec takes it as it takes ``real_train.lmdb``). Cut from
 training crops only: never from a set kept apart for measuring.
 """
@@ -104,7 +104,12 @@ def main() -> int:
     print(f"wrote {n} crops to {args.out} ({tried[0]} drawn; kept those the reader reads "
           f"within {MAX_EDITS} edit of their label)", file=sys.stderr)
     if args.contact_sheet:
-        sheet(made).save(args.contact_sheet)
+        from PIL import Image
+
+        from grcnn_jax.data.synth.generator import labelled_grid
+
+        labelled_grid([(Image.fromarray(rgb), text) for rgb, text in made]).save(
+            args.contact_sheet)
         print(f"wrote {args.contact_sheet}", file=sys.stderr)
     return 0
 
@@ -246,21 +251,6 @@ def png(rgb) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def sheet(items, cols: int = 8, cell: tuple[int, int] = (200, 50)):
-    """The crops in a grid, each resized to ``cell`` (W, H), its text beneath."""
-    from PIL import Image, ImageDraw
-
-    rows = -(-len(items) // cols)
-    cw, ch = cell
-    out = Image.new("RGB", (cols * (cw + 8) + 8, rows * (ch + 24) + 8), "white")
-    draw = ImageDraw.Draw(out)
-    for k, (rgb, text) in enumerate(items):
-        x, y = 8 + (k % cols) * (cw + 8), 8 + (k // cols) * (ch + 24)
-        out.paste(Image.fromarray(rgb).resize(cell, Image.Resampling.BILINEAR), (x, y))
-        draw.text((x, y + ch + 3), text, fill="black")
-    return out
 
 
 if __name__ == "__main__":

@@ -329,6 +329,13 @@ def contact_sheet(src: SynthWords, n: int = 64, cols: int = 8,
             items += shown[row * cols:(row + 1) * cols] + generated[row * cols:(row + 1) * cols]
     else:
         items = generated
+    return labelled_grid(items, cols, cell, label_font)
+
+
+def labelled_grid(items: Sequence[tuple[Image.Image, str]], cols: int = 8,
+                  cell: tuple[int, int] = (200, 50), font=None) -> Image.Image:
+    """(image, label) pairs in a grid, row by row, each image resized to ``cell`` (W, H)
+    with its label beneath (in ``font``, Pillow's default if None)."""
     rows = -(-len(items) // cols)
     cw, ch = cell
     sheet = Image.new("RGB", (cols * (cw + 8) + 8, rows * (ch + 24) + 8), "white")
@@ -336,7 +343,7 @@ def contact_sheet(src: SynthWords, n: int = 64, cols: int = 8,
     for i, (im, label) in enumerate(items):
         x, y = 8 + (i % cols) * (cw + 8), 8 + (i // cols) * (ch + 24)
         sheet.paste(im.convert("RGB").resize(cell, Image.Resampling.BILINEAR), (x, y))
-        draw.text((x, y + ch + 3), label, font=label_font, fill="black")
+        draw.text((x, y + ch + 3), label, font=font, fill="black")
     return sheet
 
 
