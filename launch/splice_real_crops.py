@@ -72,14 +72,15 @@ def main() -> int:
               file=sys.stderr)
         return 1
     rng = np.random.default_rng(args.seed)
-    made, tried = [], [0]
+    made, tried = [], 0
 
     def records():
+        nonlocal tried
         kept, idle = 0, 0
         while kept < args.n:
             drawn = [splice(rng, crops, args.max_length, join=k % 2 == 1) for k in range(200)]
             drawn = [(rgb, text) for rgb, text in drawn if rgb is not None]
-            tried[0] += len(drawn)
+            tried += len(drawn)
             readings = greedy(ckpt.charset, read([rgb for rgb, _ in drawn]))
             before = kept
             for (rgb, text), reading in zip(drawn, readings):
@@ -101,7 +102,7 @@ def main() -> int:
     except DataError as e:
         print(f"FATAL {e}", file=sys.stderr)
         return 1
-    print(f"wrote {n} crops to {args.out} ({tried[0]} drawn; kept those the reader reads "
+    print(f"wrote {n} crops to {args.out} ({tried} drawn; kept those the reader reads "
           f"within {MAX_EDITS} edit of their label)", file=sys.stderr)
     if args.contact_sheet:
         from PIL import Image
@@ -146,11 +147,10 @@ def reader(ckpt, batch: int = 100):
 
 
 def greedy(charset, log_probs) -> list[str]:
+    """float [n, T, C] log-probabilities -> the n greedy readings."""
     from grcnn_jax.text import ctc_host
 
-    if not len(log_probs):
-        return []
-    return [charset.decode(ids) for ids in ctc_host.collapse(log_probs.argmax(-1))]
+    return ctc_host.greedy_decode(log_probs.argmax(-1), charset) if len(log_probs) else []
 
 
 def aligned_crops(ckpt, source, max_length: int, read) -> list[tuple]:

@@ -412,8 +412,6 @@ def test_edge_cut_bounds_what_crop_jitter_takes_from_the_ends_and_reaches_the_lo
         return sum(np.abs(a - np.median(a)).max() > 100 for a in out)   # either polarity
 
     assert kept(0.0) == 60 and kept(0.06) < 60
-    np.testing.assert_array_equal(augment(example, np.random.default_rng(1))["image"],
-                                  augment(example, np.random.default_rng(1), 1.0, 0.06)["image"])
     same = [b["image"] for b in _first_batches(Preprocess(Charset(), augment=True), True)]
     looser = _first_batches(Preprocess(Charset(), augment=True, augment_edge_cut=0.0), True)
     assert any(not np.array_equal(x, y["image"]) for x, y in zip(same, looser))
