@@ -20,6 +20,10 @@ unsure (p < ``preprocess.UNSURE``) framed tighter and looser (``preprocess.frame
 made here from the prepared image) through the same queue, and keeps, of the three, the
 reading the search ranks first (``LmDecoder.rank`` with a language model; without one, the
 most probable greedy path).
+
+A model that writes both cases has each reading's mixed case settled (``text.casing``:
+'oUt' read 'out' where the network is unsure of the U) before anything else sees it: the
+prediction, its confidence and, with a language model, the framed views' ranking.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from grcnn_jax.assemble import check_divisible, lexicon_lowercase
 from grcnn_jax.models import create_model
+from grcnn_jax.text import casing
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text import decode
 from grcnn_jax.text.char_lm import LmDecoder
@@ -268,26 +273,30 @@ class Evaluator:
         greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
                         else None)
         if self.lm_decoder is not None:
+            logits = host_rows(out["logits"])[rows]
             # Framed views are ranked by their readings' exact log p, as recognize and the
             # ONNX reader rank them (the search's own is a lower bound that varies by view).
-            readings = self.lm_decoder.read(host_rows(out["logits"])[rows], greedy_log_p,
-                                            exact=self.confidence or self.frame)
-            texts = [self.charset.decode(ids) for ids, _ in readings]
-            log_p = [lp for _, lp in readings]
+            found = self.lm_decoder.read(logits, greedy_log_p,
+                                         exact=self.confidence or self.frame)
+            ids, log_p = casing.settle(logits, [r for r, _ in found], self.charset,
+                                       [lp for _, lp in found])
             if self.frame:
-                scores = [self.lm_decoder.rank(ids, lp) for ids, lp in readings]
+                scores = [self.lm_decoder.rank(r, lp) for r, lp in zip(ids, log_p)]
         elif self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
             beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
-            texts = [t for t, _ in beams]
+            ids, _ = casing.settle(logits, [self.charset.encode(t) for t, _ in beams],
+                                   self.charset)
             log_p = None
             if self.confidence:
-                log_probs = ctc_host.log_softmax(logits)
-                log_p = [ctc_host.ctc_log_likelihood(lp, self.charset.encode(t))
-                         for lp, t in zip(log_probs, texts)]
+                log_p = ctc_host.logits_log_likelihoods(logits, ids).tolist()
         else:
-            texts = ctc_host.greedy_decode(host_rows(out["best_path"])[rows], self.charset)
-            log_p = greedy_log_p if self.confidence else None
+            ids, log_p = casing.settle(lambda: host_rows(out["logits"])[rows],
+                                       ctc_host.collapse(host_rows(out["best_path"])[rows]),
+                                       self.charset, greedy_log_p)
+            if not self.confidence:
+                log_p = None
+        texts = [self.charset.decode(r) for r in ids]
         lexicon = [None] * len(rows)
         if encoded is not None:
             picks = decode.pick_words(host_rows(out["lexicon_scores"])[rows],

@@ -14,7 +14,8 @@ both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`
 a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
 ``recognize`` does; a tall image is also read turned a quarter each way and the reading the
 model is surest of kept, and an unsure reading's image also read framed tighter and looser
-and the reading ranked first kept, as ``recognize`` does. Nothing here imports jax, flax or the
+and the reading ranked first kept, and a mixed-case reading's case settled (``text.casing``),
+as ``recognize`` does. Nothing here imports jax, flax or the
 training code.
 """
 
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grcnn_jax.inference.lm_files import load_in_folder
+from grcnn_jax.text import casing
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
@@ -191,6 +193,8 @@ class OnnxReader:
                     for lp in log_probs]
         else:
             best = greedy
+        # Each reading's case settled (the views' too, before a language model ranks them).
+        best, _ = casing.settle(log_probs, best, self.charset)
         framing: list[str | None] = [None] * n
         for j, k in enumerate(unsure):            # each unsure image: the reading ranked first
             rows = [k, n + 2 * j, n + 2 * j + 1]
