@@ -11,7 +11,7 @@ validation), 3,164 are upper case, 1,459 title case ('Exit'), 879 lower case and
 ``settle`` keeps a reading whose letters follow one of the three regular patterns as it is.
 A mixed reading is compared with its lower, upper and title case forms by
 log p(form | image) (summed over CTC alignments) + log P(form's pattern), and the best
-kept: a reading the network is sure of stays mixed ('iMOD', whose i and I differ in shape),
+kept: a reading the network is sure of stays mixed ('iPad', whose i and I differ in shape),
 one it is unsure of takes the pattern ('oUt' -> 'out'). Only the case of letters changes,
 never which letters are read. Every reader settles each reading before using it; where a
 language model ranks an unsure image's framed views, it ranks the settled readings by
