@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from grcnn_jax.text import casing
+from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
@@ -134,16 +134,14 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
                                         log_softmax(np.asarray(reader(candidates[1:])))])
         readings = (collapse(all_log_probs.argmax(-1)) if fusion is None
                     else [list(r) for r, _ in fusion.read(all_log_probs)])
-        settled, _ = casing.settle(all_log_probs, readings, charset)
-        k = ranked_view(all_log_probs, readings if fusion is None else settled,
-                        None if fusion is None else fusion.rank)
+        k = ranked_view(all_log_probs, readings, None if fusion is None else fusion.rank)
         log_probs, image, framed = all_log_probs[k], candidates[k], (None if k == 0
                                                                      else FRAMES[k - 1])
-        ids = settled[k]
-    else:
-        if fusion is not None:
-            ids = fusion.read(log_probs[None])[0][0]
-        ids = casing.settle(log_probs[None], [ids], charset)[0][0]
+        ids = list(readings[k])
+    elif fusion is not None:
+        ids = fusion.read(log_probs[None])[0][0]
+    ids = settle.reading(log_probs[None], [ids], collapse(log_probs.argmax(-1)[None]),
+                         charset)[0][0]
     beam = prefix_beam_search(log_probs, max(1, beam_width), BEAM_CLASS_THRESHOLD, fusion)
     alternatives = [(charset.decode(list(p)), float(np.exp(s))) for p, s in beam]
     words = None

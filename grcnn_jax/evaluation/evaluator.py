@@ -21,9 +21,10 @@ made here from the prepared image) through the same queue, and keeps, of the thr
 reading the search ranks first (``LmDecoder.rank`` with a language model; without one, the
 most probable greedy path).
 
-A model that writes both cases has each reading's mixed case settled (``text.casing``:
-'oUt' read 'out' where the network is unsure of the U) before anything else sees it: the
-prediction, its confidence and, with a language model, the framed views' ranking.
+Each reading, once read, has its end marks and its mixed case settled by the network
+(``text.settle``: 'GATE' read 'GATE.' where the search dropped a mark the network reads,
+'oUt' read 'out' where the network is unsure of the U); its confidence is the settled
+reading's. Framed views are ranked as read, before settling.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from grcnn_jax.assemble import check_divisible, lexicon_lowercase
 from grcnn_jax.models import create_model
-from grcnn_jax.text import casing
+from grcnn_jax.text import settle
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text import decode
 from grcnn_jax.text.char_lm import LmDecoder
@@ -268,32 +269,37 @@ class Evaluator:
         """Fetches one batch's outputs: predictions for its real rows, their indices, their
         greedy paths' log p (None where the step did not compute it) and the readings'
         scores for choosing among framed views (``LmDecoder.rank`` with a language model
-        where the Evaluator frames, else the greedy path's log p)."""
+        where the Evaluator frames, else the greedy path's log p; of the readings as read:
+        the predictions' are settled, ``text.settle``)."""
         rows = np.flatnonzero(np.asarray(batch["mask"]) > 0)
         greedy_log_p = (host_rows(out["log_likelihood"])[rows] if "log_likelihood" in out
                         else None)
+
+        def greedy() -> list[list[int]]:
+            return ctc_host.collapse(host_rows(out["best_path"])[rows])
+
         if self.lm_decoder is not None:
             logits = host_rows(out["logits"])[rows]
             # Framed views are ranked by their readings' exact log p, as recognize and the
             # ONNX reader rank them (the search's own is a lower bound that varies by view).
             found = self.lm_decoder.read(logits, greedy_log_p,
                                          exact=self.confidence or self.frame)
-            ids, log_p = casing.settle(logits, [r for r, _ in found], self.charset,
-                                       [lp for _, lp in found])
             if self.frame:
-                scores = [self.lm_decoder.rank(r, lp) for r, lp in zip(ids, log_p)]
+                scores = [self.lm_decoder.rank(r, lp) for r, lp in found]
+            ids, log_p = settle.reading(logits, [r for r, _ in found], greedy(), self.charset,
+                                        [lp for _, lp in found])
         elif self.beam_width > 1:
             logits = host_rows(out["logits"])[rows]
             beams = ctc_host.beam_search_decode(logits, self.charset, self.beam_width)
-            ids, _ = casing.settle(logits, [self.charset.encode(t) for t, _ in beams],
-                                   self.charset)
+            ids, _ = settle.reading(logits, [self.charset.encode(t) for t, _ in beams],
+                                    greedy(), self.charset)
             log_p = None
             if self.confidence:
                 log_p = ctc_host.logits_log_likelihoods(logits, ids).tolist()
         else:
-            ids, log_p = casing.settle(lambda: host_rows(out["logits"])[rows],
-                                       ctc_host.collapse(host_rows(out["best_path"])[rows]),
-                                       self.charset, greedy_log_p)
+            paths = greedy()
+            ids, log_p = settle.reading(lambda: host_rows(out["logits"])[rows], paths, paths,
+                                        self.charset, greedy_log_p)
             if not self.confidence:
                 log_p = None
         texts = [self.charset.decode(r) for r in ids]

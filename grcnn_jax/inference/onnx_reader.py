@@ -14,8 +14,8 @@ both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`
 a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
 ``recognize`` does; a tall image is also read turned a quarter each way and the reading the
 model is surest of kept, and an unsure reading's image also read framed tighter and looser
-and the reading ranked first kept, and a mixed-case reading's case settled (``text.casing``),
-as ``recognize`` does. Nothing here imports jax, flax or the
+and the reading ranked first kept, and each reading's end marks and mixed case settled
+(``text.settle``), as ``recognize`` does. Nothing here imports jax, flax or the
 training code.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from grcnn_jax.inference.lm_files import load_in_folder
-from grcnn_jax.text import casing
+from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
@@ -193,17 +193,17 @@ class OnnxReader:
                     for lp in log_probs]
         else:
             best = greedy
-        # Each reading's case settled (the views' too, before a language model ranks them).
-        best, _ = casing.settle(log_probs, best, self.charset)
+        # Each reading settled (the views' too); the views are ranked as read.
+        settled, _ = settle.reading(log_probs, best, greedy, self.charset)
         framing: list[str | None] = [None] * n
         for j, k in enumerate(unsure):            # each unsure image: the reading ranked first
             rows = [k, n + 2 * j, n + 2 * j + 1]
             pick = ranked_view(log_probs[rows], [(best if decoder else greedy)[r] for r in rows],
                                decoder.rank if decoder else None)
             if pick:
-                log_probs[k], best[k], framing[k] = (log_probs[rows[pick]], best[rows[pick]],
-                                                     FRAMES[pick - 1])
-        best = [list(ids) for ids in best[:n]]
+                log_probs[k], settled[k], framing[k] = (log_probs[rows[pick]],
+                                                        settled[rows[pick]], FRAMES[pick - 1])
+        best = settled[:n]
         confidence = np.exp(ctc_log_likelihoods(log_probs[:n], best))
         for lp, ids, p, turn_k, frame_k in zip(log_probs[:n], best, confidence, chosen, framing):
             reading = Reading(self.charset.decode(ids), float(p), turned=turn_k, framed=frame_k)
