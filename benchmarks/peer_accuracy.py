@@ -4,9 +4,10 @@
     python -m benchmarks.peer_accuracy --data DIR --workdir runs/reader --json out.json
 
 All read the same images (an ICDAR-03 folder or an LMDB, with or without lexicons) and are
-scored by one function under two protocols: the standard one (letters and digits only,
-case-insensitive, a word right when the whole word matches) and case-sensitive (letters
-and digits only, case kept), both against the labels as the dataset gives them.
+scored by one function under three protocols: the standard one (letters and digits only,
+case-insensitive, a word right when the whole word matches), case-sensitive (letters and
+digits only, case kept) and as written (every character but spaces, case kept: marks
+count), all against the labels as the dataset gives them.
 Lexicon-based: ours takes the lexicon word of highest CTC likelihood; the peers give no
 likelihoods, so their lexicon answer is the lexicon word nearest to their reading by edit
 distance (ties: the first). Every recognizer reads every image, whatever its label holds
@@ -58,6 +59,11 @@ def normalize_cased(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z]", "", text)
 
 
+def normalize_written(text: str) -> str:
+    """The as-written protocol's form: every character but whitespace, case kept."""
+    return re.sub(r"\s", "", text)
+
+
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance (insert, delete, substitute: 1 each)."""
     prev = list(range(len(b) + 1))
@@ -77,14 +83,17 @@ def nearest_word(text: str, lexicon: Sequence[str]) -> str:
 
 def score(rows: Sequence[dict]) -> dict:
     """``rows``: {"text", "prediction", "lexicon_prediction" (or None)} -> accuracies (the
-    standard protocol, case-sensitive, and with lexicons: standard)."""
+    standard protocol, case-sensitive, as written, and with lexicons: standard)."""
     n = len(rows)
     right = sum(normalize(r["prediction"]) == normalize(r["text"]) for r in rows)
     cased = sum(normalize_cased(r["prediction"]) == normalize_cased(r["text"]) for r in rows)
+    written = sum(normalize_written(r["prediction"]) == normalize_written(r["text"])
+                  for r in rows)
     with_lex = [r for r in rows if r.get("lexicon_prediction") is not None]
     lex_right = sum(normalize(r["lexicon_prediction"]) == normalize(r["text"]) for r in with_lex)
     return {"count": n, "word_accuracy": right / max(n, 1),
             "cased_word_accuracy": cased / max(n, 1),
+            "written_word_accuracy": written / max(n, 1),
             "lexicon_count": len(with_lex),
             "lexicon_word_accuracy": lex_right / len(with_lex) if with_lex else None}
 
@@ -217,10 +226,11 @@ def kinds(record: dict) -> dict[str, str]:
 
 
 def format_kinds(results: Sequence[dict], records: Sequence[dict]) -> str:
-    """Accuracy (standard / case-sensitive) of each recognizer per kind of text."""
+    """Accuracy (standard / case-sensitive / as written) of each recognizer per kind of
+    text."""
     labels = [kinds(r) for r in records]
     names = [r["name"].split(" (")[0][:20] for r in results]
-    lines = ["by kind of text: word_acc / cased_acc, %",
+    lines = ["by kind of text: word_acc / cased_acc / written_acc, %",
              f"{'kind':<28} {'images':>6} " + " ".join(f"{n:>20}" for n in names)]
     for group in ("source", "height", "case", "marks"):
         for value in sorted({k[group] for k in labels}):
@@ -229,21 +239,24 @@ def format_kinds(results: Sequence[dict], records: Sequence[dict]) -> str:
             for r in results:
                 got = score([r["rows"][i] for i in picked])
                 cells.append(f"{100 * got['word_accuracy']:.1f} / "
-                             f"{100 * got['cased_word_accuracy']:.1f}")
+                             f"{100 * got['cased_word_accuracy']:.1f} / "
+                             f"{100 * got['written_word_accuracy']:.1f}")
             lines.append(f"{group + ': ' + value:<28} {len(picked):>6} "
                          + " ".join(f"{c:>20}" for c in cells))
     return "\n".join(lines)
 
 
 def format_table(results: Sequence[dict], data: str) -> str:
-    lines = [f"{data}: letters and digits; word_acc case-insensitive, cased_acc "
-             "case-sensitive; lexicon: ours by CTC likelihood, the peers by edit distance",
+    lines = [f"{data}: word_acc letters and digits, case-insensitive; cased_acc letters and "
+             "digits, case-sensitive; written_acc every character but spaces, case-sensitive; "
+             "lexicon: ours by CTC likelihood, the peers by edit distance",
              f"{'recognizer':<48} {'images':>6} {'word_acc':>9} {'cased_acc':>9} "
-             f"{'lexicon_acc':>11} {'images/s':>9}"]
+             f"{'written_acc':>11} {'lexicon_acc':>11} {'images/s':>9}"]
     for r in results:
         lex = "-" if r["lexicon_word_accuracy"] is None else f"{r['lexicon_word_accuracy']:.4f}"
         lines.append(f"{r['name'][:48]:<48} {r['count']:>6} {r['word_accuracy']:>9.4f} "
-                     f"{r['cased_word_accuracy']:>9.4f} {lex:>11} {r['images_per_s']:>9.1f}")
+                     f"{r['cased_word_accuracy']:>9.4f} {r['written_word_accuracy']:>11.4f} "
+                     f"{lex:>11} {r['images_per_s']:>9.1f}")
     return "\n".join(lines)
 
 

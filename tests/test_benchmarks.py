@@ -185,12 +185,16 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
     assert pa.nearest_word("H0TEL", ["park", "Hotel", "hostel"]) == "Hotel"
     rows = [{"text": "Park", "prediction": "PARK", "lexicon_prediction": "park"},
             {"text": "stop", "prediction": "st0p", "lexicon_prediction": "stop"},
-            {"text": "2017", "prediction": "2017", "lexicon_prediction": None}]
+            {"text": "2017", "prediction": "2017", "lexicon_prediction": None},
+            {"text": "GATE.", "prediction": "GATE", "lexicon_prediction": None},
+            {"text": "$5 off", "prediction": "$5off", "lexicon_prediction": None}]
     got = pa.score(rows)
-    assert got["word_accuracy"] == pytest.approx(2 / 3)
-    assert got["cased_word_accuracy"] == pytest.approx(1 / 3)       # 'PARK' is not 'Park'
+    assert got["word_accuracy"] == pytest.approx(4 / 5)
+    assert got["cased_word_accuracy"] == pytest.approx(3 / 5)       # 'PARK' is not 'Park'
+    assert got["written_word_accuracy"] == pytest.approx(2 / 5)     # 'GATE' is not 'GATE.'
     assert got["lexicon_word_accuracy"] == 1.0 and got["lexicon_count"] == 2
     assert pa.normalize_cased("$5.99 EXIT-e") == "599EXITe"
+    assert pa.normalize_written(" $5.99 EXIT-e\t") == "$5.99EXIT-e"
 
 
 def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, capsys):
@@ -221,6 +225,7 @@ def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, caps
             sum(t.lower() == "hotel" for t in labels) / len(labels))
         assert peer_row["cased_word_accuracy"] == pytest.approx(
             sum(t == text for t in labels) / len(labels))
+        assert peer_row["written_word_accuracy"] == peer_row["cased_word_accuracy"]
         assert peer_row["images_per_s"] == pytest.approx(len(labels) / 0.5)
     assert 0 <= ours["word_accuracy"] <= 1 and ours["images_per_s"] > 0
     printed = capsys.readouterr().out
@@ -231,7 +236,7 @@ def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, caps
                     "--by_kind"]) == 0
     kinds = capsys.readouterr().out.split("by kind of text")[1]
     row = next(ln for ln in kinds.splitlines() if ln.startswith("case: Mixed case"))
-    assert row.split()[3] == "3" and row.rstrip().endswith("33.3 / 33.3")
+    assert row.split()[3] == "3" and row.rstrip().endswith("33.3 / 33.3 / 33.3")
     png = (fixture / "images" / "word_2.png").read_bytes()
     assert pa.kinds({"key": "/d/iiit5k/7.png", "image": png, "text": "$5.99"}) == {
         "source": "iiit5k", "height": ">= 32 px", "case": "no letters",
