@@ -66,6 +66,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
          config.get("freeze"), f"'' or some (not all) of {PARAM_GROUPS}, comma-separated")
     need(0 <= config.get("ema_decay", 0.0) < 1, "ema_decay", config.get("ema_decay"),
          "in [0, 1) (0: off)")
+    need(0 <= config.get("confidence_penalty", 0.0) <= 1, "confidence_penalty",
+         config.get("confidence_penalty"), "in [0, 1] (0: off)")
     accum = config.get("grad_accum_steps", 1)
     need(isinstance(accum, int) and accum >= 1, "grad_accum_steps", accum, "an integer >= 1")
     weights = str(config.data.get("train_weights", "")).strip()

@@ -112,6 +112,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.grad_accum_steps = 1       # > 1: average the gradients of this many steps per update
                                       # (optax.MultiSteps); num_train_steps counts the small steps
     config.grad_clip_norm = 5.0       # global-norm clipping, DTRB's (0: off; the seed: off)
+    config.confidence_penalty = 0.0   # > 0: the loss less this times each image's output
+                                      # entropy summed over its frames (nats): against peaky,
+                                      # overconfident CTC outputs (0: off)
     config.log_every = 100
     config.eval_every = 5_000
     config.checkpoint_every = 5_000

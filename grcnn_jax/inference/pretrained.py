@@ -115,6 +115,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
         leg["augment_strength"] = c.data.augment_strength
     if c.data.get("augment_edge_cut", EDGE_CUT) != EDGE_CUT:
         leg["augment_edge_cut"] = c.data.augment_edge_cut
+    if c.get("confidence_penalty", 0.0):
+        leg["confidence_penalty"] = c.confidence_penalty
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):

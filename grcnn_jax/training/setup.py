@@ -59,9 +59,11 @@ def train_state_of(config: ml_collections.ConfigDict, model, rng: jax.Array) -> 
 
 
 def train_step_of(config: ml_collections.ConfigDict) -> Callable:
-    """``train_step`` with the config's static choices (frozen groups, EMA decay) bound."""
+    """``train_step`` with the config's static choices (frozen groups, EMA decay, confidence
+    penalty) bound."""
     return functools.partial(train_step, frozen=frozen_groups(config),
-                             ema_decay=float(config.get("ema_decay", 0.0)))
+                             ema_decay=float(config.get("ema_decay", 0.0)),
+                             confidence_penalty=float(config.get("confidence_penalty", 0.0)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,13 +86,17 @@ def create_train_state(model, tx: optax.GradientTransformation, rng: jax.Array,
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str, ...] = (),
-               ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+               ema_decay: float = 0.0, confidence_penalty: float = 0.0
+               ) -> tuple[TrainState, dict]:
     """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
 
     ``frozen``: parameter groups not trained (no gradient is computed for them; a frozen
     backbone runs as in inference). ``ema_decay`` > 0: ``state.ema_params`` becomes
     ``decay * ema + (1 - decay) * params`` after the update. ``rng``: the step's dropout
-    key (used where ``model.dropout`` > 0).
+    key (used where ``model.dropout`` > 0). ``confidence_penalty`` > 0: the loss minimized
+    is each image's CTC loss less that times its output distribution's entropy summed over
+    the frames (Pereyra et al. 2017's confidence penalty); the ``loss`` reported is the CTC
+    loss alone either way.
     """
     fixed = {k: v for k, v in state.params.items() if k in frozen}
     backbone_train = None if BACKBONE not in frozen else False
@@ -104,10 +108,16 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
             rngs={"dropout": rng})
         per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
         mask = batch["mask"]
-        return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0), updates
+        count = jnp.maximum(jnp.sum(mask), 1.0)
+        ctc = jnp.sum(per_example * mask) / count
+        if not confidence_penalty:
+            return ctc, (updates, ctc)
+        log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=(1, 2))                    # [B]
+        return ctc - confidence_penalty * jnp.sum(entropy * mask) / count, (updates, ctc)
 
     trainable = {k: v for k, v in state.params.items() if k not in frozen}
-    (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    (_, (updates, loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
     # The norm of all gradients as one vector (the same concatenation the flattened optimizer
     # makes, which XLA computes once), not a reduction per parameter array.
     flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree.leaves(grads)])

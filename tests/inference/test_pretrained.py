@@ -197,16 +197,18 @@ def test_a_leg_with_the_generator_records_its_faces_and_augmentation(tmp_path):
 
     train.train_and_evaluate(tiny_config(None, 2, **{"data.val": "", "data.augment": True,
                                                      "data.augment_strength": 1.5,
-                                                     "data.augment_edge_cut": 0.02}),
+                                                     "data.augment_edge_cut": 0.02,
+                                                     "confidence_penalty": 0.2}),
                              str(tmp_path / "a"))
     ckpt = load_for_inference(workdir=str(tmp_path / "a"))
     leg = pretrained.training_leg(ckpt)
     assert leg["augment"] is True and leg["augment_strength"] == 1.5
-    assert leg["augment_edge_cut"] == 0.02
+    assert leg["augment_edge_cut"] == 0.02 and leg["confidence_penalty"] == 0.2
     ckpt.config.data.augment_strength = 1.0               # the recipe's: not written
     ckpt.config.data.augment_edge_cut = 0.06
+    ckpt.config.confidence_penalty = 0.0
     leg = pretrained.training_leg(ckpt)
-    assert "augment_strength" not in leg and "augment_edge_cut" not in leg
+    assert not {"augment_strength", "augment_edge_cut", "confidence_penalty"} & set(leg)
     faces = leg["synth_faces"]
     usable = fonts.usable_fonts(ckpt.charset.chars)
     assert faces == fonts.faces_by_source(usable, ckpt.charset.chars)

@@ -165,6 +165,25 @@ def test_dropout_draws_from_the_step_key_in_training_only(lmdb_path):
         validate(tiny_config(lmdb_path, 2, **{"model.dropout": 1.0}))
 
 
+def test_the_confidence_penalty_raises_the_entropy_and_reports_the_ctc_loss(lmdb_path):
+    batch = _batches(1, seed=2)[0]
+    plain_state, plain = _state_and_step(lmdb_path)
+    penalized_state, penalized = _state_and_step(lmdb_path, confidence_penalty=0.5)
+    key = jax.random.key(0)
+    after_plain, m_plain = plain(plain_state, batch, key)
+    after_penalized, m_penalized = penalized(penalized_state, batch, key)
+    assert float(m_plain["loss"]) == pytest.approx(float(m_penalized["loss"]), rel=1e-6)
+
+    def entropy(state):                 # the outputs' mean entropy per frame, nats
+        logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                                batch["image"])
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        return float(-(jnp.exp(log_p) * log_p).sum(-1).mean())
+    assert entropy(after_penalized) > entropy(after_plain)
+    with pytest.raises(ConfigError, match="confidence_penalty"):
+        validate(tiny_config(lmdb_path, 2, confidence_penalty=1.5))
+
+
 def test_accumulated_gradients_are_the_mean_of_the_steps(lmdb_path):
     b1, b2 = _batches(2, seed=1)
     state0, single = _state_and_step(lmdb_path)

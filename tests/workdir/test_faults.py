@@ -160,11 +160,12 @@ def test_every_bad_field_is_named_at_once():
     config = load_config("grcl")
     config.batch_size, config.model.dtype, config.optimizer.learning_rate = 0, "fp8", -1.0
     config.data.augment_strength, config.data.augment_edge_cut = 4.0, 0.5
+    config.confidence_penalty = -0.1
     with pytest.raises(ConfigError) as e:
         validate(config)
     for field in ("config.batch_size=0", "config.model.dtype='fp8'",
                   "config.optimizer.learning_rate=-1.0", "config.data.augment_strength=4.0",
-                  "config.data.augment_edge_cut=0.5"):
+                  "config.data.augment_edge_cut=0.5", "config.confidence_penalty=-0.1"):
         assert field in str(e.value)
 
 
