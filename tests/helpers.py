@@ -239,3 +239,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stand_in_onnx_reader(model, charset, height: int, width: int, frames: int, lm=None,
+                         lowercase: bool = True):
+    """An ``OnnxReader`` whose network is ``model`` (anything with ``apply(variables,
+    images)``): the ONNX reader's own preparing, decoding, turning, framing and settling on
+    a stand-in model, no ONNX file."""
+    from grcnn_jax.inference.onnx_reader import OnnxReader
+
+    class StandIn(OnnxReader):
+        def __init__(self):
+            self.shape, self.charset, self.lm = (height, width), charset, lm
+            self.meta = {"image_height": height, "image_width": width, "keep_aspect": False,
+                         "grayscale": "luma", "frames": frames, "lowercase": lowercase}
+
+        def __call__(self, images, batch_size=64):
+            return np.asarray(model.apply(None, images))
+
+    return StandIn()

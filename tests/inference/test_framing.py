@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import stand_in_onnx_reader
+
 from grcnn_jax.data.preprocess import FRAME_MARGIN, UNSURE, framed_views
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text.char_lm import CharLM, LmDecoder, Settings
@@ -152,18 +154,8 @@ def test_evaluate_counts_the_framed_reading():
 
 def test_the_onnx_reader_and_the_demo_read_unsure_images_framed():
     from grcnn_jax.demo.reading import read_word
-    from grcnn_jax.inference.onnx_reader import OnnxReader
 
-    class Stand(OnnxReader):                      # the ONNX reader's logic on FramedModel
-        def __init__(self):
-            self.shape, self.charset, self.lm = (H, W), CHARSET, None
-            self.meta = {"image_height": H, "image_width": W, "keep_aspect": False,
-                         "grayscale": "luma", "frames": T, "lowercase": True}
-
-        def __call__(self, images, batch_size=64):
-            return np.asarray(FramedModel().apply(None, images))
-
-    reader = Stand()
+    reader = stand_in_onnx_reader(FramedModel(), CHARSET, H, W, T)
     images = [_bordered(), np.zeros((H, W), np.uint8), _bordered(255)]
     read = reader.read(images)
     assert [(r.text, r.framed) for r in read] == [("ok", "tighter"), ("ok", None), ("no", None)]

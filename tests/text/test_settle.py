@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import stand_in_onnx_reader
+
 from grcnn_jax.text import ctc_host, settle
 from grcnn_jax.text.char_lm import CharLM, LmDecoder
 from grcnn_jax.text.charset import Charset
@@ -153,7 +155,6 @@ def test_every_reader_settles_the_case(with_lm, beam_width):
     from grcnn_jax.assemble import make_mesh
     from grcnn_jax.demo.reading import read_word
     from grcnn_jax.evaluation.evaluator import Evaluator
-    from grcnn_jax.inference.onnx_reader import OnnxReader
 
     lm = CharLM.train([("out", 1.0), ("oat", 1.0)], order=3) if with_lm else None
     images = np.zeros((2, H, W), np.uint8)
@@ -164,20 +165,12 @@ def test_every_reader_settles_the_case(with_lm, beam_width):
     assert [p.text for p in predicted] == ["out", "out"]
     assert predicted[0].confidence == pytest.approx(p_out, rel=1e-6)
 
-    class Stand(OnnxReader):                      # the ONNX reader's logic on CasedModel
-        def __init__(self):
-            self.shape, self.charset, self.lm = (H, W), CASED, lm
-            self.meta = {"image_height": H, "image_width": W, "keep_aspect": False,
-                         "grayscale": "luma", "frames": T, "lowercase": False}
-
-        def __call__(self, images, batch_size=64):
-            return np.asarray(CasedModel().apply(None, images))
-
-    read = Stand().read(list(images), beam_width=beam_width)
+    reader = stand_in_onnx_reader(CasedModel(), CASED, H, W, T, lm=lm, lowercase=False)
+    read = reader.read(list(images), beam_width=beam_width)
     assert [(r.text, r.confidence) for r in read] == [("out", pytest.approx(p_out, rel=1e-6))] * 2
     buf = io.BytesIO()
     Image.fromarray(images[0]).save(buf, "PNG")
-    assert read_word(Stand(), buf.getvalue(), beam_width=beam_width).text == "out"
+    assert read_word(reader, buf.getvalue(), beam_width=beam_width).text == "out"
 
 
 class MarkedModel:
@@ -191,7 +184,6 @@ def test_every_reader_keeps_the_mark_the_search_drops():
     from grcnn_jax.assemble import make_mesh
     from grcnn_jax.demo.reading import read_word
     from grcnn_jax.evaluation.evaluator import Evaluator
-    from grcnn_jax.inference.onnx_reader import OnnxReader
 
     lm = CharLM.train([("gate", 1.0), ("gale", 1.0), ("game", 1.0)], order=3)
     searched = LmDecoder(lm, MARKED).read(GATE[None])
@@ -202,16 +194,8 @@ def test_every_reader_keeps_the_mark_the_search_drops():
     assert [p.text for p in predicted] == ["gate.", "gate."]
     assert predicted[0].confidence == pytest.approx(np.exp(_ll(GATE, "gate.")), rel=1e-6)
 
-    class Stand(OnnxReader):                      # the ONNX reader's logic on MarkedModel
-        def __init__(self):
-            self.shape, self.charset, self.lm = (H, W), MARKED, lm
-            self.meta = {"image_height": H, "image_width": W, "keep_aspect": False,
-                         "grayscale": "luma", "frames": T, "lowercase": True}
-
-        def __call__(self, images, batch_size=64):
-            return np.asarray(MarkedModel().apply(None, images))
-
-    assert [r.text for r in Stand().read(list(images))] == ["gate.", "gate."]
+    reader = stand_in_onnx_reader(MarkedModel(), MARKED, H, W, T, lm=lm)
+    assert [r.text for r in reader.read(list(images))] == ["gate.", "gate."]
     buf = io.BytesIO()
     Image.fromarray(images[0]).save(buf, "PNG")
-    assert read_word(Stand(), buf.getvalue()).text == "gate."
+    assert read_word(reader, buf.getvalue()).text == "gate."
