@@ -43,9 +43,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from grcnn_jax.assemble import check_divisible, lexicon_lowercase
 from grcnn_jax.models import create_model
-from grcnn_jax.text import settle
 from grcnn_jax.text import ctc_host
 from grcnn_jax.text import decode
+from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
