@@ -71,22 +71,26 @@ def reading(scores: Scores, readings: Sequence[Sequence[int]], greedy: Sequence[
     return case(fetch, readings, charset, log_p)
 
 
-def _best_forms(scores: Scores, rows: list[int], forms: list[list[list[int]]],
-                prior: list[list[float]] | None = None) -> list[tuple[int, float]]:
-    """For each of ``rows`` (image indices) with its ``forms`` (label-id sequences): the
-    index of the form of highest CTC log-likelihood (+ its ``prior``; the first on ties)
-    and that form's log-likelihood."""
-    flat = [f for fs in forms for f in fs]
+def _keep_best(scores: Scores, readings: list[list[int]], log_p: list[float] | None,
+               rows: list[int], forms: list[list[list[int]]],
+               prior: Sequence[float] | None = None) -> None:
+    """For each of ``rows`` (image indices) with its ``forms`` (label-id sequences, its own
+    reading first): puts the form of highest CTC log-likelihood (+ ``prior``, one value per
+    form position; the first on ties) in ``readings`` and its log-likelihood in ``log_p``."""
+    if not rows:
+        return
     index = np.repeat(rows, [len(fs) for fs in forms])
     log_probs = ctc_host.log_softmax(np.asarray(scores() if callable(scores) else scores)[index])
-    likelihoods = ctc_host.ctc_log_likelihoods(log_probs, flat)
-    best, start = [], 0
-    for k, fs in enumerate(forms):
+    likelihoods = ctc_host.ctc_log_likelihoods(log_probs, [f for fs in forms for f in fs])
+    start = 0
+    for i, fs in zip(rows, forms):
         ll = likelihoods[start:start + len(fs)]
-        total = ll + (np.asarray(prior[k]) if prior is not None else 0.0)
-        best.append((int(np.argmax(total)), float(ll[int(np.argmax(total))])))
         start += len(fs)
-    return best
+        j = int(np.argmax(ll + (np.asarray(prior) if prior is not None else 0.0)))
+        if j:
+            readings[i] = fs[j]
+            if log_p is not None:
+                log_p[i] = float(ll[j])
 
 
 def _split_marks(ids: Sequence[int], marks: set[int]) -> tuple[list[int], list[int], list[int]]:
@@ -121,12 +125,7 @@ def end_marks(scores: Scores, readings: Sequence[Sequence[int]], greedy: Sequenc
                     candidates.append(h + core + t)
         rows.append(i)
         forms.append(candidates)
-    if rows:
-        for i, fs, (j, ll) in zip(rows, forms, _best_forms(scores, rows, forms)):
-            if j:
-                readings[i] = fs[j]
-                if log_p is not None:
-                    log_p[i] = ll
+    _keep_best(scores, readings, log_p, rows, forms)
     return readings, log_p
 
 
@@ -174,12 +173,6 @@ def case(scores: Scores, readings: Sequence[Sequence[int]], charset: Charset,
             rows.append(i)
             forms.append([charset.encode(f) for f in
                           (text, text.lower(), text.upper(), title_case(text))])
-    if rows:
-        prior = [LOG_PRIOR[k] for k in ("mixed", "lower", "upper", "title")]
-        for i, fs, (j, ll) in zip(rows, forms,
-                                  _best_forms(scores, rows, forms, [prior] * len(rows))):
-            if j:
-                readings[i] = fs[j]
-                if log_p is not None:
-                    log_p[i] = ll
+    _keep_best(scores, readings, log_p, rows, forms,
+               [LOG_PRIOR[k] for k in ("mixed", "lower", "upper", "title")])
     return readings, log_p
