@@ -11,6 +11,13 @@ that the arc's inner edge stays a circle), the circle below and above the word i
 crops are written as PNG at their own resolution beside a new ``test.txt`` and the same
 labels (and ``lexicon_50.txt`` if the folder has one). Measure on the copy of a set kept
 apart from training, never train on it.
+
+``--oblique``, ``--tilt`` and ``--margin`` make a second stand-in, one that no exact inverse of
+the arc undoes: a round sign seen at an angle (the bent crop's width or height scaled by up to
+``--oblique`` times, a circle's arc seen as an ellipse's), turned by up to ``--tilt`` degrees
+either way, framed with up to ``--margin`` of its height and width added on each side (its
+border's colour). They are drawn from a generator of their own, so the arcs are those of the
+plain copy with the same ``--seed``.
 """
 
 import argparse
@@ -26,10 +33,19 @@ def main() -> int:
     parser.add_argument("--min", type=float, default=0.8, help="smallest arc, radians")
     parser.add_argument("--max", type=float, default=2.0, help="largest arc, radians")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oblique", type=float, default=1.0,
+                        help="scale the bent crop's width or height by up to this factor (>= 1)")
+    parser.add_argument("--tilt", type=float, default=0.0, help="turn by up to this, degrees")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="add up to this share of the size on each side (0-0.5)")
     args = parser.parse_args()
     if not 0 < args.min <= args.max:
         print(f"FATAL --min {args.min} and --max {args.max}: need 0 < min <= max",
               file=sys.stderr)
+        return 1
+    if args.oblique < 1 or not 0 <= args.tilt <= 45 or not 0 <= args.margin <= 0.5:
+        print(f"FATAL need --oblique >= 1 (got {args.oblique}), --tilt in [0, 45] (got "
+              f"{args.tilt}), --margin in [0, 0.5] (got {args.margin})", file=sys.stderr)
         return 1
 
     import numpy as np
@@ -46,6 +62,31 @@ def main() -> int:
         print(f"FATAL {e}", file=sys.stderr)
         return 1
     rng = np.random.default_rng(args.seed)
+    extra = np.random.default_rng([args.seed, 1])
+
+    def seen_otherwise(bent: np.ndarray) -> np.ndarray:
+        """The bent crop seen at an angle, turned and framed (``--oblique/--tilt/--margin``)."""
+        h, w = bent.shape[:2]
+        fill = tuple(int(c) for c in np.median(
+            np.concatenate([bent[0], bent[-1], bent[:, 0], bent[:, -1]]), axis=0))
+        image = Image.fromarray(bent)
+        if args.oblique > 1:
+            factor = float(np.exp(extra.uniform(0, np.log(args.oblique))))
+            size = (round(w * factor), h) if extra.random() < 0.5 else (w, round(h * factor))
+            image = image.resize(size, Image.BILINEAR)
+        if args.tilt > 0:
+            image = image.rotate(float(extra.uniform(-args.tilt, args.tilt)), Image.BILINEAR,
+                                 expand=True, fillcolor=fill)
+        out = np.asarray(image)
+        if args.margin > 0:
+            h, w = out.shape[:2]
+            (top, bottom), (left, right) = (
+                [round(extra.uniform(0, args.margin) * size) for _ in range(2)]
+                for size in (h, w))
+            out = np.stack([np.pad(out[..., c], ((top, bottom), (left, right)),
+                                   constant_values=fill[c]) for c in range(out.shape[2])], -1)
+        return out
+
     os.makedirs(os.path.join(args.out, "images"), exist_ok=True)
     paths, angles = [], []
     for i, path in enumerate(folder.files):
@@ -58,7 +99,10 @@ def main() -> int:
         h, w = a.shape[:2]
         angle = min(float(rng.uniform(args.min, args.max)), 2 * w / h) * (1 if i % 2 else -1)
         out = os.path.abspath(os.path.join(args.out, "images", f"{i:05d}.png"))
-        Image.fromarray(bend_arc(a, angle)).save(out)
+        bent = bend_arc(a, angle)
+        if args.oblique > 1 or args.tilt > 0 or args.margin > 0:
+            bent = seen_otherwise(bent)
+        Image.fromarray(bent).save(out)
         paths.append(out)
         angles.append(abs(angle))
     with open(os.path.join(args.out, IMAGES_FILE), "w", encoding="utf-8") as f:
