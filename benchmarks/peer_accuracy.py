@@ -107,11 +107,13 @@ def read_records(spec: str) -> list[dict]:
 
 
 def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: str | None,
-             step: str, lm: str | None = None, turn: bool = True, frame: bool = True) -> dict:
+             step: str, lm: str | None = None, turn: bool = True, frame: bool = True,
+             unbend: bool = True) -> dict:
     """Our reader on every record's image (as ``recognize`` reads it: whatever the label
     holds), with its lexicon where it has one, its language model (``lm`` as
     ``evaluate --lm``), with ``turn`` tall crops also read turned (``evaluate --turn``) and
-    with ``frame`` unsure readings' images also read framed (``evaluate --frame``); images/s
+    with ``frame`` unsure readings' images also read framed (``evaluate --frame``) and with
+    ``unbend`` too, those still unsure unbent (``evaluate --unbend``); images/s
     over preparation and reading."""
     import time
 
@@ -126,21 +128,24 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
     ckpt = with_lm(load_for_inference(workdir, checkpoint, step), lm)
     c = ckpt.config
     evaluator = make_evaluator(c, ckpt.charset, make_mesh(), c.eval_batch_size, lm=ckpt.lm,
-                               turn=turn, frame=frame)
+                               turn=turn, frame=frame, unbend=unbend)
     lexicons = [r.get("lexicon") or None for r in records]
     start = time.perf_counter()
-    images, turned, unreadable = [], [], 0
+    images, turned, sources, unreadable = [], [], [], 0
     for r in records:
         try:
-            image, views = prepare_views(r["image"], c.image_height, c.image_width,
-                                         c.data.keep_aspect, gray_mode(c))
+            image, views, source = prepare_views(r["image"], c.image_height, c.image_width,
+                                                 c.data.keep_aspect, gray_mode(c),
+                                                 evaluator.unbend)
         except Exception:  # noqa: BLE001 -- an undecodable image: read as blank, so wrong
             image, views = np.zeros((c.image_height, c.image_width), np.uint8), None
+            source = None
             unreadable += 1
         images.append(image)
         turned.append(views)
+        sources.append(source)
     predictions = evaluator.predict(ckpt.params, ckpt.batch_stats, np.stack(images),
-                                    lexicons if any(lexicons) else None, turned)
+                                    lexicons if any(lexicons) else None, turned, sources)
     seconds = time.perf_counter() - start
     rows = [{"key": r["key"], "text": r["text"], "prediction": p.text,
              "lexicon_prediction": p.lexicon_text if r.get("lexicon") else None}
@@ -149,7 +154,7 @@ def run_ours(spec: str, records: list[dict], workdir: str | None, checkpoint: st
 
     shipped = os.path.abspath(ckpt.path) == ASSET_DIR
     reads = (("" if ckpt.lm is None else ", language model") + (", turn" if turn else "")
-             + (", frame" if frame else ""))
+             + (", frame" if frame else "") + (", unbend" if evaluator.unbend else ""))
     return {"name": f"grcnn_jax ({'shipped model' if shipped else ckpt.path}{reads})",
             "images_per_s": len(records) / seconds,
             "not_counted": {"unreadable image": unreadable} if unreadable else {},
@@ -277,6 +282,9 @@ def define_flags(flag_values) -> None:
     flags.DEFINE_bool("frame", True, "our reader also reads unsure readings' images framed "
                       "tighter and looser (as evaluate and recognize do)",
                       flag_values=flag_values)
+    flags.DEFINE_bool("unbend", True, "with --frame, our reader also reads images still "
+                      "unsure unbent along arcs (as evaluate and recognize do)",
+                      flag_values=flag_values)
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
     common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",
@@ -291,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     FLAGS, _ = common.parse_command_line(define_flags, argv, __doc__)
     records = read_records(FLAGS.data)
     results = [run_ours(FLAGS.data, records, FLAGS.workdir, FLAGS.checkpoint, FLAGS.step,
-                        FLAGS.lm, FLAGS.turn, FLAGS.frame)]
+                        FLAGS.lm, FLAGS.turn, FLAGS.frame, FLAGS.unbend)]
     for name in FLAGS.peers:
         if peer_available(FLAGS.peer_python, name):
             results.append(run_peer(records, FLAGS.peer_python, name))

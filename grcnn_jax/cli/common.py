@@ -91,6 +91,22 @@ def define_checkpoint_flags() -> None:
                         "reader has one; training checkpoints have none).")
 
 
+def define_view_flags() -> None:
+    """absl flags --turn, --frame, --unbend: which other views of an image the readers
+    (``evaluate``, ``recognize``) read (``grcnn_jax.data.preprocess``)."""
+    from absl import flags
+
+    flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
+                      "turned a quarter each way, keeping the reading the model is surest of "
+                      "(--noturn: every image as given).")
+    flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
+                      "framed tighter and looser, keeping the reading ranked first "
+                      "(--noframe: every image once).")
+    flags.DEFINE_bool("unbend", True, "With --frame, also read images still unsure after "
+                      "framing unbent along arcs (curved words), keeping an unbent reading "
+                      "only where it ranks clearly first (--nounbend: framed only).")
+
+
 # The small commands (benchmarks, data tools) parse their flags into a FlagValues of their
 # own rather than absl's global FLAGS: their flag names overlap (--workdir, --out, --json),
 # and the tests call several of them in one process as ``main([...])``.

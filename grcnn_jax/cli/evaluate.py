@@ -84,12 +84,7 @@ def _define_flags() -> None:
                       "standard protocol).")
     flags.DEFINE_integer("beam_width", 1, "Lexicon-free decoding: 1 = greedy, more = prefix beam "
                          "search.")
-    flags.DEFINE_bool("turn", True, "Also read crops at least 1.25 times as tall as wide "
-                      "turned a quarter each way, keeping the reading the model is surest of "
-                      "(--noturn: every image as given).")
-    flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
-                      "framed tighter and looser, keeping the reading ranked first "
-                      "(--noframe: every image once).")
+    common.define_view_flags()
     flags.DEFINE_integer("num_workers", None, "Loader worker processes (default: none for "
                          "stored sets, config.data.num_workers for the generator).")
     flags.DEFINE_string("output", None, "JSON report path (default: WORKDIR/eval_<step>.json, "
@@ -124,13 +119,13 @@ def main(argv: list[str]) -> None:
                 ckpt, FLAGS.benchmark, batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
                 num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn,
-                frame=FLAGS.frame)
+                frame=FLAGS.frame, unbend=FLAGS.unbend)
         else:
             report = evaluate_checkpoint(
                 ckpt, split_specs(FLAGS.data), batch_size=FLAGS.batch_size,
                 case_sensitive=FLAGS.case_sensitive, beam_width=FLAGS.beam_width,
                 num_workers=FLAGS.num_workers, predictions=predictions, turn=FLAGS.turn,
-                frame=FLAGS.frame)
+                frame=FLAGS.frame, unbend=FLAGS.unbend)
     if FLAGS.benchmark:
         print(benchmark_protocol.format_table(report), flush=True)
     else:

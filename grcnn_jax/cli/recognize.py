@@ -61,12 +61,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("lexicon", None, "A file of words (comma- and/or newline-separated): "
                         "print the most likely of them for each image.")
     flags.DEFINE_integer("beam_width", 1, "1 = greedy decoding, more = prefix beam search.")
-    flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
-                      "turned a quarter each way, keeping the reading the model is surest of "
-                      "(--noturn: every image as given).")
-    flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
-                      "framed tighter and looser, keeping the reading ranked first "
-                      "(--noframe: every image once).")
+    common.define_view_flags()
     flags.DEFINE_integer("batch_size", None, "Images per jitted call (default: the config's "
                          "eval_batch_size, at most the number of images; 64 with --exported).")
     flags.DEFINE_string("exported", None, "Run a model folder written by grcnn_jax.export "
@@ -118,7 +113,9 @@ def main(argv: list[str]) -> None:
                            FLAGS.lm)
             c = ckpt.config
             shape = (c.image_height, c.image_width, c.data.keep_aspect, gray_mode(c))
-        images, turned, good, unreadable = load_views(files, *shape, turn=FLAGS.turn)
+        unbend = FLAGS.frame and FLAGS.unbend
+        images, turned, good, unreadable, sources = load_views(files, *shape, turn=FLAGS.turn,
+                                                               unbend=unbend)
         for path, reason in problems + unreadable:
             print(f"{path}: {reason}; skipped", file=sys.stderr)
         if not good:
@@ -126,13 +123,14 @@ def main(argv: list[str]) -> None:
         if kind == "onnx":
             predictions = reader.read(list(images), lexicon, batch_size=FLAGS.batch_size or 64,
                                       beam_width=FLAGS.beam_width, turn=FLAGS.turn,
-                                      turned=turned, frame=FLAGS.frame)
+                                      turned=turned, frame=FLAGS.frame, unbend=unbend,
+                                      sources=sources)
         elif kind == "exported":
             predictions = recognize_exported(reader, images, lexicon, FLAGS.beam_width,
-                                             FLAGS.batch_size, turned, FLAGS.frame)
+                                             FLAGS.batch_size, turned, FLAGS.frame, sources)
         else:
             predictions = recognize_images(ckpt, images, lexicon, FLAGS.beam_width,
-                                           FLAGS.batch_size, turned, FLAGS.frame)
+                                           FLAGS.batch_size, turned, FLAGS.frame, sources)
     for path, p in zip(good, predictions):
         if lexicon is not None:
             print(f"{path}\t{p.lexicon_text}\t{p.lexicon_confidence:.4g}")

@@ -17,7 +17,9 @@ A batch is a dict::
     meta             dict of lists         "key", "text" (normalized), "lexicon"; host-only;
                                            "problem" too where ``CountEveryRecord`` made rows,
                                            "turned" (uint8 [2, H, W] or None) where the
-                                           ``Preprocess`` turns tall crops
+                                           ``Preprocess`` turns tall crops, "source"
+                                           (uint8 [h, w] or None) where it keeps the
+                                           crops to unbend
     skipped          list                  (key, reason) of records dropped for this batch
 """
 
@@ -60,6 +62,8 @@ def collate(examples: Sequence[dict], batch_size: int, skipped: list[tuple[str, 
         meta["problem"] = [e.get("problem") for e in examples]
     if any("turned" in e for e in examples):           # a Preprocess that turns tall crops
         meta["turned"] = [e.get("turned") for e in examples]
+    if any("source" in e for e in examples):           # one that keeps sources to unbend
+        meta["source"] = [e.get("source") for e in examples]
     return {
         "image": image,
         "labels": labels,

@@ -3,7 +3,8 @@ per-record ``Preprocess`` the loader (``data/pipeline.py``) maps over a source.
 
 An example is a dict ``image`` uint8 [H, W], ``labels`` int32 [L] (charset ids, 0 beyond the
 text), ``length``, ``key``, ``text``, ``lexicon`` (and ``turned``, see ``turned_views``, where
-the ``Preprocess`` turns); a record the policy skips becomes a ``Problem`` (its key and why),
+the ``Preprocess`` turns; ``source``, see ``source_image``, where it keeps sources for
+unbending); a record the policy skips becomes a ``Problem`` (its key and why),
 counted by the loader, never a crash.
 """
 
@@ -202,6 +203,80 @@ def bend_arc(img: np.ndarray, angle: float) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def unbend_arc(img: np.ndarray, angle: float) -> np.ndarray | None:
+    """uint8 [h, w] holding a word written along a circular arc of ``angle`` radians (its
+    sign as ``bend_arc``'s: positive, the circle below) -> uint8 [h', w'], the word written
+    straight again, or None where no such arc fits the crop (too small a height for it).
+
+    The arc is fitted to the crop as ``bend_arc`` makes it: its outer edge spans the crop's
+    width and touches its top, its inner edge's ends touch the bottom; so a crop that
+    ``bend_arc(word, angle)`` made comes back as the word (resampled). Each output column is
+    sampled along the circle's radius, so letters turned to face the centre stand upright.
+    Bilinear; outside the crop, the edge pixels are repeated.
+    """
+    if angle == 0:
+        return img
+    if angle < 0:
+        out = unbend_arc(img[::-1], -angle)
+        return None if out is None else out[::-1]
+    h, w = img.shape[:2]
+    half = min(angle / 2, np.pi / 2)
+    outer = w / (2 * np.sin(half))                        # px, the arc's outer radius
+    band = (h - outer * (1 - np.cos(half))) / np.cos(half)    # the word's height, px
+    if band < UNBEND_LEAST_BAND * h:
+        return None
+    radius = outer - band / 2                             # the word's middle row
+    length = radius * angle                               # its length, px
+    out_w, out_h = max(1, round(length)), max(1, round(band))
+    phi = ((np.arange(out_w) + 0.5) / out_w - 0.5)[None, :] * angle
+    r = radius + band / 2 - ((np.arange(out_h) + 0.5) / out_h)[:, None] * band
+    src_x = np.clip(w / 2 + r * np.sin(phi) - 0.5, 0, w - 1)
+    src_y = np.clip(outer - r * np.cos(phi) - 0.5, 0, h - 1)
+    x0 = np.clip(np.floor(src_x).astype(np.int64), 0, max(w - 2, 0))
+    y0 = np.clip(np.floor(src_y).astype(np.int64), 0, max(h - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = src_x - x0, src_y - y0
+    a = img.astype(np.float32)
+    out = ((a[y0, x0] * (1 - fx) + a[y0, x1] * fx) * (1 - fy)
+           + (a[y1, x0] * (1 - fx) + a[y1, x1] * fx) * fy)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+# A reading still unsure after framing (``UNSURE``) may be of a word written along an arc (a
+# round sign, a bottle, a logo): readers also read the crop unbent along these arcs (radians,
+# each way: ``unbent_views``) and keep an unbent view's reading where
+# ``ctc_host.kept_unbent`` says. Chosen on real_val and its bent copy, docs/accuracy.md.
+UNBEND_ANGLES = (0.6, -0.6, 1.4, -1.4)
+UNBEND_LEAST_BAND = 0.25        # an arc that leaves the word less of the crop's height: none
+SOURCE_HEIGHT = 96              # px: the crop kept for unbending (``source_image``) at most
+
+
+def source_image(gray: np.ndarray) -> np.ndarray:
+    """uint8 [h, w] -> the crop kept for ``unbent_views``: itself, or scaled to
+    ``SOURCE_HEIGHT`` px high (aspect kept) if taller; the views read as well from it as
+    from the full crop (docs/accuracy.md) and it holds a few kB."""
+    h, w = gray.shape
+    if h <= SOURCE_HEIGHT:
+        return gray
+    size = (max(1, round(w * SOURCE_HEIGHT / h)), SOURCE_HEIGHT)
+    return np.asarray(Image.fromarray(gray).resize(size, Image.BILINEAR))
+
+
+def unbent_views(source: np.ndarray, height: int, width: int, keep_aspect: bool
+                 ) -> tuple[np.ndarray, tuple[float, ...]]:
+    """uint8 [h, w] (a ``source_image``) -> (uint8 [V, height, width], the V angles): the
+    crop unbent along each of ``UNBEND_ANGLES`` that fits it (``unbend_arc``), each resized
+    as ``resize`` does; V may be 0."""
+    views, angles = [], []
+    for angle in UNBEND_ANGLES:
+        straight = unbend_arc(source, angle)
+        if straight is not None:
+            views.append(resize(straight, height, width, keep_aspect))
+            angles.append(angle)
+    array = np.stack(views) if views else np.zeros((0, height, width), np.uint8)
+    return array, tuple(angles)
+
+
 # A crop at least this many times as tall as it is wide may hold a word written upwards or
 # downwards (a shop's vertical sign, a spine, a photo taken sideways): readers also read it
 # turned a quarter each way and keep the reading they are surest of (``turned_views``).
@@ -250,13 +325,16 @@ def turned_views(gray: np.ndarray, height: int, width: int, keep_aspect: bool
                      for k in (-1, 1)])
 
 
-def prepare_views(image, height: int, width: int, keep_aspect: bool, grayscale: str
-                  ) -> tuple[np.ndarray, np.ndarray | None]:
-    """``prepare_image`` and ``turned_views`` of one image (decoded once): (uint8 [height,
-    width], uint8 [2, height, width] or None)."""
+def prepare_views(image, height: int, width: int, keep_aspect: bool, grayscale: str,
+                  unbend: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``prepare_image``, ``turned_views`` and, with ``unbend``, ``source_image`` of one
+    image (decoded once): (uint8 [height, width], uint8 [2, height, width] or None, uint8
+    [h, w] or None)."""
     gray = to_grayscale(image, grayscale)
-    return resize(gray, height, width, keep_aspect), turned_views(gray, height, width,
-                                                                  keep_aspect)
+    return (resize(gray, height, width, keep_aspect),
+            turned_views(gray, height, width, keep_aspect),
+            source_image(gray) if unbend else None)
 
 
 def _toward(value: float, neutral: float, strength: float) -> float:
@@ -347,6 +425,8 @@ class Preprocess:
         benchmark protocol, ``evaluate --benchmark``. A label left empty is 'empty_label'.
       turn: each example also has ``turned``: ``turned_views`` of its image (None for a
         crop that is not tall), for an ``Evaluator`` that reads tall crops turned.
+      unbend: each example also has ``source``: ``source_image`` of its crop, for an
+        ``Evaluator`` that reads unsure crops unbent.
     """
 
     charset: Charset
@@ -363,6 +443,7 @@ class Preprocess:
     keep_case: bool = False
     adapt_labels: bool = False
     turn: bool = False
+    unbend: bool = False
 
     def __post_init__(self):
         if self.grayscale not in GRAY_MODES:
@@ -411,8 +492,8 @@ class Preprocess:
             return encoded
         text, ids = encoded
         try:
-            image, turned = prepare_views(record["image"], self.height, self.width,
-                                          self.keep_aspect, self.grayscale)
+            image, turned, source = prepare_views(record["image"], self.height, self.width,
+                                                  self.keep_aspect, self.grayscale, self.unbend)
         except Exception as e:  # noqa: BLE001 -- any decoder failure is a bad image
             return self._reject("bad_image", key, f"image does not decode ({type(e).__name__}: {e})")
         labels = np.zeros(self.max_label_length, np.int32)
@@ -421,6 +502,8 @@ class Preprocess:
                    "text": text, "lexicon": record.get("lexicon")}
         if self.turn:
             example["turned"] = turned
+        if self.unbend:
+            example["source"] = source
         return example
 
 
@@ -448,5 +531,6 @@ class CountEveryRecord:
             return {"image": np.zeros((p.height, p.width), np.uint8),
                     "labels": np.zeros(p.max_label_length, np.int32), "length": 0,
                     "key": out.key, "text": str(record.get("text", "")).strip(),
-                    "lexicon": None, "problem": out.reason, **({"turned": None} if p.turn else {})}
+                    "lexicon": None, "problem": out.reason, **({"turned": None} if p.turn else {}),
+                    **({"source": None} if p.unbend else {})}
         return {**out, "lexicon": None, "problem": None}

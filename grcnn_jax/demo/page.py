@@ -158,6 +158,8 @@ def build_page(reader: Any, what: str, examples: Sequence[str] = (), beam_width:
         status = (f"Read **{shown(reading.text)}** with confidence {reading.confidence:.3f}"
                   + (f" (the image turned {reading.turned})" if reading.turned else "")
                   + (f" (the image framed {reading.framed})" if reading.framed else "")
+                  + (f" (the image unbent along an arc of {reading.unbent:+.1f} rad)"
+                     if reading.unbent is not None else "")
                   + (f"; best lexicon word **{reading.lexicon[0][0]}**" if reading.lexicon
                      else "") + ".")
         return (status, reading.text, f"{reading.confidence:.4f}", alternatives, best,

@@ -22,8 +22,9 @@ from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
-                                     ctc_log_likelihood, ctc_log_likelihoods, lexicon_forms,
-                                     log_softmax, prefix_beam_search, ranked_view)
+                                     ctc_log_likelihood, ctc_log_likelihoods, kept_unbent,
+                                     lexicon_forms, log_softmax, prefix_beam_search,
+                                     ranked_view, view_scores)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
 MAX_PIXELS = 40_000_000          # ... and so is one that decodes to more pixels (a word crop
@@ -46,12 +47,14 @@ class WordReading:
         fused score (the image and the language model together).
       lexicon: with a lexicon, (word, probability) of its best words, best first; else None.
       probs: float32 [frames, classes] per-frame probabilities (softmax of the logits).
-      image: uint8 [H, W], the image as the model saw it (grayscale, resized; turned or
-        framed where ``turned`` or ``framed`` says).
+      image: uint8 [H, W], the image as the model saw it (grayscale, resized; turned,
+        framed or unbent where ``turned``, ``framed`` or ``unbent`` says).
       turned: 'clockwise' or 'anticlockwise' where a tall image was read turned a quarter
         that way (its greedy reading was surer so), else None.
       framed: 'tighter' or 'looser' where an unsure reading's image was read framed so (its
         reading ranked first so: ``ctc_host.ranked_view``), else None.
+      unbent: the arc (radians, ``preprocess.unbend_arc``'s sign) along which a reading
+        still unsure after framing was unbent (``ctc_host.kept_unbent``), else None.
     """
 
     text: str
@@ -62,6 +65,7 @@ class WordReading:
     image: np.ndarray
     turned: str | None = None
     framed: str | None = None
+    unbent: float | None = None
 
 
 class CheckpointReader:
@@ -107,14 +111,16 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
               beam_width: int = 5) -> WordReading:
     """Reads one encoded image with ``reader``; raises ``UploadError`` for a bad upload and
     ValueError when no lexicon word fits the model's charset."""
-    from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views, prepare_views
+    from grcnn_jax.data.preprocess import (FRAMES, TURNS, UNSURE, framed_views, prepare_views,
+                                           unbent_views)
 
     check_upload(data)
     meta = reader.meta
+    shape = (int(meta["image_height"]), int(meta["image_width"]),
+             bool(meta.get("keep_aspect", False)))
     try:
-        image, views = prepare_views(data, int(meta["image_height"]), int(meta["image_width"]),
-                                     bool(meta.get("keep_aspect", False)),
-                                     meta.get("grayscale", "luma"))
+        image, views, source = prepare_views(data, *shape, meta.get("grayscale", "luma"),
+                                             unbend=True)
     except Exception as e:  # noqa: BLE001 -- a truncated or odd file Pillow opened but not decoded
         raise UploadError(f"The image could not be decoded ({type(e).__name__}: {e}).") from None
     candidates = image[None] if views is None else np.concatenate([image[None], views])
@@ -140,8 +146,26 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
         ids = list(readings[k])
     elif fusion is not None:
         ids = fusion.read(log_probs[None])[0][0]
+    as_framed = log_probs                       # a lexicon's word is picked from these
     ids = settle.reading(log_probs[None], [ids], collapse(log_probs.argmax(-1)[None]),
                          charset)[0][0]
+    unbent = None
+    greedy = collapse(log_probs.argmax(-1)[None])[0]
+    if unsure and ctc_log_likelihood(log_probs, greedy) < np.log(UNSURE):
+        straight, angles = unbent_views(source, *shape)
+        if len(straight):                       # still unsure: read unbent too
+            rank = None if fusion is None else fusion.rank
+            lp = log_softmax(np.asarray(reader(straight)))
+            first = collapse(lp.argmax(-1))
+            found = first if fusion is None else [list(r) for r, _ in fusion.read(lp)]
+            done = settle.reading(lp, found, first, charset)[0]
+            scores = view_scores(lp, found, rank)
+            so_far = view_scores(log_probs[None], [readings[k]], rank)[0]
+            pick = kept_unbent((charset.decode(ids), so_far),
+                               [(charset.decode(d), sc) for d, sc in zip(done, scores)])
+            if pick is not None:
+                log_probs, image, unbent = lp[pick], straight[pick], angles[pick]
+                ids = list(done[pick])
     beam = prefix_beam_search(log_probs, max(1, beam_width), BEAM_CLASS_THRESHOLD, fusion)
     alternatives = [(charset.decode(list(p)), float(np.exp(s))) for p, s in beam]
     words = None
@@ -149,8 +173,8 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
         forms = lexicon_forms(lexicon, charset, int(meta["frames"]),
                               bool(meta.get("lowercase", True)))
         best: dict[str, float] = {}
-        scores = np.exp(ctc_log_likelihoods(np.broadcast_to(log_probs, (len(forms),
-                                                                        *log_probs.shape)),
+        scores = np.exp(ctc_log_likelihoods(np.broadcast_to(as_framed, (len(forms),
+                                                                        *as_framed.shape)),
                                             [form_ids for _, form_ids in forms]))
         for (word, _), p in zip(forms, scores.tolist()):   # a word's best case form counts
             best[word] = max(best.get(word, 0.0), p)
@@ -159,7 +183,7 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
                        confidence=float(np.exp(ctc_log_likelihood(log_probs, ids))),
                        alternatives=alternatives, lexicon=words,
                        probs=np.exp(log_probs).astype(np.float32), image=image, turned=turned,
-                       framed=framed)
+                       framed=framed, unbent=unbent)
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -21,6 +21,12 @@ made here from the prepared image) through the same queue, and keeps, of the thr
 reading the search ranks first (``LmDecoder.rank`` with a language model; without one, the
 most probable greedy path).
 
+An Evaluator that also unbends (``unbend=True``, with ``frame``) reads an image whose reading
+is still unsure after framing unbent along arcs (``preprocess.unbent_views``, made from the
+crop as loaded: ``meta['source']``, a ``Preprocess(unbend=True)``), through the same queue,
+and keeps an unbent view's reading where ``ctc_host.kept_unbent`` says (ranked clearly
+first, and no shorter).
+
 Each reading, once read, has its end marks and its mixed case settled by the network
 (``text.settle``: 'GATE' read 'GATE.' where the search dropped a mark the network reads,
 'oUt' read 'out' where the network is unsure of the U); its confidence is the settled
@@ -49,7 +55,7 @@ from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.data.pipeline import BATCH_KEYS
-from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
+from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views, unbent_views
 from grcnn_jax.text.losses import ctc_loss
 from grcnn_jax.text.metrics import WordMetrics
 from grcnn_jax.evaluation.overlap import OneBehind
@@ -120,6 +126,8 @@ class Prediction:
         quarter that way (an Evaluator that turns tall crops); None: as given.
       framed: 'tighter' or 'looser' where the reading is of the image framed so (an
         Evaluator that frames unsure readings); None: as given.
+      unbent: the arc, radians (``preprocess.unbend_arc``'s sign), along which the image
+        was unbent for the reading (an Evaluator that unbends); None: not unbent.
     """
 
     text: str
@@ -128,29 +136,42 @@ class Prediction:
     lexicon_confidence: float | None = None
     turned: str | None = None
     framed: str | None = None
+    unbent: float | None = None
 
 
 class _Views:
-    """Images' views waiting to be read (tall images turned, unsure ones framed), and the
-    readings they may replace.
+    """Images' views waiting to be read (tall images turned, unsure ones framed, then
+    unbent), and the readings they may replace.
 
-    ``add`` an image's reading and its score with its views and their kind (``"turned"``:
-    scored by the greedy path's log p; ``"framed"``: by ``Evaluator._read``'s score);
-    ``take`` views to read; ``settle`` each view's reading: when an image's last view is
-    read, it returns the image's payload and the reading of the three that scores highest
-    (the image as given on ties)."""
+    ``add`` an image's reading, its score and its greedy path's log p with its views and
+    their kind (``"turned"``: scored by the greedy path's log p; ``"framed"``: by
+    ``Evaluator._read``'s score) and, to unbend it, its ``source`` (``unbend`` given); ``take``
+    views to read; ``settle`` each view's reading: when an image's last view is read, it
+    returns the image's payload and the reading that scores highest (the earlier on ties),
+    unless the image is framed, still unsure and has a source: then its unbent views are
+    queued and it returns None; when they are read, an unbent reading replaces the reading
+    so far where ``ctc_host.kept_unbent`` says, keeping its lexicon word.
+
+    ``unbend``: a source -> (uint8 [V, H, W] views, their V angles); None: no unbending.
+    """
 
     NAMES = {"turned": TURNS, "framed": FRAMES}
 
-    def __init__(self):
+    def __init__(self, unbend: Callable[[np.ndarray], tuple[np.ndarray, tuple]] | None = None):
         self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, view, image, lexicon
-        self._open: dict[int, list] = {}  # ticket -> [payload, kind, [(prediction, score)], left]
+        # ticket -> [payload, kind, view names, [(prediction, score, greedy log p)], left,
+        #            lexicon, source]
+        self._open: dict[int, list] = {}
         self._tickets = 0
+        self._unbend = unbend
 
     def add(self, payload: Any, prediction: Prediction, score: float, views: np.ndarray,
-            lexicon: Any, kind: str = "turned") -> None:
+            lexicon: Any, kind: str = "turned", greedy_log_p: float = 0.0,
+            source: np.ndarray | None = None, names: Sequence | None = None) -> None:
         ticket, self._tickets = self._tickets, self._tickets + 1
-        self._open[ticket] = [payload, kind, [(prediction, float(score))], len(views)]
+        self._open[ticket] = [payload, kind, names or self.NAMES[kind],
+                              [(prediction, float(score), float(greedy_log_p))], len(views),
+                              lexicon, source]
         self.queue += [(ticket, k, view, lexicon) for k, view in enumerate(views)]
 
     def take(self, n: int) -> list[tuple[int, int, np.ndarray, Any]]:
@@ -160,14 +181,33 @@ class _Views:
     def settle(self, ticket: int, view: int, prediction: Prediction, greedy_log_p: float,
                score: float) -> tuple[Any, Prediction] | None:
         entry = self._open[ticket]
-        kind = entry[1]
-        entry[2].append((dataclasses.replace(prediction, **{kind: self.NAMES[kind][view]}),
-                         float(greedy_log_p if kind == "turned" else score)))
-        entry[3] -= 1
-        if entry[3]:
+        payload, kind, names, candidates, _, lexicon, source = entry
+        candidates.append((dataclasses.replace(prediction, **{kind: names[view]}),
+                           float(greedy_log_p if kind == "turned" else score),
+                           float(greedy_log_p)))
+        entry[4] -= 1
+        if entry[4]:
             return None
         del self._open[ticket]
-        return entry[0], max(entry[2], key=lambda c: c[1])[0]     # max keeps the first of ties
+        if kind == "unbent":
+            so_far = candidates[0][0]
+            k = ctc_host.kept_unbent((so_far.text, candidates[0][1]),
+                                     [(p.text, score) for p, score, _ in candidates[1:]])
+            if k is None:
+                return payload, so_far
+            # A lexicon's word is picked better from the crop as framed (docs/accuracy.md).
+            return payload, dataclasses.replace(candidates[k + 1][0],
+                                                lexicon_text=so_far.lexicon_text,
+                                                lexicon_confidence=so_far.lexicon_confidence)
+        best, best_score, best_log_p = max(candidates, key=lambda c: c[1])   # the first of ties
+        if (kind == "framed" and source is not None and self._unbend is not None
+                and best_log_p < _LOG_UNSURE):
+            views, angles = self._unbend(source)
+            if len(views):
+                self.add(payload, best, best_score, views, lexicon, "unbent", best_log_p,
+                         names=angles)
+                return None
+        return payload, best
 
 
 class Evaluator:
@@ -194,12 +234,18 @@ class Evaluator:
         batches (``meta['turned']``, a ``Preprocess(turn=True)``) or to ``predict``.
       frame: also read unsure readings' images framed tighter and looser (see the module
         doc).
+      unbend: with ``frame``, also read images still unsure after framing unbent along
+        arcs (see the module doc): their crops come with the batches (``meta['source']``,
+        a ``Preprocess(unbend=True)``) or to ``predict``; an image without one is not.
+      keep_aspect, input_shape: how unbent views are resized (``preprocess.resize``): as
+        the images were, to the model's [H, W].
     """
 
     def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
                  case_sensitive: bool = False, beam_width: int = 1,
                  lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None,
-                 turn: bool = False, frame: bool = False):
+                 turn: bool = False, frame: bool = False, unbend: bool = False,
+                 keep_aspect: bool = False, input_shape: tuple[int, int] = (32, 100)):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if batch_size % mesh.size:
@@ -208,7 +254,8 @@ class Evaluator:
         self.model, self.charset, self.batch_size = model, charset, batch_size
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence, self.turn = lexicon_lowercase, confidence, turn
-        self.frame = frame
+        self.frame, self.unbend, self.keep_aspect = frame, unbend and frame, keep_aspect
+        self.input_shape = tuple(input_shape)
         self.case_variants = ctc_host.writes_both_cases(charset)
         self.lm_decoder = None if lm is None else LmDecoder(lm, charset, beam_width=beam_width)
         self._data = NamedSharding(mesh, P("data"))
@@ -233,7 +280,8 @@ class Evaluator:
         else:
             how = "greedy" if self.beam_width == 1 else f"beam {self.beam_width}"
         return (how + ("; tall crops also read turned" if self.turn else "")
-                + ("; unsure readings also framed tighter and looser" if self.frame else ""))
+                + ("; unsure readings also framed tighter and looser" if self.frame else "")
+                + ("; then, still unsure, unbent along arcs" if self.unbend else ""))
 
     # ------------------------------------------------------------------------- device
     def _put(self, array: np.ndarray) -> jax.Array:
@@ -380,6 +428,9 @@ class Evaluator:
         read(unread.flush())            # the last batch's views first: the fewest batches
         launch_views(final=True)
         read(unread.flush())
+        while self._views_due(views_queue, final=True):   # views queued by the last reads
+            launch_views(final=True)
+            read(unread.flush())
 
     def _views_due(self, views_queue: _Views, final: bool) -> bool:
         """Whether a batch of views is read now: a whole host batch waits (any host's, with
@@ -390,6 +441,14 @@ class Evaluator:
         if jax.process_count() > 1:
             due = bool(multihost_utils.process_allgather(np.array(due)).any())
         return due
+
+    def _views_queue(self, shape: tuple[int, int] | None = None) -> _Views:
+        """A queue of views for one pass; ``shape``: the images' [H, W] (unbent views are
+        made so), None: the model's input size."""
+        if not self.unbend:
+            return _Views()
+        height, width = shape or self.input_shape
+        return _Views(lambda source: unbent_views(source, height, width, self.keep_aspect))
 
     def _filler(self, like: dict | None) -> dict:
         shape = (self._local_batch,)
@@ -423,7 +482,7 @@ class Evaluator:
         lexicon_metrics = WordMetrics(case_sensitive=self.case_sensitive)
         acc = {"loss": 0.0, "count": 0, "skipped_words": 0}
 
-        views_queue = _Views()
+        views_queue = self._views_queue()
 
         def record(pred: Prediction, target: str, entry: dict | None) -> None:
             """One image's final reading."""
@@ -440,6 +499,7 @@ class Evaluator:
             targets = [meta["text"][r] for r in rows]
             keys = meta.get("key") or [None] * (max(rows, default=-1) + 1)
             turned = meta.get("turned") if self.turn else None
+            sources = meta.get("source") if self.unbend else None
             lexicons = meta.get("lexicon") or []
             for i, (r, target, pred) in enumerate(zip(rows, targets, preds)):
                 entry = None
@@ -451,7 +511,8 @@ class Evaluator:
                     views_queue.add((target, entry), pred, log_p[i], turned[r], lexicon)
                 elif self.frame and log_p[i] < _LOG_UNSURE:
                     views_queue.add((target, entry), pred, scores[i],
-                                    framed_views(np.asarray(batch["image"][r])), lexicon, "framed")
+                                    framed_views(np.asarray(batch["image"][r])), lexicon, "framed",
+                                    log_p[i], None if sources is None else sources[r])
                 else:
                     record(pred, target, entry)
             if encoded is not None:
@@ -507,7 +568,8 @@ class Evaluator:
 
     def predict(self, params: Any, batch_stats: Any, images: np.ndarray,
                 lexicons: Sequence[Sequence[str] | None] | None = None,
-                turned: Sequence[np.ndarray | None] | None = None) -> list[Prediction]:
+                turned: Sequence[np.ndarray | None] | None = None,
+                sources: Sequence[np.ndarray | None] | None = None) -> list[Prediction]:
         """Reads preprocessed images (single process).
 
         Args:
@@ -515,6 +577,8 @@ class Evaluator:
           lexicons: per image a word list (or None), or None for no lexicon decoding.
           turned: per image its ``preprocess.turned_views`` (uint8 [2, H, W] or None), read
             where the Evaluator turns; None: none is.
+          sources: per image its ``preprocess.source_image`` (uint8 [h, w] or None), unbent
+            where the Evaluator unbends; None: none is.
 
         Returns:
           N ``Prediction``s, in order.
@@ -526,7 +590,7 @@ class Evaluator:
             raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
-        views_queue = _Views()
+        views_queue = self._views_queue(images.shape[1:])
 
         def take(batch, out, encoded):
             preds, rows, log_p, scores = self._read(batch, out, encoded)
@@ -537,7 +601,8 @@ class Evaluator:
                     views_queue.add(len(results), pred, log_p[i], turned[k], lexicon)
                 elif self.frame and log_p[i] < _LOG_UNSURE:
                     views_queue.add(len(results), pred, scores[i], framed_views(images[k]),
-                                    lexicon, "framed")
+                                    lexicon, "framed", log_p[i],
+                                    None if sources is None or not self.unbend else sources[k])
                 results.append(pred)
 
         def host_batches() -> Iterable[dict]:
@@ -562,15 +627,17 @@ def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Me
                    batch_size: int | None = None, *, what: str = "config.eval_batch_size",
                    case_sensitive: bool = False, beam_width: int = 1,
                    confidence: bool = False, lm: Any = None, turn: bool = False,
-                   frame: bool = False) -> Evaluator:
+                   frame: bool = False, unbend: bool = False) -> Evaluator:
     """The ``Evaluator`` of ``config``'s model, ``batch_size`` (default
     ``config.eval_batch_size``; ``what`` names it in errors) and lexicon case policy;
     ``lm``: the language model to read with (an ``InferenceCheckpoint``'s ``lm``); ``turn``:
-    also read tall crops turned; ``frame``: also read unsure readings' images framed."""
+    also read tall crops turned; ``frame``: also read unsure readings' images framed;
+    ``unbend``: with ``frame``, those still unsure unbent too."""
     batch_size = batch_size or config.eval_batch_size
     check_divisible(batch_size, what)
     return Evaluator(create_model(config.model, charset.num_classes), charset, mesh,
                      batch_size=batch_size, case_sensitive=case_sensitive,
                      beam_width=beam_width, confidence=confidence,
                      lexicon_lowercase=lexicon_lowercase(config), lm=lm, turn=turn,
-                     frame=frame)
+                     frame=frame, unbend=unbend, keep_aspect=bool(config.data.keep_aspect),
+                     input_shape=(config.image_height, config.image_width))

@@ -222,7 +222,7 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
                        case_sensitive: bool = False, beam_width: int = 1,
                        num_workers: int | None = None,
                        predictions: dict[str, list] | None = None, turn: bool = True,
-                       frame: bool = True) -> dict:
+                       frame: bool = True, unbend: bool = True) -> dict:
     """Scores a restored checkpoint on the benchmark sets in ``root`` (see module doc).
 
     Args:
@@ -237,6 +237,8 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
       turn: also read tall crops turned a quarter each way (``Evaluator``'s ``turn``).
       frame: also read unsure readings' images framed tighter and looser (``Evaluator``'s
         ``frame``).
+      unbend: with ``frame``, also read crops still unsure unbent along arcs
+        (``Evaluator``'s ``unbend``).
 
     Returns:
       ``{"protocol": "benchmark", "benchmark", "checkpoint", "step", "batch_size",
@@ -274,10 +276,12 @@ def evaluate_benchmark(ckpt: Any, root: str, *, batch_size: int | None = None,
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               confidence=True, lm=ckpt.lm, turn=turn, frame=frame)
+                               confidence=True, lm=ckpt.lm, turn=turn, frame=frame,
+                               unbend=unbend)
     preprocess = CountEveryRecord(dataclasses.replace(
         make_preprocess(config, charset), policy=tuple(sorted(DEFAULT_POLICY.items())),
-        adapt_labels=True, keep_case=case_sensitive, augment=False, turn=turn))
+        adapt_labels=True, keep_case=case_sensitive, augment=False, turn=turn,
+        unbend=evaluator.unbend))
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),
                                          jax.sharding.NamedSharding(mesh,
                                                                     jax.sharding.PartitionSpec()))

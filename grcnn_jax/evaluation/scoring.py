@@ -41,7 +41,7 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
                         batch_size: int | None = None, case_sensitive: bool = False,
                         beam_width: int = 1, num_workers: int | None = None,
                         predictions: dict[str, list] | None = None, turn: bool = True,
-                        frame: bool = True) -> dict:
+                        frame: bool = True, unbend: bool = True) -> dict:
     """Evaluates a restored checkpoint on each dataset.
 
     Args:
@@ -58,6 +58,8 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
         quarter each way, keeping the most probable reading (``Evaluator``'s ``turn``).
       frame: also read the images of unsure readings framed tighter and looser, keeping the
         reading ranked first (``Evaluator``'s ``frame``).
+      unbend: with ``frame``, also read the crops still unsure unbent along arcs
+        (``Evaluator``'s ``unbend``).
 
     Returns:
       ``{"checkpoint", "step", "batch_size", "case_sensitive", "beam_width", "decoding"
@@ -74,8 +76,9 @@ def evaluate_checkpoint(ckpt: InferenceCheckpoint, specs: Sequence[str] | None =
     mesh = make_mesh()
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                case_sensitive=case_sensitive, beam_width=beam_width,
-                               lm=ckpt.lm, turn=turn, frame=frame)
-    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=turn)
+                               lm=ckpt.lm, turn=turn, frame=frame, unbend=unbend)
+    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=turn,
+                                     unbend=evaluator.unbend)
     if case_sensitive:               # the labels' own case, not the lowercased encoding's
         preprocess = dataclasses.replace(preprocess, keep_case=True)
     params, batch_stats = jax.device_put((ckpt.params, ckpt.batch_stats),

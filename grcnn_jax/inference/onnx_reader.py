@@ -14,7 +14,8 @@ both cases); ``beam_width`` > 1 decodes with the prefix beam search ``recognize`
 a folder with a language model (``lm.npz``, ``grcnn_jax.text.char_lm``) reads with it as
 ``recognize`` does; a tall image is also read turned a quarter each way and the reading the
 model is surest of kept, and an unsure reading's image also read framed tighter and looser
-and the reading ranked first kept, and each reading's end marks and mixed case settled
+and the reading ranked first kept (still unsure, unbent along arcs too: a curved word), and
+each reading's end marks and mixed case settled
 (``text.settle``), as ``recognize`` does. Nothing here imports jax, flax or the
 training code.
 """
@@ -32,10 +33,10 @@ from grcnn_jax.inference.lm_files import load_in_folder
 from grcnn_jax.text import settle
 from grcnn_jax.text.char_lm import LmDecoder
 from grcnn_jax.text.charset import Charset
-from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views
+from grcnn_jax.data.preprocess import FRAMES, TURNS, UNSURE, framed_views, unbent_views
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
-                                     ctc_log_likelihoods, lexicon_forms, log_softmax,
-                                     prefix_beam_search, ranked_view)
+                                     ctc_log_likelihoods, kept_unbent, lexicon_forms,
+                                     log_softmax, prefix_beam_search, view_scores)
 
 ONNX_FILE, META_FILE = "model.onnx", "meta.json"
 
@@ -62,7 +63,8 @@ class Reading:
     """One image's reading: the text, p(text | image), and with a lexicon its best word and
     that word's probability (None without one); ``turned``: 'clockwise' or 'anticlockwise'
     where the image was read turned a quarter that way; ``framed``: 'tighter' or 'looser'
-    where the reading is of the image framed so."""
+    where the reading is of the image framed so; ``unbent``: the arc (radians,
+    ``preprocess.unbend_arc``'s sign) along which the image was unbent for the reading."""
 
     text: str
     confidence: float
@@ -70,6 +72,7 @@ class Reading:
     lexicon_confidence: float | None = None
     turned: str | None = None
     framed: str | None = None
+    unbent: float | None = None
 
 
 class OnnxReader:
@@ -112,10 +115,11 @@ class OnnxReader:
         """An image (a path, encoded bytes, or an array) -> uint8 [H, W], as the loader does."""
         return self.prepare_views(image, turn=False)[0]
 
-    def prepare_views(self, image: Any, turn: bool = True
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``prepare``, and with ``turn`` the image's turned views (uint8 [2, H, W], None for
-        an image that is not tall: ``preprocess.turned_views``)."""
+    def prepare_views(self, image: Any, turn: bool = True, unbend: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``prepare``, with ``turn`` the image's turned views (uint8 [2, H, W], None for
+        an image that is not tall: ``preprocess.turned_views``) and with ``unbend`` the crop
+        to unbend (``preprocess.source_image``; else None)."""
         from grcnn_jax.data.preprocess import prepare_image, prepare_views
 
         if isinstance(image, (str, os.PathLike)):
@@ -123,7 +127,10 @@ class OnnxReader:
                 image = f.read()
         how = (*self.shape, bool(self.meta.get("keep_aspect", False)),
                self.meta.get("grayscale", "luma"))
-        return prepare_views(image, *how) if turn else (prepare_image(image, *how), None)
+        if not (turn or unbend):
+            return prepare_image(image, *how), None, None
+        image, turned, source = prepare_views(image, *how, unbend=unbend)
+        return image, turned if turn else None, source
 
     def __call__(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """uint8 [N, H, W] prepared images -> float32 [N, frames, classes] logits."""
@@ -140,24 +147,32 @@ class OnnxReader:
     def read(self, images: Sequence[Any], lexicon: Sequence[str] | None = None,
              batch_size: int = 64, beam_width: int = 1, turn: bool = True,
              turned: Sequence[np.ndarray | None] | None = None,
-             frame: bool = True) -> list[Reading]:
+             frame: bool = True, unbend: bool = True,
+             sources: Sequence[np.ndarray | None] | None = None) -> list[Reading]:
         """Images (paths, bytes, arrays, or prepared uint8 [H, W]) -> one ``Reading`` each;
         ``beam_width`` > 1 reads with a prefix beam search instead of greedy CTC (the text's
         confidence is still its exact probability). With ``turn``, tall images are also
         read turned (their views made here, or ``turned[k]`` for an image given prepared);
         with ``frame``, the other images whose greedy reading has p < ``UNSURE`` are also
         read framed tighter and looser, keeping the reading ranked first (``LmDecoder.rank``
-        with a language model; without one, the most probable greedy reading)."""
+        with a language model; without one, the most probable greedy reading); with
+        ``unbend`` too, those still unsure are read unbent along arcs
+        (``preprocess.unbent_views`` of the crop, or of ``sources[k]`` for an image given
+        prepared: none without), an unbent reading kept where ``ctc_host.kept_unbent``
+        says (its lexicon word is the one read before)."""
         def ready(im: Any) -> bool:
             return isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.shape == self.shape
 
+        unbend = unbend and frame
         prepared = np.zeros((len(images), *self.shape), np.uint8)
         views: list[tuple[int, np.ndarray]] = []        # (image, its turned views)
+        kept: list[np.ndarray | None] = [None] * len(images)      # crops to unbend
         for k, im in enumerate(images):
             if ready(im):
                 prepared[k], extra = im, turned[k] if turned is not None else None
+                kept[k] = sources[k] if sources is not None and unbend else None
             else:
-                prepared[k], extra = self.prepare_views(im, turn)
+                prepared[k], extra, kept[k] = self.prepare_views(im, turn, unbend)
             if turn and extra is not None:
                 views.append((k, extra))
         everything = np.concatenate([prepared] + [v for _, v in views]) if views else prepared
@@ -195,18 +210,29 @@ class OnnxReader:
             best = greedy
         # Each reading settled (the views' too); the views are ranked as read.
         settled, _ = settle.reading(log_probs, best, greedy, self.charset)
+        ranked = best if decoder else greedy
+        rank = decoder.rank if decoder else None
         framing: list[str | None] = [None] * n
+        chosen_row = list(range(n))
         for j, k in enumerate(unsure):            # each unsure image: the reading ranked first
             rows = [k, n + 2 * j, n + 2 * j + 1]
-            pick = ranked_view(log_probs[rows], [(best if decoder else greedy)[r] for r in rows],
-                               decoder.rank if decoder else None)
+            scores = view_scores(log_probs[rows], [ranked[r] for r in rows], rank)
+            pick = int(np.argmax(scores))
+            chosen_row[k] = rows[pick]
             if pick:
                 log_probs[k], settled[k], framing[k] = (log_probs[rows[pick]],
                                                         settled[rows[pick]], FRAMES[pick - 1])
+        unbending: list[float | None] = [None] * n
+        as_framed = log_probs[:n].copy()          # a lexicon's word is picked from these
+        if unbend and unsure:
+            self._unbend(unsure, kept, chosen_row, log_probs, ranked, greedy, settled, decoder,
+                         beam_width, unbending, batch_size)
         best = settled[:n]
         confidence = np.exp(ctc_log_likelihoods(log_probs[:n], best))
-        for lp, ids, p, turn_k, frame_k in zip(log_probs[:n], best, confidence, chosen, framing):
-            reading = Reading(self.charset.decode(ids), float(p), turned=turn_k, framed=frame_k)
+        for lp, ids, p, turn_k, frame_k, arc in zip(as_framed, best, confidence, chosen,
+                                                    framing, unbending):
+            reading = Reading(self.charset.decode(ids), float(p), turned=turn_k, framed=frame_k,
+                              unbent=arc)
             if forms:                       # ties go to the earlier word, as recognize's
                 scores = ctc_log_likelihoods(np.broadcast_to(lp, (len(forms), *lp.shape)),
                                              [f_ids for _, f_ids in forms])
@@ -215,3 +241,49 @@ class OnnxReader:
                 reading.lexicon_confidence = float(np.exp(scores[top]))
             readings.append(reading)
         return readings
+
+    def _unbend(self, unsure: Sequence[int], sources: Sequence[np.ndarray | None],
+                chosen_row: Sequence[int], log_probs: np.ndarray, ranked: list, greedy: list,
+                settled: list, decoder: LmDecoder | None, beam_width: int,
+                unbending: list, batch_size: int) -> None:
+        """``read``'s unbending: of the ``unsure`` images, those whose reading is still
+        unsure after framing (the greedy reading of their chosen row, ``chosen_row``) and
+        that have a source are read unbent; where ``kept_unbent`` says, an unbent view's
+        reading takes the image's place: ``log_probs[k]``, ``settled[k]`` and
+        ``unbending[k]`` (its arc) are set. ``ranked``: each row's reading as scored."""
+        rank = decoder.rank if decoder else None
+        how = (*self.shape, bool(self.meta.get("keep_aspect", False)))
+        todo, stacks = [], []
+        for k in unsure:
+            r = chosen_row[k]
+            if (sources[k] is None
+                    or ctc_log_likelihoods(log_probs[[r]], [greedy[r]])[0] >= np.log(UNSURE)):
+                continue
+            views, angles = unbent_views(sources[k], *how)
+            if len(views):
+                todo.append((k, angles))
+                stacks.append(views)
+        if not todo:
+            return
+        lp = log_softmax(self(np.concatenate(stacks), batch_size))
+        first = collapse(lp.argmax(-1))
+        if decoder is not None:
+            found = [list(ids) for ids, _ in decoder.read(lp, exact=False)]
+        elif beam_width > 1:
+            found = [list(prefix_beam_search(v, beam_width, BEAM_CLASS_THRESHOLD)[0][0])
+                     for v in lp]
+        else:
+            found = first
+        done, _ = settle.reading(lp, found, first, self.charset)
+        scores = view_scores(lp, found if decoder else first, rank)
+        start = 0
+        for k, angles in todo:
+            r = chosen_row[k]
+            so_far = view_scores(log_probs[[r]], [ranked[r]], rank)[0]
+            rows = list(range(start, start + len(angles)))
+            start += len(angles)
+            pick = kept_unbent((self.charset.decode(settled[k]), so_far),
+                               [(self.charset.decode(done[i]), scores[i]) for i in rows])
+            if pick is not None:
+                i = rows[pick]
+                log_probs[k], settled[k], unbending[k] = lp[i], done[i], angles[pick]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -71,51 +71,69 @@ def load_images(files: Sequence[str], height: int, width: int, keep_aspect: bool
                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
     """Decodes and resizes like the loader: (uint8 [N, height, width], the files read,
     problems (path, reason) for the rest)."""
-    images, _, good, problems = load_views(files, height, width, keep_aspect, grayscale,
-                                           turn=False)
-    return images, good, problems
+    loaded = load_views(files, height, width, keep_aspect, grayscale, turn=False)
+    return loaded.images, loaded.files, loaded.problems
+
+
+class LoadedViews(NamedTuple):
+    """What ``load_views`` read: images uint8 [N, H, W]; per image its turned views (uint8
+    [2, H, W] or None; the list None where none were made) and its crop to unbend
+    (``preprocess.source_image``; the list None where none were kept); the files read;
+    problems (path, reason) for the rest."""
+
+    images: np.ndarray
+    turned: list[np.ndarray | None] | None
+    files: list[str]
+    problems: list[tuple[str, str]]
+    sources: list[np.ndarray | None] | None = None
 
 
 def load_views(files: Sequence[str], height: int, width: int, keep_aspect: bool,
-               grayscale: str = "principal", turn: bool = True
-               ) -> tuple[np.ndarray, list[np.ndarray | None] | None, list[str],
-                          list[tuple[str, str]]]:
+               grayscale: str = "principal", turn: bool = True, unbend: bool = False
+               ) -> LoadedViews:
     """``load_images`` with each image's ``preprocess.turned_views`` (uint8 [2, height,
-    width], None for a crop that is not tall): (images, turned, files read, problems);
-    ``turn`` False: turned is None (no views made)."""
+    width], None for a crop that is not tall) where ``turn``, and its crop to unbend
+    (``preprocess.source_image``) where ``unbend``."""
     from PIL import UnidentifiedImageError
 
     from grcnn_jax.data.preprocess import prepare_image, prepare_views
 
-    images, turned, good, problems = [], [], [], []
+    images, turned, sources, good, problems = [], [], [], [], []
     for path in files:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            if turn:
-                image, views = prepare_views(data, height, width, keep_aspect, grayscale)
+            if turn or unbend:
+                image, views, source = prepare_views(data, height, width, keep_aspect,
+                                                     grayscale, unbend)
             else:
-                image, views = prepare_image(data, height, width, keep_aspect, grayscale), None
+                image = prepare_image(data, height, width, keep_aspect, grayscale)
+                views = source = None
             images.append(image)
             turned.append(views)
+            sources.append(source)
             good.append(path)
         except UnidentifiedImageError:
             problems.append((path, "cannot read image: not an image format Pillow decodes"))
         except Exception as e:  # noqa: BLE001 -- any failure to read or decode: skip this file
             problems.append((path, f"cannot read image ({type(e).__name__}: {e})"))
     array = np.stack(images) if images else np.zeros((0, height, width), np.uint8)
-    return array, turned if turn else None, good, problems
+    return LoadedViews(array, turned if turn else None, good, problems,
+                       sources if unbend else None)
 
 
 def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                      lexicon: Sequence[str] | None = None, beam_width: int = 1,
                      batch_size: int | None = None,
                      turned: Sequence[np.ndarray | None] | None = None,
-                     frame: bool = True) -> list:
+                     frame: bool = True,
+                     sources: Sequence[np.ndarray | None] | None = None) -> list:
     """Reads preprocessed uint8 [N, H, W] images; returns N ``evaluation.Prediction``s (with
     ``confidence``; with a lexicon also ``lexicon_text`` / ``lexicon_confidence``).
     ``turned``: per image its turned views (``load_views``), read too where given;
-    ``frame``: unsure readings' images also read framed (``Evaluator``'s ``frame``)."""
+    ``frame``: unsure readings' images also read framed (``Evaluator``'s ``frame``);
+    ``sources``: per image its crop to unbend (``load_views``): with ``frame``, images
+    still unsure are read unbent too where given (``Evaluator``'s ``unbend``)."""
     from grcnn_jax.assemble import lexicon_lowercase, make_mesh
     from grcnn_jax.evaluation.evaluator import make_evaluator
     from grcnn_jax.models import frames_for_width
@@ -129,9 +147,10 @@ def recognize_images(ckpt: InferenceCheckpoint, images: np.ndarray,
                                 lexicon_lowercase(config))
     evaluator = make_evaluator(config, charset, mesh, batch_size, what="--batch_size",
                                beam_width=beam_width, confidence=True, lm=ckpt.lm,
-                               turn=turned is not None, frame=frame)
+                               turn=turned is not None, frame=frame,
+                               unbend=sources is not None)
     lexicons = None if lexicon is None else [lexicon] * len(images)
-    return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons, turned)
+    return evaluator.predict(ckpt.params, ckpt.batch_stats, images, lexicons, turned, sources)
 
 
 def fitting_words(lexicon: Sequence[str], charset, frames: int, lowercase: bool) -> list[str]:
@@ -166,7 +185,8 @@ class ExportedModule:
 def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None = None,
                        beam_width: int = 1, batch_size: int | None = None,
                        turned: Sequence[np.ndarray | None] | None = None,
-                       frame: bool = True) -> list:
+                       frame: bool = True,
+                       sources: Sequence[np.ndarray | None] | None = None) -> list:
     """``recognize_images`` for a model from ``inference.exported.load_exported``: the same
     ``Evaluator`` (decoders, confidences, lexicon scores) on its program, on one device."""
     import jax
@@ -182,9 +202,11 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
     evaluator = Evaluator(ExportedModule(reader.exported), reader.charset, mesh,
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
                           lexicon_lowercase=lowercase, confidence=True, lm=reader.lm,
-                          turn=turned is not None, frame=frame)
+                          turn=turned is not None, frame=frame, unbend=sources is not None,
+                          keep_aspect=bool(reader.meta.get("keep_aspect", False)),
+                          input_shape=images.shape[1:])
     lexicons = None if lexicon is None else [lexicon] * len(images)
-    return evaluator.predict({}, {}, images, lexicons, turned)
+    return evaluator.predict({}, {}, images, lexicons, turned, sources)
 
 
 class FlagConflict(ValueError):

@@ -219,15 +219,41 @@ def best_view(log_probs: np.ndarray) -> int:
     return ranked_view(log_probs, collapse(np.asarray(log_probs).argmax(-1)))
 
 
-def ranked_view(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
-                rank: Callable[[Sequence[int], float], float] | None = None) -> int:
-    """[V, T, C] log-probabilities of V views of one image and each view's reading -> the
-    index of the reading ranked first: by ``rank(ids, log p(ids | view))`` (a language
-    model's ``LmDecoder.rank``), or without ``rank`` by log p itself (the first on ties)."""
+def view_scores(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
+                rank: Callable[[Sequence[int], float], float] | None = None) -> list[float]:
+    """[V, T, C] log-probabilities of V views of one image and each view's reading -> V
+    scores: ``rank(ids, log p(ids | view))`` (a language model's ``LmDecoder.rank``), or
+    without ``rank`` log p itself."""
     scores = ctc_log_likelihoods(log_probs, readings).tolist()
     if rank is not None:
         scores = [rank(ids, s) for ids, s in zip(readings, scores)]
-    return int(np.argmax(scores))
+    return scores
+
+
+def ranked_view(log_probs: np.ndarray, readings: Sequence[Sequence[int]],
+                rank: Callable[[Sequence[int], float], float] | None = None) -> int:
+    """The index of the reading ranked first by ``view_scores`` (the first on ties)."""
+    return int(np.argmax(view_scores(log_probs, readings, rank)))
+
+
+# An unbent view's reading (``preprocess.unbent_views``) replaces the reading so far only where
+# it scores more than this higher (nats) and has at least as many letters and digits: arcs
+# laid over a straight word cut or squeeze its ends, and the search finds the shorter words
+# they leave plausible. Chosen on real_val and its bent copy (docs/accuracy.md).
+UNBEND_MARGIN = 1.0
+
+
+def kept_unbent(so_far: tuple[str, float], unbent: Sequence[tuple[str, float]]) -> int | None:
+    """(text, score) of an image's reading so far and of its unbent views' readings (scores
+    as ``view_scores``'s) -> the index of the unbent reading that replaces it, or None."""
+    def letters(text: str) -> int:
+        return sum(c.isalnum() for c in text)
+
+    fit = [k for k, (text, _) in enumerate(unbent) if letters(text) >= letters(so_far[0])]
+    if not fit:
+        return None
+    k = max(fit, key=lambda j: unbent[j][1])                        # the first of ties
+    return k if unbent[k][1] > so_far[1] + UNBEND_MARGIN else None
 
 
 def _logaddexp(a: float, b: float) -> float:

@@ -73,7 +73,7 @@ def test_recognize_reads_tall_words_turned(shipped, tall_words):
     from grcnn_jax.inference.recognize import load_views, recognize_images
 
     paths, words, turns = tall_words
-    images, turned, good, problems = load_views(paths, 32, 100, False, "principal")
+    images, turned, good, problems, _ = load_views(paths, 32, 100, False, "principal")
     assert good == paths and not problems and all(v is not None for v in turned)
     as_given = recognize_images(shipped, images)
     read = recognize_images(shipped, images, turned=turned, batch_size=4)
