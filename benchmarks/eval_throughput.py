@@ -29,7 +29,10 @@ taking turns so that a machine's drift in speed reaches all of them alike):
                    turning too.
   eval greedy, frame  as eval greedy, and each image whose reading has p < 0.5 also read
                    framed tighter and looser (``Evaluator(frame=True)``); ``eval LM, turn,
-                   frame``: all three (how ``evaluate`` reads with the shipped reader).
+                   frame``: all three.
+  eval LM, turn, frame, unbend  and each image still unsure after framing also read
+                   unbent along arcs (``Evaluator(unbend=True)``): how ``evaluate`` reads
+                   with the shipped reader.
 
 Without ``--workdir`` the parameters are random (the cost does not depend on them,
 except beam search's, which grows with flatter outputs: use a trained checkpoint).
@@ -66,7 +69,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int,
                  seed: int, data: str | None = None) -> list[dict]:
     """``n`` synthetic validation images (or the first ``n`` records of ``data``) as loader
-    batches in memory, with lexicons and the tall crops' turned views."""
+    batches in memory, with lexicons, the tall crops' turned views and the crops to unbend."""
     synth = SynthWords(length=n, seed=config.data.synth_seed + 1, height=config.image_height,
                        charset=charset)
     source = synth
@@ -75,7 +78,7 @@ def make_batches(config, charset: Charset, n: int, batch: int, lexicon_size: int
 
         source = open_source(data, what="--data")
         n = min(n, len(source))
-    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=True)
+    preprocess = dataclasses.replace(make_preprocess(config, charset), turn=True, unbend=True)
     rng = np.random.default_rng(seed)
     vocabulary = synth.words
     examples = []
@@ -206,16 +209,22 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True,
                                      frame=True)
         rows.append(("eval LM, turn, frame", evaluate_pass(fused, plain, "lm turn frame")))
+        fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True,
+                                     frame=True, unbend=True,
+                                     keep_aspect=bool(config.data.keep_aspect),
+                                     input_shape=(config.image_height, config.image_width))
+        rows.append(("eval LM, turn, frame, unbend",
+                     evaluate_pass(fused, plain, "lm turn frame unbend")))
 
     out = [{"what": name, "images_per_s": n / seconds,
             "ms_per_batch": 1e3 * seconds / len(batches)}
            for (name, _), seconds in zip(rows, time_passes([fn for _, fn in rows],
                                                           FLAGS.repeats))]
     base = out[0]["images_per_s"]
-    print(f"{'':22s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
+    print(f"{'':28s} {'images/s':>10s} {'ms/batch':>10s} {'vs bare':>8s}")
     for r in out:
         r["relative"] = r["images_per_s"] / base
-        print(f"{r['what']:22s} {r['images_per_s']:10.1f} {r['ms_per_batch']:10.1f} "
+        print(f"{r['what']:28s} {r['images_per_s']:10.1f} {r['ms_per_batch']:10.1f} "
               f"{r['relative']:8.1%}")
     accuracy = [f"greedy {results['eval greedy']['word_accuracy']:.3f}",
                 f"lexicon {results['lexicon']['lexicon_word_accuracy']:.3f}"]
@@ -227,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         accuracy.append(f"LM {results['lm']['word_accuracy']:.3f}")
         accuracy.append(f"LM, turn {results['lm turn']['word_accuracy']:.3f}")
         accuracy.append(f"LM, turn, frame {results['lm turn frame']['word_accuracy']:.3f}")
+        accuracy.append("LM, turn, frame, unbend "
+                        f"{results['lm turn frame unbend']['word_accuracy']:.3f}")
     print(f"# word accuracy on these images: {', '.join(accuracy)}")
     if FLAGS.json:
         with open(FLAGS.json, "w", encoding="utf-8") as f:
