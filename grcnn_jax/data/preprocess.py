@@ -244,9 +244,10 @@ def unbend_arc(img: np.ndarray, angle: float) -> np.ndarray | None:
 
 # A reading still unsure after framing (``UNSURE``) may be of a word written along an arc (a
 # round sign, a bottle, a logo): readers also read the crop unbent along these arcs (radians,
-# each way: ``unbent_views``) and keep an unbent view's reading where
-# ``ctc_host.kept_unbent`` says. Chosen on real_val and its bent copy, docs/accuracy.md.
-UNBEND_ANGLES = (0.6, -0.6, 1.4, -1.4)
+# each way: ``unbent_views``; an arc that does not fit a crop is left out) and keep an unbent
+# view's reading where ``ctc_host.kept_unbent`` says. Chosen on real_val and its bent copies
+# (the third arc on a copy bent 2-3 rad), docs/accuracy.md.
+UNBEND_ANGLES = (0.6, -0.6, 1.4, -1.4, 2.2, -2.2)
 UNBEND_LEAST_BAND = 0.25        # an arc that leaves the word less of the crop's height: none
 SOURCE_HEIGHT = 96              # px: the crop kept for unbending (``source_image``) at most
 

@@ -76,7 +76,8 @@ def _evaluator(unbend: bool, lm=None, model=None, batch_size: int = 4):
 def test_the_stand_in_reads_the_bent_word_unsurely_and_only_its_unbent_view_surely():
     prepared = resize(BENT, H, W, False)
     views, angles = unbent_views(source_image(BENT), H, W, False)
-    assert angles == UNBEND_ANGLES and views.shape == (4, H, W) and views.dtype == np.uint8
+    assert ARC in angles and set(angles) <= set(UNBEND_ANGLES)
+    assert views.shape == (len(angles), H, W) and views.dtype == np.uint8
     assert not _straight(prepared[None])[0] and not _straight(framed_views(prepared)).any()
     assert list(np.asarray(_straight(views))) == [a == ARC for a in angles]
     lp = ctc_host.log_softmax(np.stack([_frames("no", 2.0), _frames("ok", 12.0)]))
