@@ -75,6 +75,19 @@ class Reading:
     unbent: float | None = None
 
 
+def _readings(log_probs: np.ndarray, decoder: LmDecoder | None, beam_width: int
+              ) -> list[list[int]]:
+    """[N, T, C] log-probabilities -> each row's reading as ``OnnxReader.read`` decodes it:
+    the language model's search, else the prefix beam search (``beam_width`` > 1), else
+    greedy."""
+    if decoder is not None:
+        return [list(ids) for ids, _ in decoder.read(log_probs, exact=False)]
+    if beam_width > 1:
+        return [list(prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0])
+                for lp in log_probs]
+    return collapse(log_probs.argmax(-1))
+
+
 class OnnxReader:
     """A model folder written by ``python -m grcnn_jax.export --format onnx``.
 
@@ -202,12 +215,7 @@ class OnnxReader:
         decoder = None
         if self.lm is not None:
             decoder = LmDecoder(self.lm, self.charset, beam_width=beam_width)
-            best = [list(ids) for ids, _ in decoder.read(log_probs, exact=False)]
-        elif beam_width > 1:
-            best = [list(prefix_beam_search(lp, beam_width, BEAM_CLASS_THRESHOLD)[0][0])
-                    for lp in log_probs]
-        else:
-            best = greedy
+        best = _readings(log_probs, decoder, beam_width)
         # Each reading settled (the views' too); the views are ranked as read.
         settled, _ = settle.reading(log_probs, best, greedy, self.charset)
         ranked = best if decoder else greedy
@@ -267,13 +275,7 @@ class OnnxReader:
             return
         lp = log_softmax(self(np.concatenate(stacks), batch_size))
         first = collapse(lp.argmax(-1))
-        if decoder is not None:
-            found = [list(ids) for ids, _ in decoder.read(lp, exact=False)]
-        elif beam_width > 1:
-            found = [list(prefix_beam_search(v, beam_width, BEAM_CLASS_THRESHOLD)[0][0])
-                     for v in lp]
-        else:
-            found = first
+        found = _readings(lp, decoder, beam_width)
         done, _ = settle.reading(lp, found, first, self.charset)
         scores = view_scores(lp, found if decoder else first, rank)
         start = 0
