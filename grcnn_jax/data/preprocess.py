@@ -157,6 +157,19 @@ ARC_PROBABILITY = 0.15
 ARC_ANGLES = (0.3, 2.2)
 
 
+def _bilinear(a: np.ndarray, x0: np.ndarray, y0: np.ndarray, fx: np.ndarray,
+              fy: np.ndarray) -> np.ndarray:
+    """float32 [h, w(, C)] sampled at (y0 + fy, x0 + fx) (integer corners, fractions in
+    [0, 1]) by bilinear interpolation, the edge pixels repeated outside."""
+    h, w = a.shape[:2]
+
+    def at(y, x):
+        return a[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
+
+    return ((at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy)
+            + (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy)
+
+
 def bend_arc(img: np.ndarray, angle: float) -> np.ndarray:
     """uint8 [h, w] or [h, w, C] -> the word written along a circular arc, as a new crop
     (its bounding box: taller, often narrower), each column turned to face the circle's
@@ -192,12 +205,7 @@ def bend_arc(img: np.ndarray, angle: float) -> np.ndarray:
     if img.ndim == 3:
         fx, fy, inside = fx[..., None], fy[..., None], inside[..., None]
     a = img.astype(np.float32)
-
-    def at(y, x):
-        return a[np.clip(y, 0, h - 1), np.clip(x, 0, w - 1)]
-
-    out = ((at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx) * (1 - fy)
-           + (at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx) * fy)
+    out = _bilinear(a, x0, y0, fx, fy)
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     out = np.where(inside, out, np.median(border, axis=0))
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
@@ -232,13 +240,8 @@ def unbend_arc(img: np.ndarray, angle: float) -> np.ndarray | None:
     r = radius + band / 2 - ((np.arange(out_h) + 0.5) / out_h)[:, None] * band
     src_x = np.clip(w / 2 + r * np.sin(phi) - 0.5, 0, w - 1)
     src_y = np.clip(outer - r * np.cos(phi) - 0.5, 0, h - 1)
-    x0 = np.clip(np.floor(src_x).astype(np.int64), 0, max(w - 2, 0))
-    y0 = np.clip(np.floor(src_y).astype(np.int64), 0, max(h - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = src_x - x0, src_y - y0
-    a = img.astype(np.float32)
-    out = ((a[y0, x0] * (1 - fx) + a[y0, x1] * fx) * (1 - fy)
-           + (a[y1, x0] * (1 - fx) + a[y1, x1] * fx) * fy)
+    x0, y0 = np.floor(src_x).astype(np.int64), np.floor(src_y).astype(np.int64)
+    out = _bilinear(img.astype(np.float32), x0, y0, src_x - x0, src_y - y0)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
