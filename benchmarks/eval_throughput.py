@@ -211,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         rows.append(("eval LM, turn, frame", evaluate_pass(fused, plain, "lm turn frame")))
         fused = evaluation.Evaluator(model, charset, mesh, FLAGS.batch, lm=lm, turn=True,
                                      frame=True, unbend=True,
-                                     keep_aspect=bool(config.data.keep_aspect),
-                                     input_shape=(config.image_height, config.image_width))
+                                     keep_aspect=bool(config.data.keep_aspect))
         rows.append(("eval LM, turn, frame, unbend",
                      evaluate_pass(fused, plain, "lm turn frame unbend")))
 

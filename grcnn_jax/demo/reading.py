@@ -24,7 +24,7 @@ from grcnn_jax.text.charset import BLANK_ID
 from grcnn_jax.text.ctc_host import (BEAM_CLASS_THRESHOLD, best_view, collapse,
                                      ctc_log_likelihood, ctc_log_likelihoods, kept_unbent,
                                      lexicon_forms, log_softmax, prefix_beam_search,
-                                     ranked_view, view_scores)
+                                     view_scores)
 
 MAX_BYTES = 20 * 1024 * 1024     # an upload larger than this is refused
 MAX_PIXELS = 40_000_000          # ... and so is one that decodes to more pixels (a word crop
@@ -52,7 +52,7 @@ class WordReading:
       turned: 'clockwise' or 'anticlockwise' where a tall image was read turned a quarter
         that way (its greedy reading was surer so), else None.
       framed: 'tighter' or 'looser' where an unsure reading's image was read framed so (its
-        reading ranked first so: ``ctc_host.ranked_view``), else None.
+        reading ranked first so: ``ctc_host.view_scores``), else None.
       unbent: the arc (radians, ``preprocess.unbend_arc``'s sign) along which a reading
         still unsure after framing was unbent (``ctc_host.kept_unbent``), else None.
     """
@@ -133,6 +133,7 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
     lm = getattr(reader, "lm", None)
     fusion = None if lm is None else LmDecoder(lm, charset)
     framed = None
+    rank = None if fusion is None else fusion.rank
     unsure = views is None and ctc_log_likelihood(log_probs, ids) < np.log(UNSURE)
     if unsure:                                  # read framed too: the reading ranked first
         candidates = np.concatenate([image[None], framed_views(image)])
@@ -140,29 +141,27 @@ def read_word(reader: Any, data: bytes, lexicon: Sequence[str] | None = None,
                                         log_softmax(np.asarray(reader(candidates[1:])))])
         readings = (collapse(all_log_probs.argmax(-1)) if fusion is None
                     else [list(r) for r, _ in fusion.read(all_log_probs)])
-        k = ranked_view(all_log_probs, readings, None if fusion is None else fusion.rank)
+        scores = view_scores(all_log_probs, readings, rank)
+        k = int(np.argmax(scores))              # the first on ties
         log_probs, image, framed = all_log_probs[k], candidates[k], (None if k == 0
                                                                      else FRAMES[k - 1])
         ids = list(readings[k])
     elif fusion is not None:
         ids = fusion.read(log_probs[None])[0][0]
     as_framed = log_probs                       # a lexicon's word is picked from these
-    ids = settle.reading(log_probs[None], [ids], collapse(log_probs.argmax(-1)[None]),
-                         charset)[0][0]
+    greedy = collapse(log_probs.argmax(-1)[None])
+    ids = settle.reading(log_probs[None], [ids], greedy, charset)[0][0]
     unbent = None
-    greedy = collapse(log_probs.argmax(-1)[None])[0]
-    if unsure and ctc_log_likelihood(log_probs, greedy) < np.log(UNSURE):
+    if unsure and ctc_log_likelihood(log_probs, greedy[0]) < np.log(UNSURE):
         straight, angles = unbent_views(source, *shape)
         if len(straight):                       # still unsure: read unbent too
-            rank = None if fusion is None else fusion.rank
             lp = log_softmax(np.asarray(reader(straight)))
             first = collapse(lp.argmax(-1))
             found = first if fusion is None else [list(r) for r, _ in fusion.read(lp)]
             done = settle.reading(lp, found, first, charset)[0]
-            scores = view_scores(lp, found, rank)
-            so_far = view_scores(log_probs[None], [readings[k]], rank)[0]
-            pick = kept_unbent((charset.decode(ids), so_far),
-                               [(charset.decode(d), sc) for d, sc in zip(done, scores)])
+            pick = kept_unbent((charset.decode(ids), scores[k]),
+                               [(charset.decode(d), sc)
+                                for d, sc in zip(done, view_scores(lp, found, rank))])
             if pick is not None:
                 log_probs, image, unbent = lp[pick], straight[pick], angles[pick]
                 ids = list(done[pick])

@@ -152,15 +152,17 @@ class _Views:
     queued and it returns None; when they are read, an unbent reading replaces the reading
     so far where ``ctc_host.kept_unbent`` says, keeping its lexicon word.
 
-    ``unbend``: a source -> (uint8 [V, H, W] views, their V angles); None: no unbending.
+    ``unbend``: (a source, [H, W]) -> (uint8 [V, H, W] views, their V angles), made the
+    shape of the image's framed views; None: no unbending.
     """
 
     NAMES = {"turned": TURNS, "framed": FRAMES}
 
-    def __init__(self, unbend: Callable[[np.ndarray], tuple[np.ndarray, tuple]] | None = None):
+    def __init__(self, unbend: Callable[[np.ndarray, tuple], tuple[np.ndarray, tuple]] | None
+                 = None):
         self.queue: list[tuple[int, int, np.ndarray, Any]] = []   # ticket, view, image, lexicon
         # ticket -> [payload, kind, view names, [(prediction, score, greedy log p)], left,
-        #            lexicon, source]
+        #            lexicon, source, the views' [H, W]]
         self._open: dict[int, list] = {}
         self._tickets = 0
         self._unbend = unbend
@@ -171,7 +173,7 @@ class _Views:
         ticket, self._tickets = self._tickets, self._tickets + 1
         self._open[ticket] = [payload, kind, names or self.NAMES[kind],
                               [(prediction, float(score), float(greedy_log_p))], len(views),
-                              lexicon, source]
+                              lexicon, source, views.shape[1:]]
         self.queue += [(ticket, k, view, lexicon) for k, view in enumerate(views)]
 
     def take(self, n: int) -> list[tuple[int, int, np.ndarray, Any]]:
@@ -181,7 +183,7 @@ class _Views:
     def settle(self, ticket: int, view: int, prediction: Prediction, greedy_log_p: float,
                score: float) -> tuple[Any, Prediction] | None:
         entry = self._open[ticket]
-        payload, kind, names, candidates, _, lexicon, source = entry
+        payload, kind, names, candidates, _, lexicon, source, shape = entry
         candidates.append((dataclasses.replace(prediction, **{kind: names[view]}),
                            float(greedy_log_p if kind == "turned" else score),
                            float(greedy_log_p)))
@@ -202,7 +204,7 @@ class _Views:
         best, best_score, best_log_p = max(candidates, key=lambda c: c[1])   # the first of ties
         if (kind == "framed" and source is not None and self._unbend is not None
                 and best_log_p < _LOG_UNSURE):
-            views, angles = self._unbend(source)
+            views, angles = self._unbend(source, shape)
             if len(views):
                 self.add(payload, best, best_score, views, lexicon, "unbent", best_log_p,
                          names=angles)
@@ -237,15 +239,14 @@ class Evaluator:
       unbend: with ``frame``, also read images still unsure after framing unbent along
         arcs (see the module doc): their crops come with the batches (``meta['source']``,
         a ``Preprocess(unbend=True)``) or to ``predict``; an image without one is not.
-      keep_aspect, input_shape: how unbent views are resized (``preprocess.resize``): as
-        the images were, to the model's [H, W].
+      keep_aspect: how unbent views are resized (``preprocess.resize``): as the images were.
     """
 
     def __init__(self, model: Any, charset: Charset, mesh: Mesh, batch_size: int,
                  case_sensitive: bool = False, beam_width: int = 1,
                  lexicon_lowercase: bool = True, confidence: bool = False, lm: Any = None,
                  turn: bool = False, frame: bool = False, unbend: bool = False,
-                 keep_aspect: bool = False, input_shape: tuple[int, int] = (32, 100)):
+                 keep_aspect: bool = False):
         if beam_width < 1:
             raise ValueError(f"beam_width must be >= 1, got {beam_width}")
         if batch_size % mesh.size:
@@ -255,7 +256,6 @@ class Evaluator:
         self.case_sensitive, self.beam_width = case_sensitive, beam_width
         self.lexicon_lowercase, self.confidence, self.turn = lexicon_lowercase, confidence, turn
         self.frame, self.unbend, self.keep_aspect = frame, unbend and frame, keep_aspect
-        self.input_shape = tuple(input_shape)
         self.case_variants = ctc_host.writes_both_cases(charset)
         self.lm_decoder = None if lm is None else LmDecoder(lm, charset, beam_width=beam_width)
         self._data = NamedSharding(mesh, P("data"))
@@ -442,13 +442,11 @@ class Evaluator:
             due = bool(multihost_utils.process_allgather(np.array(due)).any())
         return due
 
-    def _views_queue(self, shape: tuple[int, int] | None = None) -> _Views:
-        """A queue of views for one pass; ``shape``: the images' [H, W] (unbent views are
-        made so), None: the model's input size."""
+    def _views_queue(self) -> _Views:
+        """A queue of views for one pass (one that unbends where the Evaluator does)."""
         if not self.unbend:
             return _Views()
-        height, width = shape or self.input_shape
-        return _Views(lambda source: unbent_views(source, height, width, self.keep_aspect))
+        return _Views(lambda source, shape: unbent_views(source, *shape, self.keep_aspect))
 
     def _filler(self, like: dict | None) -> dict:
         shape = (self._local_batch,)
@@ -590,7 +588,7 @@ class Evaluator:
             raise ValueError(f"images must be uint8 [N, H, W], got shape {images.shape}")
         params, batch_stats = jax.device_put((params, batch_stats), self._replicated)
         results: list[Prediction] = []
-        views_queue = self._views_queue(images.shape[1:])
+        views_queue = self._views_queue()
 
         def take(batch, out, encoded):
             preds, rows, log_p, scores = self._read(batch, out, encoded)
@@ -639,5 +637,4 @@ def make_evaluator(config: ml_collections.ConfigDict, charset: Charset, mesh: Me
                      batch_size=batch_size, case_sensitive=case_sensitive,
                      beam_width=beam_width, confidence=confidence,
                      lexicon_lowercase=lexicon_lowercase(config), lm=lm, turn=turn,
-                     frame=frame, unbend=unbend, keep_aspect=bool(config.data.keep_aspect),
-                     input_shape=(config.image_height, config.image_width))
+                     frame=frame, unbend=unbend, keep_aspect=bool(config.data.keep_aspect))

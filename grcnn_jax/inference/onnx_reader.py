@@ -219,22 +219,22 @@ class OnnxReader:
         # Each reading settled (the views' too); the views are ranked as read.
         settled, _ = settle.reading(log_probs, best, greedy, self.charset)
         ranked = best if decoder else greedy
-        rank = decoder.rank if decoder else None
         framing: list[str | None] = [None] * n
-        chosen_row = list(range(n))
+        framed_pick: dict[int, tuple[int, float]] = {}      # image -> (its row, its score)
         for j, k in enumerate(unsure):            # each unsure image: the reading ranked first
             rows = [k, n + 2 * j, n + 2 * j + 1]
-            scores = view_scores(log_probs[rows], [ranked[r] for r in rows], rank)
+            scores = view_scores(log_probs[rows], [ranked[r] for r in rows],
+                                 decoder.rank if decoder else None)
             pick = int(np.argmax(scores))
-            chosen_row[k] = rows[pick]
+            framed_pick[k] = rows[pick], scores[pick]
             if pick:
                 log_probs[k], settled[k], framing[k] = (log_probs[rows[pick]],
                                                         settled[rows[pick]], FRAMES[pick - 1])
         unbending: list[float | None] = [None] * n
         as_framed = log_probs[:n].copy()          # a lexicon's word is picked from these
         if unbend and unsure:
-            self._unbend(unsure, kept, chosen_row, log_probs, ranked, greedy, settled, decoder,
-                         beam_width, unbending, batch_size)
+            self._unbend(framed_pick, kept, log_probs, greedy, settled, decoder, beam_width,
+                         unbending, batch_size)
         best = settled[:n]
         confidence = np.exp(ctc_log_likelihoods(log_probs[:n], best))
         for lp, ids, p, turn_k, frame_k, arc in zip(as_framed, best, confidence, chosen,
@@ -250,23 +250,23 @@ class OnnxReader:
             readings.append(reading)
         return readings
 
-    def _unbend(self, unsure: Sequence[int], sources: Sequence[np.ndarray | None],
-                chosen_row: Sequence[int], log_probs: np.ndarray, ranked: list, greedy: list,
+    def _unbend(self, framed_pick: dict[int, tuple[int, float]],
+                sources: Sequence[np.ndarray | None], log_probs: np.ndarray, greedy: list,
                 settled: list, decoder: LmDecoder | None, beam_width: int,
                 unbending: list, batch_size: int) -> None:
-        """``read``'s unbending: of the ``unsure`` images, those whose reading is still
-        unsure after framing (the greedy reading of their chosen row, ``chosen_row``) and
-        that have a source are read unbent; where ``kept_unbent`` says, an unbent view's
-        reading takes the image's place: ``log_probs[k]``, ``settled[k]`` and
-        ``unbending[k]`` (its arc) are set. ``ranked``: each row's reading as scored."""
-        rank = decoder.rank if decoder else None
+        """``read``'s unbending: of the framed images (``framed_pick``: image -> the row of
+        the view chosen and its reading's score), those whose chosen view's greedy reading
+        is still unsure and that have a source are read unbent; where ``kept_unbent`` says,
+        an unbent view's reading takes the image's place: ``log_probs[k]``, ``settled[k]``
+        and ``unbending[k]`` (its arc) are set."""
         how = (*self.shape, bool(self.meta.get("keep_aspect", False)))
+        framed = [k for k in framed_pick if sources[k] is not None]
+        if not framed:
+            return
+        chosen = [framed_pick[k][0] for k in framed]
+        still = ctc_log_likelihoods(log_probs[chosen], [greedy[r] for r in chosen]) < np.log(UNSURE)
         todo, stacks = [], []
-        for k in unsure:
-            r = chosen_row[k]
-            if (sources[k] is None
-                    or ctc_log_likelihoods(log_probs[[r]], [greedy[r]])[0] >= np.log(UNSURE)):
-                continue
+        for k in (k for k, unsure in zip(framed, still) if unsure):
             views, angles = unbent_views(sources[k], *how)
             if len(views):
                 todo.append((k, angles))
@@ -277,14 +277,12 @@ class OnnxReader:
         first = collapse(lp.argmax(-1))
         found = _readings(lp, decoder, beam_width)
         done, _ = settle.reading(lp, found, first, self.charset)
-        scores = view_scores(lp, found if decoder else first, rank)
+        scores = view_scores(lp, found if decoder else first, decoder.rank if decoder else None)
         start = 0
         for k, angles in todo:
-            r = chosen_row[k]
-            so_far = view_scores(log_probs[[r]], [ranked[r]], rank)[0]
             rows = list(range(start, start + len(angles)))
             start += len(angles)
-            pick = kept_unbent((self.charset.decode(settled[k]), so_far),
+            pick = kept_unbent((self.charset.decode(settled[k]), framed_pick[k][1]),
                                [(self.charset.decode(done[i]), scores[i]) for i in rows])
             if pick is not None:
                 i = rows[pick]

@@ -203,8 +203,7 @@ def recognize_exported(reader, images: np.ndarray, lexicon: Sequence[str] | None
                           batch_size or min(64, max(len(images), 1)), beam_width=beam_width,
                           lexicon_lowercase=lowercase, confidence=True, lm=reader.lm,
                           turn=turned is not None, frame=frame, unbend=sources is not None,
-                          keep_aspect=bool(reader.meta.get("keep_aspect", False)),
-                          input_shape=images.shape[1:])
+                          keep_aspect=bool(reader.meta.get("keep_aspect", False)))
     lexicons = None if lexicon is None else [lexicon] * len(images)
     return evaluator.predict({}, {}, images, lexicons, turned, sources)
 
