@@ -277,14 +277,7 @@ def define_flags(flag_values) -> None:
                         flag_values=flag_values)
     flags.DEFINE_string("lm", None, "our language model: a file grcnn-lm wrote, or 'none' "
                         "(default: the reader's own)", flag_values=flag_values)
-    flags.DEFINE_bool("turn", True, "our reader also reads tall crops turned a quarter each "
-                      "way (as evaluate and recognize do)", flag_values=flag_values)
-    flags.DEFINE_bool("frame", True, "our reader also reads unsure readings' images framed "
-                      "tighter and looser (as evaluate and recognize do)",
-                      flag_values=flag_values)
-    flags.DEFINE_bool("unbend", True, "with --frame, our reader also reads images still "
-                      "unsure unbent along arcs (as evaluate and recognize do)",
-                      flag_values=flag_values)
+    common.define_view_flags(flag_values)     # how our reader reads, as evaluate does
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python", "the peers' Python (with "
                         "easyocr and/or rapidocr_onnxruntime)", flag_values=flag_values)
     common.define_choice_list("peers", list(PEERS), lambda: list(PEERS), "the peers to run",

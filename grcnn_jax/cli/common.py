@@ -91,20 +91,26 @@ def define_checkpoint_flags() -> None:
                         "reader has one; training checkpoints have none).")
 
 
-def define_view_flags() -> None:
+def define_view_flags(flag_values=None) -> None:
     """absl flags --turn, --frame, --unbend: which other views of an image the readers
-    (``evaluate``, ``recognize``) read (``grcnn_jax.data.preprocess``)."""
+    (``evaluate``, ``recognize``, ``benchmarks.peer_accuracy``) read
+    (``grcnn_jax.data.preprocess``), on ``flag_values`` (default: absl's global flags)."""
     from absl import flags
+
+    # listed in --help with the command that defines them
+    where = {"module_name": _calling_module()}
+    if flag_values is not None:
+        where["flag_values"] = flag_values
 
     flags.DEFINE_bool("turn", True, "Also read images at least 1.25 times as tall as wide "
                       "turned a quarter each way, keeping the reading the model is surest of "
-                      "(--noturn: every image as given).")
+                      "(--noturn: every image as given).", **where)
     flags.DEFINE_bool("frame", True, "Also read images whose reading is unsure (p < 0.5) "
                       "framed tighter and looser, keeping the reading ranked first "
-                      "(--noframe: every image once).")
+                      "(--noframe: every image once).", **where)
     flags.DEFINE_bool("unbend", True, "With --frame, also read images still unsure after "
                       "framing unbent along arcs (curved words), keeping an unbent reading "
-                      "only where it ranks clearly first (--nounbend: framed only).")
+                      "only where it ranks clearly first (--nounbend: framed only).", **where)
 
 
 # The small commands (benchmarks, data tools) parse their flags into a FlagValues of their
