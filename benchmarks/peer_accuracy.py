@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The ``python -m benchmarks.peer_accuracy`` command."""
     process.configure()
-    sys.exit(main())
+    with common.refusals_as_one_line():     # a missing --data, say: one line, no traceback
+        sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -197,6 +197,20 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
     assert pa.normalize_written(" $5.99 EXIT-e\t") == "$5.99EXIT-e"
 
 
+def test_accuracy_command_refuses_a_missing_data_folder_in_one_line(tmp_path):
+    import os
+    import subprocess
+
+    missing = tmp_path / "no_such_set"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.peer_accuracy", "--data",
+                           str(missing)], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode != 0
+    lines = [l for l in done.stderr.splitlines() if l.strip() and not l.startswith(("W", "I"))]
+    assert lines == [f"FATAL DataError: --data={str(missing)!r}: no such file or folder"]
+    assert "Traceback" not in done.stderr
+
+
 def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, capsys):
     import os
 
