@@ -133,7 +133,8 @@ def load_state_arrays(workdir: str, step: int | None = None,
 def load_state_dir(step_dir: str, keys: Sequence[str] | None = None) -> dict:
     """The ``state`` item of the checkpoint step directory ``step_dir`` as numpy arrays
     (``keys``: only those top-level entries, see ``load_state_arrays``)."""
-    path = os.path.join(step_dir, "state")
+    # orbax opens the folder by a file:// address, which needs an absolute path.
+    path = os.path.join(os.path.abspath(step_dir), "state")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no checkpoint state at {path!r}")
     # orbax warns that a CheckpointManager item has no _CHECKPOINT_METADATA of its own: noise.

@@ -56,8 +56,9 @@ def step_problem(step_dir: str) -> str | None:
         except (OSError, ValueError) as e:
             return f"{name} is unreadable ({first_line(e)})"
     try:
-        store = ts.KvStore.open({"driver": "ocdbt",
-                                 "base": f"file://{os.path.join(step_dir, 'state')}/"}).result()
+        # A file:// address takes an absolute path (a relative one reads as a host name).
+        state = os.path.join(os.path.abspath(step_dir), "state")
+        store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{state}/"}).result()
         for key in store.list().result():
             store.read(key).result()
     except Exception as e:  # noqa: BLE001 -- tensorstore raises ValueError and others

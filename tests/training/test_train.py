@@ -187,6 +187,16 @@ def test_non_finite_loss_stops_with_the_step(train_lmdb, tmp_path):
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
 
 
+def test_a_checkpoint_reads_by_a_relative_path(reference_run, monkeypatch):
+    from grcnn_jax.workdir.checkpoints import read_for_inference
+
+    step_dir = os.path.join(str(reference_run), "checkpoints", "6")
+    monkeypatch.chdir(os.path.dirname(str(reference_run)))
+    ckpt = read_for_inference(os.path.relpath(step_dir))
+    assert ckpt.step == 6
+    assert_trees_close(ckpt.params, final_params(reference_run)[1]["params"], rtol=0, atol=0)
+
+
 def test_config_typo_fails_before_anything_runs(tmp_path):
     proc = run_main(tmp_path, ["--config.batch_sise=4"], check=False, timeout=60)
     assert proc.returncode != 0 and "batch_sise" in proc.stderr and "batch_size" in proc.stderr
