@@ -68,6 +68,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
          "in [0, 1) (0: off)")
     need(0 <= config.get("confidence_penalty", 0.0) <= 1, "confidence_penalty",
          config.get("confidence_penalty"), "in [0, 1] (0: off)")
+    need(0 <= config.get("sam_rho", 0.0) <= 1, "sam_rho", config.get("sam_rho"),
+         "in [0, 1] (0: off)")
     accum = config.get("grad_accum_steps", 1)
     need(isinstance(accum, int) and accum >= 1, "grad_accum_steps", accum, "an integer >= 1")
     weights = str(config.data.get("train_weights", "")).strip()

@@ -115,6 +115,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.confidence_penalty = 0.0   # > 0: the loss less this times each image's output
                                       # entropy summed over its frames (nats): against peaky,
                                       # overconfident CTC outputs (0: off)
+    config.sam_rho = 0.0              # > 0: sharpness-aware minimization, the gradient taken
+                                      # again this far (global norm) uphill; a step costs two
+                                      # passes (Foret et al. 2021; 0.05 theirs; 0: off)
     config.log_every = 100
     config.eval_every = 5_000
     config.checkpoint_every = 5_000

@@ -117,6 +117,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
         leg["augment_edge_cut"] = c.data.augment_edge_cut
     if c.get("confidence_penalty", 0.0):
         leg["confidence_penalty"] = c.confidence_penalty
+    if c.get("sam_rho", 0.0):
+        leg["sam_rho"] = c.sam_rho
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):

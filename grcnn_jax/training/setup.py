@@ -60,10 +60,11 @@ def train_state_of(config: ml_collections.ConfigDict, model, rng: jax.Array) -> 
 
 def train_step_of(config: ml_collections.ConfigDict) -> Callable:
     """``train_step`` with the config's static choices (frozen groups, EMA decay, confidence
-    penalty) bound."""
+    penalty, SAM radius) bound."""
     return functools.partial(train_step, frozen=frozen_groups(config),
                              ema_decay=float(config.get("ema_decay", 0.0)),
-                             confidence_penalty=float(config.get("confidence_penalty", 0.0)))
+                             confidence_penalty=float(config.get("confidence_penalty", 0.0)),
+                             sam_rho=float(config.get("sam_rho", 0.0)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -86,7 +86,7 @@ def create_train_state(model, tx: optax.GradientTransformation, rng: jax.Array,
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str, ...] = (),
-               ema_decay: float = 0.0, confidence_penalty: float = 0.0
+               ema_decay: float = 0.0, confidence_penalty: float = 0.0, sam_rho: float = 0.0
                ) -> tuple[TrainState, dict]:
     """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
 
@@ -96,7 +96,11 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
     key (used where ``model.dropout`` > 0). ``confidence_penalty`` > 0: the loss minimized
     is each image's CTC loss less that times its output distribution's entropy summed over
     the frames (Pereyra et al. 2017's confidence penalty); the ``loss`` reported is the CTC
-    loss alone either way.
+    loss alone either way. ``sam_rho`` > 0: sharpness-aware minimization (Foret et al.
+    2021): the update follows the gradient taken again at ``params + sam_rho * g / |g|``
+    (``g`` the gradient at the params, ``|g|`` its global norm), the nearby point where the
+    loss rises fastest; a step then costs two forward and backward passes, and the batch
+    statistics and the ``loss`` reported are the first pass's.
     """
     fixed = {k: v for k, v in state.params.items() if k in frozen}
     backbone_train = None if BACKBONE not in frozen else False
@@ -116,12 +120,19 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
         entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=(1, 2))                    # [B]
         return ctc - confidence_penalty * jnp.sum(entropy * mask) / count, (updates, ctc)
 
+    def global_norm(tree):
+        # The norm of all gradients as one vector (the same concatenation the flattened
+        # optimizer makes, which XLA computes once), not a reduction per parameter array.
+        flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree.leaves(tree)])
+        return jnp.sqrt(jnp.vdot(flat, flat))
+
     trainable = {k: v for k, v in state.params.items() if k not in frozen}
-    (_, (updates, loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-    # The norm of all gradients as one vector (the same concatenation the flattened optimizer
-    # makes, which XLA computes once), not a reduction per parameter array.
-    flat = jnp.concatenate([jnp.ravel(g) for g in jax.tree.leaves(grads)])
-    grad_norm = jnp.sqrt(jnp.vdot(flat, flat))
+    gradient = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, (updates, loss)), grads = gradient(trainable)
+    if sam_rho:
+        scale = sam_rho / jnp.maximum(global_norm(grads), 1e-12)
+        _, grads = gradient(jax.tree.map(lambda p, g: p + scale * g, trainable, grads))
+    grad_norm = global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     grads = {**jax.tree.map(jnp.zeros_like, fixed), **grads}
 

@@ -184,6 +184,32 @@ def test_the_confidence_penalty_raises_the_entropy_and_reports_the_ctc_loss(lmdb
         validate(tiny_config(lmdb_path, 2, confidence_penalty=1.5))
 
 
+def test_sam_steps_along_the_gradient_taken_at_the_point_uphill(lmdb_path):
+    # Plain SGD (lr 0.5, no clipping): a plain step from p gives g = (p - p') / lr; SAM's step
+    # from p is p - lr * g(q), with q = p + rho * g / |g| and lr * g(q) read off a plain step
+    # from q.
+    rho, lr = 0.05, 0.5
+    batch = _batches(1, seed=3)[0]
+    state, plain = _state_and_step(lmdb_path)
+    _, sam = _state_and_step(lmdb_path, sam_rho=rho)
+    key = jax.random.key(0)
+    p = jax.device_get(state.params)
+    g = jax.tree.map(lambda a, b: (a - b) / lr, p, jax.device_get(plain(state, batch, key)[0].params))
+    norm = np.sqrt(sum(float(np.vdot(x, x)) for x in jax.tree.leaves(g)))
+    q = jax.tree.map(lambda a, b: a + rho * b / norm, p, g)
+    after_q = jax.device_get(plain(state.replace(params=q), batch, key)[0].params)
+    expected = jax.tree.map(lambda a, b, c: a - (b - c), p, q, after_q)
+    after, metrics = sam(state, batch, key)
+    for e, got in zip(jax.tree.leaves(expected), jax.tree.leaves(jax.device_get(after.params))):
+        np.testing.assert_allclose(got, e, rtol=1e-4, atol=1e-5)
+    assert not all(np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(jax.device_get(after.params)),
+        jax.tree.leaves(jax.device_get(plain(state, batch, key)[0].params))))
+    assert float(metrics["loss"]) == pytest.approx(float(plain(state, batch, key)[1]["loss"]))
+    with pytest.raises(ConfigError, match="sam_rho"):
+        validate(tiny_config(lmdb_path, 2, sam_rho=-0.1))
+
+
 def test_accumulated_gradients_are_the_mean_of_the_steps(lmdb_path):
     b1, b2 = _batches(2, seed=1)
     state0, single = _state_and_step(lmdb_path)
