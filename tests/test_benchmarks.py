@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import IC03_MINI, TINY
+from helpers import IC03_MINI, TINY, assert_one_fatal_line, run_module
 from benchmarks import peer
 
 # The peer script's shape without torch: what peer.py runs as a script, and what
@@ -198,17 +198,11 @@ def test_accuracy_protocol_normalizes_and_picks_the_nearest_lexicon_word():
 
 
 def test_accuracy_command_refuses_a_missing_data_folder_in_one_line(tmp_path):
-    import os
-    import subprocess
-
     missing = tmp_path / "no_such_set"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.peer_accuracy", "--data",
-                           str(missing)], capture_output=True, text=True, timeout=120,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = run_module("benchmarks.peer_accuracy", "--data", missing, check=False, timeout=120)
     assert done.returncode != 0
-    lines = [l for l in done.stderr.splitlines() if l.strip() and not l.startswith(("W", "I"))]
-    assert lines == [f"FATAL DataError: --data={str(missing)!r}: no such file or folder"]
-    assert "Traceback" not in done.stderr
+    assert assert_one_fatal_line(done.stderr, "DataError") == \
+        f"FATAL DataError: --data={str(missing)!r}: no such file or folder"
 
 
 def test_accuracy_command_scores_ours_and_the_peers_on_one_folder(tmp_path, capsys):
