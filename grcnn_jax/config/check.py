@@ -70,6 +70,12 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
          config.get("confidence_penalty"), "in [0, 1] (0: off)")
     need(0 <= config.get("sam_rho", 0.0) <= 1, "sam_rho", config.get("sam_rho"),
          "in [0, 1] (0: off)")
+    layers = config.get("guide_layers", 0)
+    need(isinstance(layers, int) and not isinstance(layers, bool) and 0 <= layers <= 8, "guide_layers", layers,
+         "an integer in [0, 8] (0: no guide)")
+    if layers:
+        need(0 < config.get("guide_weight", 0.0) <= 10, "guide_weight",
+             config.get("guide_weight"), "in (0, 10] with config.guide_layers > 0")
     accum = config.get("grad_accum_steps", 1)
     need(isinstance(accum, int) and accum >= 1, "grad_accum_steps", accum, "an integer >= 1")
     weights = str(config.data.get("train_weights", "")).strip()

@@ -118,6 +118,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.sam_rho = 0.0              # > 0: sharpness-aware minimization, the gradient taken
                                       # again this far (global norm) uphill; a step costs two
                                       # passes (Foret et al. 2021; 0.05 theirs; 0: off)
+    config.guide_layers = 0           # > 0: train with an attention guide of this many
+                                      # decoder blocks on the backbone's frames, its loss added
+                                      # (guided CTC training, as PP-OCRv3/v4; reading never runs
+                                      # it and readers are saved without it; 0: off)
+    config.guide_weight = 0.2         # the guide's loss (nats per word, as CTC's) times this
+                                      # (about PP-OCRv3's balance: theirs a mean per character)
     config.log_every = 100
     config.eval_every = 5_000
     config.checkpoint_every = 5_000

@@ -119,6 +119,8 @@ def training_leg(ckpt: InferenceCheckpoint) -> dict:
         leg["confidence_penalty"] = c.confidence_penalty
     if c.get("sam_rho", 0.0):
         leg["sam_rho"] = c.sam_rho
+    if c.get("guide_layers", 0):
+        leg["guide"] = {"layers": c.guide_layers, "weight": c.guide_weight}
     if c.data.get("synth_palettes", ""):
         leg["synth_palettes"] = c.data.synth_palettes
     if c.data.get("synth_styles", ""):

@@ -22,9 +22,10 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 NEUTRAL_FIELDS = ("dropout", "remat", "scan_unroll", "conv_impl")
 
 OPTION_FIELDS = tuple(f.name for f in dataclasses.fields(GRCLOptions))
-# GRCNN's own fields that a config may set (not num_classes, given apart; not options).
-MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GRCNN)
-                     if f.init and f.name not in ("num_classes", "options", "parent", "name"))
+# GRCNN's own fields that a config may set (not num_classes, given apart; not options; not
+# guide_layers, a training choice: config.guide_layers, given apart).
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GRCNN) if f.init and f.name not in
+                     ("num_classes", "options", "guide_layers", "parent", "name"))
 
 
 def grcl_options(model_config: Mapping[str, Any]) -> GRCLOptions:
@@ -38,10 +39,12 @@ def grcl_options(model_config: Mapping[str, Any]) -> GRCLOptions:
     return GRCLOptions(**cfg)
 
 
-def create_model(model_config: Mapping[str, Any], num_classes: int) -> GRCNN:
+def create_model(model_config: Mapping[str, Any], num_classes: int,
+                 guide_layers: int = 0) -> GRCNN:
     """Builds the GRCNN from a config's ``model`` section (see configs/grcl.py for the fields):
     the GRCL settings become one ``GRCLOptions`` (see ``grcl_options``), the rest (widths,
-    hidden) are the GRCNN's own fields."""
+    hidden) are the GRCNN's own fields. ``guide_layers`` > 0 (training, ``config.guide_layers``)
+    adds the attention guide (``models.guide``); readers are built without one."""
     cfg = dict(model_config)
     unknown = sorted(k for k in cfg if k not in OPTION_FIELDS and k not in MODEL_FIELDS)
     if unknown:
@@ -49,4 +52,5 @@ def create_model(model_config: Mapping[str, Any], num_classes: int) -> GRCNN:
     fields = {k: v for k, v in cfg.items() if k in MODEL_FIELDS}
     if "grcl_features" in fields:
         fields["grcl_features"] = tuple(fields["grcl_features"])
-    return GRCNN(num_classes=num_classes, options=grcl_options(cfg), **fields)
+    return GRCNN(num_classes=num_classes, options=grcl_options(cfg), guide_layers=guide_layers,
+                 **fields)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from grcnn_jax.models import conv as convs
 from grcnn_jax.models.grcl import GRCL, GRCLOptions, batch_norm, default_kernel_init
+from grcnn_jax.models.guide import GUIDE, AttentionGuide
 from grcnn_jax.models.sequence import BidirectionalLSTM
 
 Dtype = Any
@@ -151,6 +152,10 @@ class GRCNN(nn.Module):
       hidden: the BLSTMs' hidden size per direction.
       dropout: in training, the fraction of the first and the second BLSTM's inputs zeroed
         (inverted dropout; needs a ``'dropout'`` rng); 0 (the default) leaves none out.
+      guide_layers: > 0: the model also has an attention guide of that many decoder blocks
+        (``models.guide``, width ``hidden``; its variables ``params['guide']``), which
+        training runs on the backbone's frames when given ``guide_inputs``; 0 (the default):
+        none. Reading never runs it.
       options: the GRCL settings, handed to the backbone as they are (see ``GRCLOptions``);
         their dtype is the whole model's compute dtype.
     """
@@ -161,6 +166,7 @@ class GRCNN(nn.Module):
     out_features: int = 512
     hidden: int = 256
     dropout: float = 0.0
+    guide_layers: int = 0
     options: GRCLOptions = GRCLOptions()
 
     def backbone(self, name: str | None = None) -> Backbone:
@@ -173,9 +179,12 @@ class GRCNN(nn.Module):
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False,
-                 backbone_train: bool | None = None) -> jax.Array:
+                 backbone_train: bool | None = None, guide_inputs: jax.Array | None = None
+                 ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """``backbone_train=False`` runs the backbone as in inference (BatchNorm on its running
-        statistics, which stay as they are) while the rest trains: a frozen backbone."""
+        statistics, which stay as they are) while the rest trains: a frozen backbone.
+        ``guide_inputs`` (int32 [B, N], ``text.losses.teacher_tokens``' inputs; a model with
+        ``guide_layers`` > 0 only): returns the logits and the guide's logits [B, N, classes]."""
         dtype = self.options.dtype
         x = normalize_images(images, dtype)
         features = self.backbone(name=BACKBONE)(
@@ -185,7 +194,16 @@ class GRCNN(nn.Module):
                 f"the backbone leaves a feature map of height {features.shape[1]} for input "
                 f"height {images.shape[1]}; the network needs input height 32")
         seq = features[:, 0]                                                 # [B, frames, C]
+        guide = None
+        if self.guide_layers and (guide_inputs is not None or self.is_initializing()):
+            tokens = (guide_inputs if guide_inputs is not None
+                      else jnp.zeros((images.shape[0], 1), jnp.int32))
+            guide = AttentionGuide(self.num_classes, self.guide_layers, self.hidden,
+                                   dtype=dtype, name=GUIDE)(seq, tokens)
+        elif guide_inputs is not None:
+            raise ValueError("guide_inputs given to a model without a guide (guide_layers=0)")
         drop = nn.Dropout(self.dropout, deterministic=not train)      # rate 0: the identity
         seq = BidirectionalLSTM(self.hidden, self.out_features, dtype, name=BLSTM1)(drop(seq))
         logits = BidirectionalLSTM(self.hidden, self.num_classes, dtype, name=BLSTM2)(drop(seq))
-        return logits.astype(jnp.float32)
+        logits = logits.astype(jnp.float32)
+        return logits if guide_inputs is None else (logits, guide)

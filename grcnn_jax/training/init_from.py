@@ -14,6 +14,7 @@ from flax import traverse_util
 
 from grcnn_jax.inference.load import load_for_inference
 from grcnn_jax.models.grcnn import CLASSIFIER
+from grcnn_jax.models.guide import GUIDE
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.checkpoints import InferenceCheckpoint
 
@@ -81,8 +82,9 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
     characters in both, and new characters start as ``remap_classes`` says; the log lists
     the kept, new and dropped characters. When only T differs, the GRCLs' per-iteration
     variables (batch normalization; with ``share=False`` the recurrent kernels too) are
-    resized as ``resize_iterations`` says. Raises ValueError naming the parameter when any other shape differs (the model
-    config must build the same network).
+    resized as ``resize_iterations`` says. An attention guide (``config.guide_layers``; readers
+    have none) starts fresh. Raises ValueError naming the parameter when any other shape
+    differs (the model config must build the same network).
     """
     where = source.path
     remap = source.charset.chars != charset.chars
@@ -101,6 +103,9 @@ def init_state_from(state: Any, source: InferenceCheckpoint, charset: Charset) -
         for key in sorted(set(a) | set(b)):
             if remap and name == "params" and key in CLASS_PARAMS and key in a and key in b:
                 merged[key] = remap_classes(a[key], b[key], source.charset, charset, key)
+                continue
+            if key.startswith(GUIDE + "/") and key in a and key not in b:
+                merged[key] = a[key]
                 continue
             if _iterations_differ(key, a, b):
                 merged[key] = resize_iterations(a[key], b[key]).astype(np.asarray(a[key]).dtype)

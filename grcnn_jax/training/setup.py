@@ -60,11 +60,13 @@ def train_state_of(config: ml_collections.ConfigDict, model, rng: jax.Array) -> 
 
 def train_step_of(config: ml_collections.ConfigDict) -> Callable:
     """``train_step`` with the config's static choices (frozen groups, EMA decay, confidence
-    penalty, SAM radius) bound."""
+    penalty, SAM radius, the attention guide's weight where the run has a guide) bound."""
     return functools.partial(train_step, frozen=frozen_groups(config),
                              ema_decay=float(config.get("ema_decay", 0.0)),
                              confidence_penalty=float(config.get("confidence_penalty", 0.0)),
-                             sam_rho=float(config.get("sam_rho", 0.0)))
+                             sam_rho=float(config.get("sam_rho", 0.0)),
+                             guide_weight=(float(config.get("guide_weight", 0.0))
+                                           if config.get("guide_layers", 0) else 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +136,8 @@ def build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, TrainSt
     Creates nothing on disk."""
     config_check.validate(config)
     charset = Charset.from_spec(config.charset)
-    model = create_model(config.model, charset.num_classes)
+    model = create_model(config.model, charset.num_classes,
+                         guide_layers=config.get("guide_layers", 0))
     train_source = open_split(config, "train")
     val_sets = open_val_sets(config)
     state = train_state_of(config, model, jax.random.key(config.seed))

@@ -14,7 +14,8 @@ from flax.training import train_state
 
 from grcnn_jax.config.check import OPTIMIZERS, SCHEDULES
 from grcnn_jax.models.grcnn import BACKBONE
-from grcnn_jax.text.losses import ctc_loss
+from grcnn_jax.models.guide import GUIDE
+from grcnn_jax.text.losses import ctc_loss, guide_loss, teacher_tokens
 
 
 class TrainState(train_state.TrainState):
@@ -86,8 +87,8 @@ def create_train_state(model, tx: optax.GradientTransformation, rng: jax.Array,
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str, ...] = (),
-               ema_decay: float = 0.0, confidence_penalty: float = 0.0, sam_rho: float = 0.0
-               ) -> tuple[TrainState, dict]:
+               ema_decay: float = 0.0, confidence_penalty: float = 0.0, sam_rho: float = 0.0,
+               guide_weight: float = 0.0) -> tuple[TrainState, dict]:
     """One optimizer step on a global batch; a non-finite loss leaves the state unchanged.
 
     ``frozen``: parameter groups not trained (no gradient is computed for them; a frozen
@@ -100,25 +101,38 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
     2021): the update follows the gradient taken again at ``params + sam_rho * g / |g|``
     (``g`` the gradient at the params, ``|g|`` its global norm), the nearby point where the
     loss rises fastest; a step then costs two forward and backward passes, and the batch
-    statistics and the ``loss`` reported are the first pass's.
+    statistics and the ``loss`` reported are the first pass's. ``guide_weight`` > 0 (a model
+    with an attention guide, ``models.guide``): the loss minimized adds that times the guide's
+    cross-entropy per word (``text.losses.guide_loss``, teacher-forced on the labels),
+    reported as ``guide_loss``; ``loss`` stays the CTC loss.
     """
     fixed = {k: v for k, v in state.params.items() if k in frozen}
     backbone_train = None if BACKBONE not in frozen else False
 
+    guide = {}
+    if guide_weight:
+        tokens, targets, token_mask = teacher_tokens(batch["labels"], batch["label_paddings"])
+        guide = {"guide_inputs": tokens}
+
     def loss_fn(trainable):
-        logits, updates = state.apply_fn(
+        outputs, updates = state.apply_fn(
             {"params": {**fixed, **trainable}, "batch_stats": state.batch_stats},
             batch["image"], train=True, backbone_train=backbone_train, mutable=["batch_stats"],
-            rngs={"dropout": rng})
+            rngs={"dropout": rng}, **guide)
+        logits, guide_logits = outputs if guide else (outputs, None)
         per_example = ctc_loss(logits, batch["labels"], batch["label_paddings"])
         mask = batch["mask"]
         count = jnp.maximum(jnp.sum(mask), 1.0)
         ctc = jnp.sum(per_example * mask) / count
-        if not confidence_penalty:
-            return ctc, (updates, ctc)
-        log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-        entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=(1, 2))                    # [B]
-        return ctc - confidence_penalty * jnp.sum(entropy * mask) / count, (updates, ctc)
+        total, reported = ctc, {"loss": ctc}
+        if confidence_penalty:
+            log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+            entropy = -jnp.sum(jnp.exp(log_p) * log_p, axis=(1, 2))                # [B]
+            total = total - confidence_penalty * jnp.sum(entropy * mask) / count
+        if guide:
+            guided = jnp.sum(guide_loss(guide_logits, targets, token_mask) * mask) / count
+            total, reported = total + guide_weight * guided, {**reported, "guide_loss": guided}
+        return total, (updates, reported)
 
     def global_norm(tree):
         # The norm of all gradients as one vector (the same concatenation the flattened
@@ -128,7 +142,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
 
     trainable = {k: v for k, v in state.params.items() if k not in frozen}
     gradient = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, (updates, loss)), grads = gradient(trainable)
+    (_, (updates, reported)), grads = gradient(trainable)
+    loss = reported["loss"]
     if sam_rho:
         scale = sam_rho / jnp.maximum(global_norm(grads), 1e-12)
         _, grads = gradient(jax.tree.map(lambda p, g: p + scale * g, trainable, grads))
@@ -144,10 +159,11 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, frozen: tuple[str
         return new
 
     new_state = jax.lax.cond(finite, update, lambda: state)
-    return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite}
+    return new_state, {**reported, "grad_norm": grad_norm, "finite": finite}
 
 
 def eval_params(state: TrainState) -> Any:
     """The params evaluation, checkpoints' readers and export use: the moving average when
-    the run keeps one."""
-    return state.params if state.ema_params is None else state.ema_params
+    the run keeps one, without the attention guide's (which reading never runs)."""
+    params = state.params if state.ema_params is None else state.ema_params
+    return {k: v for k, v in params.items() if k != GUIDE}

@@ -228,7 +228,7 @@ def _check(step: int, metrics: dict, window: list, progress) -> None:
             f"step {step}: loss={float(values['loss'])}, grad_norm={float(values['grad_norm'])}; "
             "the update was not applied and no checkpoint was written after it; the latest "
             "checkpoint is the last good one")
-    scalars = {"loss": float(values["loss"]), "grad_norm": float(values["grad_norm"])}
+    scalars = {k: float(values[k]) for k in ("loss", "guide_loss", "grad_norm") if k in values}
     window.append(scalars)
     progress.update(step - progress.n)
     progress.set_postfix(loss=f"{scalars['loss']:.3f}", refresh=False)

@@ -17,6 +17,8 @@ from grcnn_jax.inference import load
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax import assemble as components
 from grcnn_jax.training import setup, train
+from grcnn_jax.training.state import eval_params
+from grcnn_jax.text import losses
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.config.check import ConfigError, validate
 from grcnn_jax.config.defaults import gray_mode
@@ -208,6 +210,89 @@ def test_sam_steps_along_the_gradient_taken_at_the_point_uphill(lmdb_path):
     assert float(metrics["loss"]) == pytest.approx(float(plain_metrics["loss"]))
     with pytest.raises(ConfigError, match="sam_rho"):
         validate(tiny_config(lmdb_path, 2, sam_rho=-0.1))
+
+
+def _guided_state_and_step(lmdb_path, **extra):
+    config = tiny_config(lmdb_path, 10, **{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
+                                           "optimizer.learning_rate": 0.5, "grad_clip_norm": 0.0,
+                                           "guide_layers": 1, "guide_weight": 0.5, **extra})
+    model = create_model(config.model, Charset.from_spec(config.charset).num_classes,
+                         guide_layers=config.guide_layers)
+    state = setup.train_state_of(config, model, jax.random.key(0))
+    return state, jax.jit(setup.train_step_of(config))
+
+
+def test_the_guide_trains_the_backbone_beside_ctc_and_reading_never_runs_it(lmdb_path):
+    batch = _batches(1, seed=4)[0]
+    plain_state, plain = _state_and_step(lmdb_path)
+    state, guided = _guided_state_and_step(lmdb_path)
+    assert set(state.params) == {*plain_state.params, "guide"}
+    # The guide adds variables beside the network's, which start as they would without it.
+    for k in plain_state.params:
+        for a, b in zip(jax.tree.leaves(plain_state.params[k]), jax.tree.leaves(state.params[k])):
+            np.testing.assert_array_equal(a, b)
+    key = jax.random.key(0)
+    after_plain, m_plain = jax.device_get(plain(plain_state, batch, key))
+    after, metrics = jax.device_get(guided(state, batch, key))
+    assert float(metrics["loss"]) == pytest.approx(float(m_plain["loss"]), rel=1e-6)
+    assert float(metrics["guide_loss"]) > 0 and "guide_loss" not in m_plain
+    # SGD: the BLSTMs get the CTC gradient alone; the backbone also the guide's.
+    for group in ("blstm1", "blstm2"):
+        for a, b in zip(jax.tree.leaves(after.params[group]),
+                        jax.tree.leaves(after_plain.params[group])):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(after.params["backbone"]), jax.tree.leaves(after_plain.params["backbone"])))
+    assert not all(np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(after.params["guide"]), jax.tree.leaves(state.params["guide"])))
+    # Reading: the network's logits, with or without the guide's variables at hand.
+    variables = {"params": after.params, "batch_stats": after.batch_stats}
+    reader = {"params": eval_params(after), "batch_stats": after.batch_stats}
+    assert set(reader["params"]) == set(plain_state.params)
+    np.testing.assert_array_equal(state.apply_fn(variables, batch["image"]),
+                                  plain_state.apply_fn(reader, batch["image"]))
+    with pytest.raises(ConfigError, match="config.guide_weight=0.0"):
+        validate(tiny_config(lmdb_path, 2, guide_layers=2, guide_weight=0.0))
+    with pytest.raises(ConfigError, match="config.guide_layers=-1"):
+        validate(tiny_config(lmdb_path, 2, guide_layers=-1))
+
+
+def test_teacher_tokens_shift_each_label_behind_the_start_and_end_it():
+    labels = np.array([[3, 4, 9], [5, 7, 2]], np.int32)     # the second one padded after 5
+    paddings = np.array([[0, 0, 0], [0, 1, 1]], np.float32)
+    inputs, targets, mask = jax.device_get(losses.teacher_tokens(labels, paddings))
+    np.testing.assert_array_equal(inputs, [[0, 3, 4, 9], [0, 5, 0, 0]])
+    np.testing.assert_array_equal(targets, [[3, 4, 9, 0], [5, 0, 0, 0]])
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 1], [1, 1, 0, 0]])
+    # A guide sure of every target loses nothing; padding past the end is not scored.
+    logits = np.full((2, 4, 10), -50.0, np.float32)
+    np.put_along_axis(logits, targets[..., None], 50.0, axis=-1)
+    logits[1, 3] = 0.0
+    np.testing.assert_allclose(jax.device_get(losses.guide_loss(logits, targets, mask)), 0.0,
+                               atol=1e-6)
+    logits[0, 3] = 0.0                                       # unsure of the first word's end
+    np.testing.assert_allclose(jax.device_get(losses.guide_loss(logits, targets, mask)),
+                               [np.log(10.0), 0.0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_guided_run_saves_its_guide_and_readers_load_without_it(lmdb_path, tmp_path):
+    source = tmp_path / "guided"
+    train.train_and_evaluate(tiny_config(lmdb_path, 2, guide_layers=1), str(source))
+    _, saved = checkpoints.load_state_arrays(str(source))
+    assert "guide" in saved["params"]                      # resuming needs it
+    reader = load.load_for_inference(workdir=str(source))
+    assert set(reader.params) == {"backbone", "blstm1", "blstm2"}
+    # Another guided leg from that reader: its guide starts fresh, the rest is the reader's.
+    config = tiny_config(lmdb_path, 1, guide_layers=1, init_from=str(source))
+    state = setup.train_state_of(config, create_model(
+        config.model, Charset.from_spec(config.charset).num_classes, guide_layers=1),
+        jax.random.key(5))
+    started = init_from.init_state_from(state, reader, Charset.from_spec(config.charset))
+    for a, b in zip(jax.tree.leaves(started.params["guide"]), jax.tree.leaves(state.params["guide"])):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(started.params["backbone"]),
+                    jax.tree.leaves(reader.params["backbone"])):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_accumulated_gradients_are_the_mean_of_the_steps(lmdb_path):
