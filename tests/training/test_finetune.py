@@ -13,7 +13,7 @@ from flax import traverse_util
 from helpers import IC03_MINI, tiny_config
 
 from grcnn_jax.training import init_from
-from grcnn_jax.inference import load
+from grcnn_jax.inference import load, pretrained
 from grcnn_jax.workdir import checkpoints
 from grcnn_jax import assemble as components
 from grcnn_jax.training import setup, train
@@ -131,7 +131,8 @@ def _state_and_step(lmdb_path, **extra):
     config = tiny_config(lmdb_path, 10, **{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
                                            "optimizer.learning_rate": 0.5, "grad_clip_norm": 0.0,
                                            **extra})
-    model = create_model(config.model, Charset.from_spec(config.charset).num_classes)
+    model = create_model(config.model, Charset.from_spec(config.charset).num_classes,
+                         guide_layers=config.guide_layers)
     state = setup.train_state_of(config, model, jax.random.key(0))
     return state, jax.jit(setup.train_step_of(config))
 
@@ -212,20 +213,10 @@ def test_sam_steps_along_the_gradient_taken_at_the_point_uphill(lmdb_path):
         validate(tiny_config(lmdb_path, 2, sam_rho=-0.1))
 
 
-def _guided_state_and_step(lmdb_path, **extra):
-    config = tiny_config(lmdb_path, 10, **{"optimizer.name": "sgd", "optimizer.momentum": 0.0,
-                                           "optimizer.learning_rate": 0.5, "grad_clip_norm": 0.0,
-                                           "guide_layers": 1, "guide_weight": 0.5, **extra})
-    model = create_model(config.model, Charset.from_spec(config.charset).num_classes,
-                         guide_layers=config.guide_layers)
-    state = setup.train_state_of(config, model, jax.random.key(0))
-    return state, jax.jit(setup.train_step_of(config))
-
-
 def test_the_guide_trains_the_backbone_beside_ctc_and_reading_never_runs_it(lmdb_path):
     batch = _batches(1, seed=4)[0]
     plain_state, plain = _state_and_step(lmdb_path)
-    state, guided = _guided_state_and_step(lmdb_path)
+    state, guided = _state_and_step(lmdb_path, guide_layers=1, guide_weight=0.5)
     assert set(state.params) == {*plain_state.params, "guide"}
     # The guide adds variables beside the network's, which start as they would without it.
     for k in plain_state.params:
@@ -282,12 +273,13 @@ def test_a_guided_run_saves_its_guide_and_readers_load_without_it(lmdb_path, tmp
     assert "guide" in saved["params"]                      # resuming needs it
     reader = load.load_for_inference(workdir=str(source))
     assert set(reader.params) == {"backbone", "blstm1", "blstm2"}
+    assert pretrained.training_leg(reader)["guide"] == {"layers": 1, "weight": 0.2}
     # Another guided leg from that reader: its guide starts fresh, the rest is the reader's.
-    config = tiny_config(lmdb_path, 1, guide_layers=1, init_from=str(source))
-    state = setup.train_state_of(config, create_model(
-        config.model, Charset.from_spec(config.charset).num_classes, guide_layers=1),
-        jax.random.key(5))
-    started = init_from.init_state_from(state, reader, Charset.from_spec(config.charset))
+    config = tiny_config(lmdb_path, 1, guide_layers=1)
+    charset = Charset.from_spec(config.charset)
+    state = setup.train_state_of(config, create_model(config.model, charset.num_classes,
+                                                      guide_layers=1), jax.random.key(5))
+    started = init_from.init_state_from(state, reader, charset)
     for a, b in zip(jax.tree.leaves(started.params["guide"]), jax.tree.leaves(state.params["guide"])):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(started.params["backbone"]),
