@@ -71,8 +71,8 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     need(0 <= config.get("sam_rho", 0.0) <= 1, "sam_rho", config.get("sam_rho"),
          "in [0, 1] (0: off)")
     layers = config.get("guide_layers", 0)
-    need(isinstance(layers, int) and not isinstance(layers, bool) and 0 <= layers <= 8, "guide_layers", layers,
-         "an integer in [0, 8] (0: no guide)")
+    need(isinstance(layers, int) and not isinstance(layers, bool) and 0 <= layers <= 8,
+         "guide_layers", layers, "an integer in [0, 8] (0: no guide)")
     if layers:
         need(0 < config.get("guide_weight", 0.0) <= 10, "guide_weight",
              config.get("guide_weight"), "in (0, 10] with config.guide_layers > 0")

@@ -280,7 +280,8 @@ def test_a_guided_run_saves_its_guide_and_readers_load_without_it(lmdb_path, tmp
     state = setup.train_state_of(config, create_model(config.model, charset.num_classes,
                                                       guide_layers=1), jax.random.key(5))
     started = init_from.init_state_from(state, reader, charset)
-    for a, b in zip(jax.tree.leaves(started.params["guide"]), jax.tree.leaves(state.params["guide"])):
+    for a, b in zip(jax.tree.leaves(started.params["guide"]),
+                    jax.tree.leaves(state.params["guide"])):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(jax.tree.leaves(started.params["backbone"]),
                     jax.tree.leaves(reader.params["backbone"])):
