@@ -28,6 +28,11 @@ Dtype = Any
 GUIDE = "guide"                     # the guide's variables: params['guide']
 
 
+def without_guide(params: dict) -> dict:
+    """``params`` less the guide's: what a reader keeps (the network that reading runs)."""
+    return {k: v for k, v in params.items() if k != GUIDE}
+
+
 def sinusoid(length: int, dim: int) -> jax.Array:
     """[length, dim] sinusoidal position codes (the Transformer's), float32."""
     position = jnp.arange(length, dtype=jnp.float32)[:, None]

@@ -14,7 +14,7 @@ from flax.training import train_state
 
 from grcnn_jax.config.check import OPTIMIZERS, SCHEDULES
 from grcnn_jax.models.grcnn import BACKBONE
-from grcnn_jax.models.guide import GUIDE
+from grcnn_jax.models.guide import without_guide
 from grcnn_jax.text.losses import ctc_loss, guide_loss, teacher_tokens
 
 
@@ -166,4 +166,4 @@ def eval_params(state: TrainState) -> Any:
     """The params evaluation, checkpoints' readers and export use: the moving average when
     the run keeps one, without the attention guide's (which reading never runs)."""
     params = state.params if state.ema_params is None else state.ema_params
-    return {k: v for k, v in params.items() if k != GUIDE}
+    return without_guide(params)

@@ -20,7 +20,7 @@ import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
 
-from grcnn_jax.models.guide import GUIDE
+from grcnn_jax.models.guide import without_guide
 from grcnn_jax.text.charset import Charset
 from grcnn_jax.workdir.guard import CheckpointError, first_line, set_aside, step_problem
 from grcnn_jax.workdir.writers import METRICS_FILE, read_metrics
@@ -291,8 +291,7 @@ def read_for_inference(path: str) -> InferenceCheckpoint:
     state = load_state_dir(path, keys=(weights, "batch_stats"))
     # A run trained with an attention guide (config.guide_layers) saves its variables too;
     # reading never runs it, so a reader is the network without them.
-    params = {k: v for k, v in state[weights].items() if k != GUIDE}
     return InferenceCheckpoint(
         path=path, workdir=os.path.dirname(os.path.dirname(path)), step=int(meta["step"]),
         config=ml_collections.ConfigDict(meta["config"]), charset=Charset(meta["charset"]),
-        params=params, batch_stats=state["batch_stats"])
+        params=without_guide(state[weights]), batch_stats=state["batch_stats"])
